@@ -1,0 +1,266 @@
+"""Turn jsonschema errors into Diagnostics a person can act on.
+
+jsonschema finds every violation; this module says each one plainly: the key path, what was
+expected, what was found, and a did-you-mean. For ``oneOf`` it picks the branch the author
+meant (by discriminator such as ``executor``, by type, then by key overlap) and explains
+only that branch, instead of "is not valid under any of the given schemas".
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from runspec.manifest.document import Document, KeyPath, format_path
+from runspec.manifest.errors import Diagnostic
+from runspec.manifest.suggest import did_you_mean, one_of
+
+_JSON_TYPES = {
+    "object": "a table", "array": "a list", "string": "a string", "integer": "an integer",
+    "number": "a number", "boolean": "true or false", "null": "null",
+}
+SECRET_SEGMENT = "secrets"
+
+
+def json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def describe(value: Any, secret: bool = False) -> str:
+    """``string "abc"``, ``integer 3``, ``a table`` — never a secret's value."""
+    kind = json_type(value)
+    if secret or kind in ("object", "array", "null"):
+        return _JSON_TYPES[kind] if not secret else f"{_JSON_TYPES[kind]} (value hidden)"
+    shown = json.dumps(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "…" + shown[-1]
+    return f"{kind} {shown}"
+
+
+@cache
+def validator_for(kind: str, ref: str | None = None):
+    """A cached Draft 2020-12 validator for a schema (``run``/``env``) or one of its ``$defs``."""
+    from jsonschema import Draft202012Validator
+
+    from runspec.manifest import schema as schemas
+
+    schema = schemas.load(kind)
+    if ref is not None:
+        schema = {"$defs": schema.get("$defs", {}), "$ref": f"#/$defs/{ref}"}
+    return Draft202012Validator(schema)
+
+
+class Explainer:
+    """Explains the errors of one instance (at ``base`` inside ``document``) against ``root``."""
+
+    def __init__(self, document: Document, root: dict[str, Any], base: KeyPath = ()):
+        self.document = document
+        self.root = root
+        self.base = base
+
+    def explain_all(self, errors) -> list[Diagnostic]:
+        out: list[Diagnostic] = []
+        for error in errors:
+            out.extend(self.explain(error))
+        return out
+
+    # -- helpers ---------------------------------------------------------------------------
+    def deref(self, schema: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            schema = self.root["$defs"][name]
+        return schema
+
+    def path_of(self, error) -> KeyPath:
+        return self.base + tuple(error.absolute_path)
+
+    def diag(self, path: KeyPath, message: str, hint: str | None = None, on_value: bool = True
+             ) -> Diagnostic:
+        position = (self.document.value_position(path) if on_value
+                    else self.document.key_position(path))
+        diagnostic = Diagnostic.at(position, format_path(path), message, hint, self.document)
+        if SECRET_SEGMENT in path and diagnostic.source is not None:
+            diagnostic = _redact(diagnostic)
+        return diagnostic
+
+    # -- one error -------------------------------------------------------------------------
+    def explain(self, error) -> list[Diagnostic]:
+        kind = error.validator
+        path = self.path_of(error)
+        instance = error.instance
+        schema = error.schema
+        secret = SECRET_SEGMENT in path
+        if kind == "additionalProperties":
+            properties = schema.get("properties", {})
+            out = []
+            for key in instance:
+                if key in properties:
+                    continue
+                hint = did_you_mean(key, properties) or (
+                    f"expected one of {one_of(sorted(properties))}" if properties else
+                    "this table takes no keys")
+                out.append(self.diag(path + (key,), "unknown key", hint, on_value=False))
+            return out
+        if kind == "required":
+            out = []
+            for key in error.validator_value:
+                if isinstance(instance, dict) and key not in instance:
+                    prop = self.deref(schema.get("properties", {}).get(key, {}))
+                    example = (prop.get("examples") or [None])[0]
+                    hint = f"for example {key} = {json.dumps(example)}" if example is not None else None
+                    out.append(self.diag(path + (key,), "required key is missing", hint,
+                                         on_value=False))
+            return out
+        if kind in ("oneOf", "anyOf"):
+            return self.explain_union(error, path)
+        if kind == "type":
+            expected = error.validator_value
+            names = [expected] if isinstance(expected, str) else list(expected)
+            wanted = " or ".join(_JSON_TYPES.get(n, n) for n in names)
+            hint = None
+            if secret and isinstance(instance, str):
+                return [self.diag(path, "a secret must be a reference, not a value",
+                                  f'write {{ from_env = "{path[-1]}" }} and export the value in '
+                                  "the launching environment")]
+            if "integer" in names and isinstance(instance, float) and instance.is_integer():
+                hint = f"write {int(instance)}"
+            elif isinstance(instance, str) and names[0] in ("integer", "number", "boolean"):
+                hint = "remove the quotes"
+            return [self.diag(path, f"expected {wanted}, got {describe(instance, secret)}", hint)]
+        if kind == "enum":
+            allowed = error.validator_value
+            hint = did_you_mean(instance, [str(a) for a in allowed]) if isinstance(instance, str) else None
+            return [self.diag(path, f"expected {one_of(allowed)}, got {describe(instance, secret)}", hint)]
+        if kind == "const":
+            expected = error.validator_value
+            return [self.diag(path, f"expected {json.dumps(expected)}, got {describe(instance, secret)}")]
+        if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+            symbol = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤",
+                      "exclusiveMaximum": "<"}[kind]
+            return [self.diag(path, f"must be {symbol} {error.validator_value}, got {instance}")]
+        if kind == "pattern":
+            examples = schema.get("examples") or []
+            hint = f"for example {one_of(examples)}" if examples else f"pattern {error.validator_value}"
+            return [self.diag(path, f"{describe(instance, secret)} is not in the expected form", hint)]
+        if kind in ("minItems", "maxItems"):
+            bound = error.validator_value
+            word = "at least" if kind == "minItems" else "at most"
+            return [self.diag(path, f"expected {word} {bound} item{'s' * (bound != 1)}, "
+                                    f"got {len(instance)}")]
+        if kind in ("minLength", "minProperties"):
+            return [self.diag(path, "must not be empty")]
+        return [self.diag(path, error.message if not secret else f"invalid value ({kind})")]
+
+    # -- unions ----------------------------------------------------------------------------
+    def explain_union(self, error, path: KeyPath) -> list[Diagnostic]:
+        branches = [self.deref(b) for b in error.validator_value]
+        instance = error.instance
+        chosen = self.choose_branch(branches, instance, path)
+        if isinstance(chosen, list):  # already explained (e.g. a bad discriminator)
+            return chosen
+        sub = [e for e in (error.context or []) if e.relative_schema_path[0] == chosen]
+        out = []
+        for child in sub:
+            out.extend(self.explain(child))
+        return self.hint_other_branches(out, branches, chosen, path) if out else [
+            self.diag(path, f"invalid value: {error.message}")]
+
+    def choose_branch(self, branches: list[dict], instance: Any, path: KeyPath) -> int | list:
+        # 1. a discriminator: a key that is ``const`` in several branches (e.g. executor).
+        if isinstance(instance, dict):
+            for key, consts in _discriminators(branches).items():
+                if key in instance:
+                    for index, const in consts.items():
+                        if instance[key] == const:
+                            return index
+                    allowed = list(consts.values())
+                    value = instance[key]
+                    hint = did_you_mean(value, allowed) if isinstance(value, str) else None
+                    return [self.diag(path + (key,), f"expected {one_of(allowed)}, "
+                                      f"got {describe(value)}", hint)]
+                without = [i for i, b in enumerate(branches) if key not in b.get("properties", {})]
+                if without:
+                    return without[0]
+        # 2. by type.
+        kind = json_type(instance)
+        typed = [i for i, b in enumerate(branches) if _accepts_type(b, kind)]
+        if not typed:
+            wanted = " or ".join(dict.fromkeys(_branch_summary(b) for b in branches))
+            return [self.diag(path, f"expected {wanted}, got {describe(instance)}")]
+        if len(typed) == 1 or not isinstance(instance, dict):
+            return typed[0]
+        # 3. the branch that knows most of the given keys.
+        def overlap(i: int) -> int:
+            return len(set(instance) & set(branches[i].get("properties", {})))
+        return max(typed, key=overlap)
+
+    def hint_other_branches(self, diagnostics: list[Diagnostic], branches: list[dict], chosen: int,
+                            path: KeyPath) -> list[Diagnostic]:
+        """An unknown key that another branch accepts: say which one (e.g. a slurm-only key)."""
+        discriminators = _discriminators(branches)
+        if not discriminators:
+            return diagnostics
+        key, consts = next(iter(discriminators.items()))
+        current = consts.get(chosen)
+        result = []
+        for d in diagnostics:
+            name = d.path.rsplit(".", 1)[-1].strip('"')
+            owners = [consts[i] for i, b in enumerate(branches)
+                      if i in consts and name in b.get("properties", {})]
+            if d.message == "unknown key" and d.path == format_path(path + (name,)) and owners:
+                hint = (f'"{name}" is a setting of {key} {one_of(owners)}, '
+                        + (f'not of {key} "{current}"' if current else f"set {key} to use it"))
+                d = Diagnostic(d.file, d.line, d.col, d.path, d.message, hint, d.severity,
+                               d.length, d.source)
+            result.append(d)
+        return result
+
+
+def _discriminators(branches: list[dict]) -> dict[str, dict[int, Any]]:
+    found: dict[str, dict[int, Any]] = {}
+    for index, branch in enumerate(branches):
+        for key, prop in branch.get("properties", {}).items():
+            if "const" in prop:
+                found.setdefault(key, {})[index] = prop["const"]
+    return {k: v for k, v in found.items() if len(v) >= 2}
+
+
+def _accepts_type(branch: dict, kind: str) -> bool:
+    declared = branch.get("type")
+    if declared is None:
+        return True
+    names = [declared] if isinstance(declared, str) else declared
+    return kind in names or (kind == "integer" and "number" in names)
+
+
+def _branch_summary(branch: dict) -> str:
+    declared = branch.get("type")
+    if declared == "object" and branch.get("required"):
+        return f"a table with {one_of(branch['required'])}"
+    return _JSON_TYPES.get(declared, "a value") if isinstance(declared, str) else "a value"
+
+
+def _redact(diagnostic: Diagnostic) -> Diagnostic:
+    """Hide what follows ``=`` or ``:`` on a secret's source line."""
+    source = diagnostic.source or ""
+    for separator in ("=", ":"):
+        head, sep, _ = source.partition(separator)
+        if sep:
+            source = f"{head}{sep} ***"
+            break
+    return Diagnostic(diagnostic.file, diagnostic.line, diagnostic.col, diagnostic.path,
+                      diagnostic.message, diagnostic.hint, diagnostic.severity,
+                      min(diagnostic.length, 3), source)

@@ -1,0 +1,258 @@
+"""The manifest v1 models: the single source of truth for ``schemas/run.schema.json``.
+
+Models describe structure only; rules that span several fields or need the file system
+(exactly one recipe kind, stage DAG, files that exist) live in ``manifest.checks`` so that
+``runspec validate`` can apply them to a loaded document without building these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from runspec.manifest.executors import Env, Strict
+from runspec.manifest.vocabulary import MEM_PATTERN, NAME_PATTERN, TIME_PATTERN
+
+Scalar = str | int | float | bool
+
+
+class Recipe(Strict):
+    """What to run: exactly one of ``script``, ``module``, ``target`` or ``command``."""
+
+    script: str | None = Field(
+        None, description="Python script to run, relative to the manifest.",
+        examples=["examples/tiny_gpt/train.py"],
+    )
+    module: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*$", description="Python module to run with `python -m`.",
+        examples=["mypkg.train"],
+    )
+    target: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$",
+        description="A recipe function, `package.module:function` (e.g. a Megatron-Bridge recipe).",
+        examples=["megatron.bridge.recipes.llama:llama32_1b_pretrain_config"],
+    )
+    command: list[str] | None = Field(
+        None, min_length=1, description="A command line, as a list of arguments (no shell).",
+        examples=[["python", "bench.py", "--size", "small"]],
+    )
+    launch: Literal["direct", "torchrun", "ray"] | None = Field(
+        None,
+        description="How the recipe is started (default: the script's PEP 723 run.launch, else direct).",
+    )
+    config: str | None = Field(
+        None, description="Recipe config (YAML) file, relative to the manifest.",
+        examples=["config/tiny.yaml"],
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Config overrides by dotted key; `+key` adds a key missing from the config.",
+        examples=[{"train.steps": 200, "optim.lr": 0.001}],
+    )
+    args: list[str] = Field(
+        default_factory=list, description="Extra command-line arguments passed to the recipe."
+    )
+    workdir: str | None = Field(None, description="Working directory of the job.")
+
+
+class Resources(Strict):
+    """Compute resources per run."""
+
+    nodes: int = Field(1, ge=1, description="Number of nodes.", examples=[1, 2])
+    procs_per_node: int = Field(
+        1, ge=1, description="Processes per node (torchrun --nproc_per_node, Slurm tasks).",
+        examples=[2, 8],
+    )
+    gpus_per_node: int = Field(0, ge=0, description="GPUs per node.", examples=[0, 8])
+    cpus_per_task: int | None = Field(None, ge=1, description="CPUs per process.")
+    mem: str | None = Field(
+        None, pattern=MEM_PATTERN, description='Memory per node, e.g. "16G".', examples=["16G"]
+    )
+    time: str | None = Field(
+        None, pattern=TIME_PATTERN, description='Wall-time limit, "[D-]HH:MM[:SS]" or minutes.',
+        examples=["00:20:00"],
+    )
+    extra: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Further backend resources by name (e.g. Ray custom resources).",
+    )
+
+
+class ArtifactInput(Strict):
+    """An input artifact, resolved to a concrete version at plan time and bound into the config."""
+
+    uri: str = Field(
+        description="art://NAME[:vN|:ALIAS][/subpath], a path, file://… or wandb://entity/project/name:alias.",
+        examples=["art://tiny-shakespeare:latest"],
+    )
+    bind: str | None = Field(
+        None, description="Dotted config key that receives the resolved path.",
+        examples=["data.path"],
+    )
+
+
+class ArtifactOutput(Strict):
+    """An output registered as a new artifact version when the run succeeds."""
+
+    path: str = Field(description="Produced path, usually under ${run.dir}.",
+                      examples=["${run.dir}/checkpoint"])
+    type: str = Field("artifact", description="Artifact type.", examples=["model", "dataset"])
+
+
+class ValuesSpec(Strict):
+    """An explicit list of values."""
+
+    values: list[Any] = Field(min_length=1, description="The values, in order.")
+
+
+class RangeSpec(Strict):
+    """An arithmetic range (end exclusive, like Python's range)."""
+
+    range: list[float] = Field(
+        min_length=2, max_length=3, description="[start, stop] or [start, stop, step].",
+        examples=[[1, 5], [0, 1, 0.25]],
+    )
+
+
+class DistributionSpec(Strict):
+    """A distribution to sample from (random mode)."""
+
+    distribution: Literal["uniform", "log_uniform", "int_uniform", "choice"] = Field(
+        description="Sampling distribution."
+    )
+    min: float | None = Field(None, description="Lower bound (uniform, log_uniform, int_uniform).")
+    max: float | None = Field(None, description="Upper bound (uniform, log_uniform, int_uniform).")
+    values: list[Any] | None = Field(None, min_length=1, description="Choices (choice).")
+
+
+ParameterSpec = list[Any] | ValuesSpec | RangeSpec | DistributionSpec
+
+
+class Sweep(Strict):
+    """Variants of the recipe: the sweep points."""
+
+    mode: Literal["grid", "zip", "random"] = Field("grid", description="How parameters combine.")
+    parameters: dict[str, ParameterSpec] = Field(
+        default_factory=dict,
+        description="Dotted config key → values: a list, {values}, {range} or {distribution, min, max}.",
+        examples=[{"optim.lr": [0.001, 0.0003], "model.n_layer": {"values": [2, 4]}}],
+    )
+    samples: int | None = Field(None, ge=1, description="Number of draws (random mode).")
+    seed: int | None = Field(None, description="Seed for random mode (default: from the name).")
+    include: list[dict[str, Any]] = Field(
+        default_factory=list, description="Extra points (or extensions of matching points)."
+    )
+    exclude: list[dict[str, Any]] = Field(
+        default_factory=list, description="Points to drop: every listed key must match."
+    )
+
+
+class Campaign(Strict):
+    """Statistical repetition of the sweep."""
+
+    cycles: int = Field(1, ge=1, description="Repetitions of every sweep point.")
+    order: Literal["grouped", "interleaved", "shuffled"] = Field(
+        "grouped", description="grouped: a point's cycles together; interleaved: cycle by cycle; "
+        "shuffled: seeded random order.",
+    )
+    seed: int | None = Field(None, description="Shuffle seed (default: derived from the name).")
+    warmup_runs: int = Field(0, ge=0, description="Runs per point marked warmup, excluded from results.")
+    config_gap: float = Field(0, ge=0, description="Seconds to wait between runs.")
+    cycle_gap: float = Field(0, ge=0, description="Seconds to wait between cycles.")
+    max_parallel: int | None = Field(None, ge=1, description="Runs at once (Slurm array %N).")
+    retries: int = Field(0, ge=0, description="Times a failed run is retried.")
+
+
+class Wandb(Strict):
+    """Weights & Biases logging."""
+
+    project: str = Field(description="W&B project.", examples=["tiny-gpt"])
+    entity: str | None = Field(None, description="W&B entity (team or user).")
+    mode: Literal["online", "offline", "disabled"] = Field("offline", description="W&B mode.")
+    tags: list[str] = Field(default_factory=list, description="Run tags.")
+    group: str | None = Field(None, description="Run group (default: the manifest name).")
+
+
+class Measure(Strict):
+    """What to measure for every run."""
+
+    energy: bool = Field(False, description="Measure energy with codecarbon (needs `country`).")
+    country: str | None = Field(
+        None, pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3 country code for codecarbon.",
+        examples=["USA", "FRA"],
+    )
+    power_interval: float = Field(1.0, gt=0, description="Seconds between power samples.")
+    metrics: list[str] = Field(
+        default_factory=list, description="Metric names the recipe reports.",
+        examples=[["tokens_per_s", "loss"]],
+    )
+    primary: str | None = Field(None, description="Metric that ranks the results.")
+    wandb: Wandb | None = Field(None, description="W&B logging; absent means off.")
+    require_clean: bool = Field(False, description="Refuse to apply from a dirty git tree.")
+
+
+class Outputs(Strict):
+    """Where runs and state go, and which artifacts the recipe produces."""
+
+    root: str = Field("runs", description="Root of run directories, relative to the manifest.")
+    state: str | None = Field(
+        None, description="State location: a path or fsspec URL (default .runspec/state/).",
+    )
+    artifacts: dict[str, ArtifactOutput] = Field(
+        default_factory=dict, description="Artifacts produced by a successful run."
+    )
+
+
+class StageOutputs(Strict):
+    """Artifacts a stage produces."""
+
+    artifacts: dict[str, ArtifactOutput] = Field(
+        default_factory=dict, description="Artifacts produced by a successful run."
+    )
+
+
+class Stage(Strict):
+    """One stage of a pipeline; unset sections fall back to the top-level ones."""
+
+    description: str | None = Field(None, description="What this stage does.")
+    needs: list[str] = Field(default_factory=list, description="Stages that must succeed first.")
+    recipe: Recipe = Field(description="What this stage runs.")
+    resources: Resources | None = None
+    env: Env | None = None
+    artifacts: dict[str, ArtifactInput] = Field(default_factory=dict, description="Input artifacts.")
+    outputs: StageOutputs | None = None
+    sweep: Sweep | None = None
+    campaign: Campaign | None = None
+    measure: Measure | None = None
+
+
+class Manifest(Strict):
+    """A runspec manifest (run.toml / run.yaml)."""
+
+    schema_: Literal["runspec/v1"] = Field(
+        alias="schema", description="Manifest format version.", examples=["runspec/v1"]
+    )
+    name: str = Field(
+        pattern=NAME_PATTERN, description="Identity of this manifest in state and run keys.",
+        examples=["tiny-gpt-lr"],
+    )
+    description: str | None = Field(None, description="What this manifest launches.")
+    extends: str | None = Field(
+        None, description="A base manifest, deep-merged under this one (path).",
+        examples=["../base.toml"],
+    )
+    recipe: Recipe | None = Field(None, description="What to run (single-stage form).")
+    resources: Resources = Field(default_factory=Resources)
+    env: Env | None = Field(None, description="Execution profile and inline overrides.")
+    artifacts: dict[str, ArtifactInput] = Field(default_factory=dict, description="Input artifacts.")
+    outputs: Outputs = Field(default_factory=Outputs)
+    sweep: Sweep | None = None
+    campaign: Campaign = Field(default_factory=Campaign)
+    measure: Measure = Field(default_factory=Measure)
+    stages: dict[str, Stage] = Field(
+        default_factory=dict,
+        description="Pipeline stages; the top-level recipe form is shorthand for one stage.",
+    )
+
+    model_config = Strict.model_config | {"populate_by_name": True}

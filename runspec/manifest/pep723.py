@@ -1,0 +1,163 @@
+"""PEP 723 inline script metadata: a recipe's ``[tool.runspec]`` defaults (Nemotron's v1).
+
+A script may start with::
+
+    # /// script
+    # [tool.runspec]
+    # name = "tiny/train"
+    # [tool.runspec.run]
+    # launch = "torchrun"
+    # ///
+
+Its values become defaults that the manifest overrides. Unlike Nemotron we check them:
+``launch = "python"`` is an error that lists what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runspec.manifest.document import Located, Position
+from runspec.manifest.errors import Diagnostic, ManifestError
+from runspec.manifest.suggest import did_you_mean, one_of
+from runspec.manifest.vocabulary import LAUNCHES
+
+_BLOCK = re.compile(r"^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$", re.M)
+
+CONFIG_FORMATS = ("omegaconf", "yaml", "json")
+
+# key path → (expected python types, allowed values or None, description)
+RUNSPEC_KEYS: dict[tuple[str, ...], tuple[tuple[type, ...], tuple[str, ...] | None]] = {
+    ("schema",): ((str, int), ("1",)),
+    ("docs",): ((str,), None),
+    ("name",): ((str,), None),
+    ("image",): ((str,), None),
+    ("setup",): ((str,), None),
+    ("run",): ((dict,), None),
+    ("run", "launch"): ((str,), LAUNCHES),
+    ("run", "cmd"): ((str,), None),
+    ("run", "workdir"): ((str,), None),
+    ("config",): ((dict,), None),
+    ("config", "dir"): ((str,), None),
+    ("config", "default"): ((str,), None),
+    ("config", "format"): ((str,), CONFIG_FORMATS),
+    ("resources",): ((dict,), None),
+    ("resources", "nodes"): ((int,), None),
+    ("resources", "gpus_per_node"): ((int,), None),
+    ("env",): ((dict,), None),
+}
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """The ``[tool.runspec]`` of a recipe script, as plain data (empty when absent)."""
+
+    path: Path
+    data: dict[str, Any]
+
+    def get(self, *keys: str, default: Any = None) -> Any:
+        node: Any = self.data
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+
+def read_script_spec(path: Path, display: str | None = None) -> ScriptSpec:
+    """Parse and check the script's ``[tool.runspec]``; raises ManifestError with positions."""
+    file = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ScriptSpec(path, {})
+    blocks = [m for m in _BLOCK.finditer(text) if m.group("type") == "script"]
+    if not blocks:
+        return ScriptSpec(path, {})
+    if len(blocks) > 1:
+        line = text[: blocks[1].start()].count("\n") + 1
+        raise ManifestError([Diagnostic(file, line, 1, "(script metadata)",
+                                        "more than one `# /// script` block (PEP 723 allows one)")])
+    block = blocks[0]
+    first_line = text[: block.start("content")].count("\n") + 1
+    toml_text = "".join(line[2:] if line.startswith("# ") else line[1:]
+                        for line in block.group("content").splitlines(keepends=True))
+    import tomlkit
+    from tomlkit.exceptions import ParseError
+
+    try:
+        data = tomlkit.parse(toml_text).unwrap()
+    except ParseError as error:
+        raise ManifestError([Diagnostic(file, first_line + error.line - 1, error.col + 3,
+                                        "(script metadata)", f"invalid TOML in PEP 723 block: {error}")]
+                            ) from None
+    from runspec.manifest.toml_positions import toml_positions
+
+    positions = toml_positions(toml_text, file)
+    spec = (data.get("tool") or {}).get("runspec") if isinstance(data.get("tool"), dict) else None
+    if spec is None:
+        return ScriptSpec(path, {})
+    lines = text.splitlines()
+    problems = list(_check(spec, positions, first_line, file, lines))
+    if problems:
+        raise ManifestError(problems)
+    return ScriptSpec(path, spec)
+
+
+def _shift(located: Located | None, first_line: int, prefer_value: bool) -> Position | None:
+    if located is None:
+        return None
+    pos = (located.value or located.key) if prefer_value else (located.key or located.value)
+    if pos is None:
+        return None
+    return Position(pos.file, pos.line + first_line - 1, pos.col + 2, pos.length)
+
+
+def _check(spec: Any, positions: dict, first_line: int, file: str, lines: list[str]):
+    prefix = ("tool", "runspec")
+
+    def where(path: tuple[str, ...], value: bool) -> Position:
+        probe = prefix + path
+        while probe:
+            found = _shift(positions.get(probe), first_line, value)
+            if found:
+                return found
+            probe = probe[:-1]
+        return Position(file, first_line, 1)
+
+    def diag(path: tuple[str, ...], message: str, hint: str | None, value: bool) -> Diagnostic:
+        pos = where(path, value)
+        source = lines[pos.line - 1] if 0 < pos.line <= len(lines) else None
+        return Diagnostic(pos.file, pos.line, pos.col, "tool.runspec." + ".".join(path), message,
+                          hint, length=pos.length, source=source)
+
+    def walk(node: dict, path: tuple[str, ...]):
+        for key, value in node.items():
+            child = path + (key,)
+            if child not in RUNSPEC_KEYS:
+                known = [k[-1] for k in RUNSPEC_KEYS if k[:-1] == path]
+                if path == ("env",):
+                    if not isinstance(value, str):
+                        yield diag(child, f"expected a string, got {type(value).__name__}", None, True)
+                    continue
+                yield diag(child, "unknown key", did_you_mean(key, known)
+                           or f"expected one of {one_of(known)}", False)
+                continue
+            types, allowed = RUNSPEC_KEYS[child]
+            if not isinstance(value, types) or isinstance(value, bool):
+                expected = " or ".join({dict: "a table", str: "a string", int: "an integer"}[t]
+                                       for t in types)
+                yield diag(child, f"expected {expected}, got {type(value).__name__}", None, True)
+            elif allowed is not None and str(value) not in allowed:
+                yield diag(child, f"expected one of {one_of(allowed)}, got {value!r}",
+                           did_you_mean(str(value), allowed), True)
+            elif isinstance(value, dict):
+                yield from walk(value, child)
+
+    if not isinstance(spec, dict):
+        yield diag((), "expected a table", None, False)
+        return
+    yield from walk(spec, ())

@@ -1,0 +1,118 @@
+"""env.toml: find it, read its profiles, and resolve ``extends`` chains.
+
+Compatible with Nemotron's format: every top-level table is a profile except the reserved
+``wandb``, ``artifacts``, ``cache`` and ``cli``; ``extends = "parent"`` inherits (the child
+wins, key by key); cycles are errors. Works on plain data with positions so that
+``runspec validate`` stays fast; the pydantic models in ``executors`` give the schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runspec.manifest.document import Document, KeyPath, Located
+from runspec.manifest.errors import Diagnostic, ManifestError
+from runspec.manifest.load import deep_merge, load_document
+from runspec.manifest.suggest import did_you_mean, one_of
+from runspec.manifest.vocabulary import RESERVED_TABLES
+
+ENV_FILE_NAME = "env.toml"
+BUILTIN_PROFILES: dict[str, dict[str, Any]] = {"local": {"executor": "local"}}
+"""Profiles that exist without an env.toml: the embedded local default."""
+
+
+def find_env_file(start: Path) -> Path | None:
+    """The nearest env.toml at or above ``start``, stopping at a project root (.git, pyproject)."""
+    directory = start.resolve()
+    for candidate in (directory, *directory.parents):
+        path = candidate / ENV_FILE_NAME
+        if path.is_file():
+            return path
+        if (candidate / ".git").exists() or (candidate / "pyproject.toml").is_file():
+            return None
+    return None
+
+
+@dataclass
+class EnvFileDocument:
+    """A loaded env.toml."""
+
+    document: Document
+
+    @property
+    def profiles(self) -> dict[str, Any]:
+        return {k: v for k, v in self.document.data.items() if k not in RESERVED_TABLES}
+
+    def names(self) -> list[str]:
+        return sorted(set(self.profiles) | set(BUILTIN_PROFILES))
+
+
+def load_env_file(path: Path, display: str | None = None) -> EnvFileDocument:
+    document = load_document(path, display)
+    return EnvFileDocument(document)
+
+
+@dataclass
+class ResolvedProfile:
+    """A profile with its ``extends`` chain merged; positions point at the defining lines."""
+
+    name: str
+    data: dict[str, Any]
+    positions: dict[KeyPath, Located]
+    chain: list[str]
+
+
+def resolve_profile(env: EnvFileDocument | None, name: str, where: Diagnostic | None = None
+                    ) -> ResolvedProfile:
+    """Merge ``name`` over its ancestors. Raises ManifestError for unknown names or cycles."""
+    profiles = env.profiles if env else {}
+    chain: list[str] = []
+    current: str | None = name
+    layers: list[tuple[dict[str, Any], dict[KeyPath, Located]]] = []
+    while current is not None:
+        if current in chain:
+            cycle = " → ".join([*chain, current])
+            position = env.document.value_position((chain[-1], "extends"))
+            raise ManifestError([Diagnostic.at(position, f"{chain[-1]}.extends",
+                                               f"profile extends cycle: {cycle}",
+                                               document=env.document)])
+        table = profiles.get(current)
+        if table is None and current in BUILTIN_PROFILES:
+            table = BUILTIN_PROFILES[current]
+        if not isinstance(table, dict):
+            raise ManifestError([_unknown_profile(env, current, chain, where)])
+        chain.append(current)
+        prefix = (current,)
+        positions = {}
+        if env is not None:
+            positions = {p[1:]: loc for p, loc in env.document.positions.items()
+                         if p[:1] == prefix and len(p) > 1}
+        layers.append((table, positions))
+        parent = table.get("extends")
+        current = parent if isinstance(parent, str) else None
+    data: dict[str, Any] = {}
+    merged_positions: dict[KeyPath, Located] = {}
+    for table, positions in reversed(layers):
+        data = deep_merge(data, table)
+        merged_positions.update(positions)
+    data.pop("extends", None)
+    return ResolvedProfile(name, data, merged_positions, chain)
+
+
+def _unknown_profile(env: EnvFileDocument | None, name: str, chain: list[str],
+                     where: Diagnostic | None) -> Diagnostic:
+    available = env.names() if env else sorted(BUILTIN_PROFILES)
+    hint = did_you_mean(name, available) or f"available profiles: {one_of(available)}"
+    if chain and env is not None:
+        position = env.document.value_position((chain[-1], "extends"))
+        return Diagnostic.at(position, f"{chain[-1]}.extends",
+                             f'profile "{chain[-1]}" extends unknown profile "{name}"', hint,
+                             env.document)
+    if where is not None:
+        return Diagnostic(where.file, where.line, where.col, where.path,
+                          f'unknown profile "{name}"' + (
+                              f" in {env.document.display}" if env else " (no env.toml found)"),
+                          hint, length=where.length, source=where.source)
+    return Diagnostic("(profile)", 1, 1, "env.profile", f'unknown profile "{name}"', hint)
