@@ -1,8 +1,8 @@
-"""Execution settings per executor, shared by env.toml profiles and a manifest's ``[env]``.
+"""Execution settings per executor, shared by env.toml profiles and a manifest's `[env]`.
 
-Each executor accepts only its own keys. A table that names no ``executor`` inherits it
-(from its profile, or from the profile it ``extends``) and may carry any executor's keys;
-it is checked again, strictly, once the executor is known (see ``profiles.resolve_env``).
+Each executor accepts only its own keys. A table that names no `executor` inherits it
+(from its profile, or from the profile it `extends`) and may carry any executor's keys;
+it is checked again, strictly, once the executor is known (see `profiles.resolve_env`).
 Field names follow Nemotron's env.toml so existing files load unchanged.
 """
 
@@ -29,7 +29,7 @@ class Strict(BaseModel):
 
 
 class ResourceFields(Strict):
-    """Resource keys a profile may set (Nemotron names); the manifest's ``[resources]`` wins."""
+    """Resource keys a profile may set (Nemotron names); the manifest's `[resources]` wins."""
 
     nodes: int | None = Field(None, ge=1, description="Number of nodes.", examples=[1, 4])
     gpus_per_node: int | None = Field(None, ge=0, description="GPUs per node.", examples=[0, 8])
@@ -164,7 +164,7 @@ class NemoRunProfile(ProfileBase, NemoRunFields):
 
 
 class InheritingProfile(ProfileBase, LocalFields, SlurmFields, RayFields, NemoRunFields):
-    """A profile without ``executor``: it inherits it through ``extends`` (default: local)."""
+    """A profile without `executor`: it inherits it through `extends` (default: local)."""
 
 
 def _executor_tag(value: Any) -> str:
@@ -242,7 +242,7 @@ class NemoRunEnv(EnvBase, NemoRunFields):
 
 
 class InheritingEnv(EnvBase, LocalFields, SlurmFields, RayFields, NemoRunFields):
-    """No ``executor`` here: it comes from the profile (default: local)."""
+    """No `executor` here: it comes from the profile (default: local)."""
 
 
 Env = Annotated[
@@ -262,27 +262,27 @@ ENV_MODELS: dict[str, type[Strict]] = {
 # --- env.toml as a whole ---------------------------------------------------------------------
 
 class WandbDefaults(Strict):
-    """``[wandb]`` in env.toml: defaults for W&B logging."""
+    """`[wandb]` in env.toml: defaults for W&B logging."""
 
     project: str | None = Field(None, description="Default W&B project.")
     entity: str | None = Field(None, description="Default W&B entity.")
 
 
 class ArtifactsSettings(Strict):
-    """``[artifacts]`` in env.toml: where the artifact registry lives."""
+    """`[artifacts]` in env.toml: where the artifact registry lives."""
 
     backend: Literal["file", "wandb"] | None = Field(None, description="Registry backend.")
     root: str | None = Field(None, description="Registry root (path or fsspec URL).")
 
 
 class CacheSettings(Strict):
-    """``[cache]`` in env.toml."""
+    """`[cache]` in env.toml."""
 
     git_dir: str | None = Field(None, description="Cache directory for git checkouts.")
 
 
 class CliSettings(Strict):
-    """``[cli]`` in env.toml."""
+    """`[cli]` in env.toml."""
 
     theme: str | None = Field(None, description="Rich theme name.")
 
@@ -290,9 +290,9 @@ class CliSettings(Strict):
 class EnvFile(Strict):
     """env.toml: every top-level table that is not reserved is an execution profile."""
 
-    wandb: WandbDefaults | None = None
-    artifacts: ArtifactsSettings | None = None
-    cache: CacheSettings | None = None
-    cli: CliSettings | None = None
+    wandb: WandbDefaults | None = Field(None, description="Defaults for W&B logging.")
+    artifacts: ArtifactsSettings | None = Field(None, description="Artifact registry location.")
+    cache: CacheSettings | None = Field(None, description="Cache directories.")
+    cli: CliSettings | None = Field(None, description="CLI appearance.")
     __pydantic_extra__: dict[str, Profile] = Field(init=False)
     model_config = Strict.model_config | {"extra": "allow"}

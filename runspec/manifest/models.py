@@ -1,8 +1,8 @@
-"""The manifest v1 models: the single source of truth for ``schemas/run.schema.json``.
+"""The manifest v1 models: the single source of truth for `schemas/run.schema.json`.
 
 Models describe structure only; rules that span several fields or need the file system
-(exactly one recipe kind, stage DAG, files that exist) live in ``manifest.checks`` so that
-``runspec validate`` can apply them to a loaded document without building these models.
+(exactly one recipe kind, stage DAG, files that exist) live in `manifest.checks` so that
+`runspec validate` can apply them to a loaded document without building these models.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ Scalar = str | int | float | bool
 
 
 class Recipe(Strict):
-    """What to run: exactly one of ``script``, ``module``, ``target`` or ``command``."""
+    """What to run: exactly one of `script`, `module`, `target` or `command`."""
 
     script: str | None = Field(
         None, description="Python script to run, relative to the manifest.",
@@ -218,13 +218,13 @@ class Stage(Strict):
     description: str | None = Field(None, description="What this stage does.")
     needs: list[str] = Field(default_factory=list, description="Stages that must succeed first.")
     recipe: Recipe = Field(description="What this stage runs.")
-    resources: Resources | None = None
-    env: Env | None = None
+    resources: Resources | None = Field(None, description="Compute per run of this stage.")
+    env: Env | None = Field(None, description="Execution settings of this stage.")
     artifacts: dict[str, ArtifactInput] = Field(default_factory=dict, description="Input artifacts.")
-    outputs: StageOutputs | None = None
-    sweep: Sweep | None = None
-    campaign: Campaign | None = None
-    measure: Measure | None = None
+    outputs: StageOutputs | None = Field(None, description="Artifacts this stage produces.")
+    sweep: Sweep | None = Field(None, description="Variants of this stage.")
+    campaign: Campaign | None = Field(None, description="Repetition of this stage's runs.")
+    measure: Measure | None = Field(None, description="What to measure in this stage.")
 
 
 class Manifest(Strict):
@@ -243,13 +243,16 @@ class Manifest(Strict):
         examples=["../base.toml"],
     )
     recipe: Recipe | None = Field(None, description="What to run (single-stage form).")
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = Field(default_factory=Resources, description="Compute per run.")
     env: Env | None = Field(None, description="Execution profile and inline overrides.")
     artifacts: dict[str, ArtifactInput] = Field(default_factory=dict, description="Input artifacts.")
-    outputs: Outputs = Field(default_factory=Outputs)
-    sweep: Sweep | None = None
-    campaign: Campaign = Field(default_factory=Campaign)
-    measure: Measure = Field(default_factory=Measure)
+    outputs: Outputs = Field(default_factory=Outputs,
+                             description="Run directories, state location, output artifacts.")
+    sweep: Sweep | None = Field(None, description="Variants: the sweep points.")
+    campaign: Campaign = Field(default_factory=Campaign,
+                               description="Cycles, order and pacing of the runs.")
+    measure: Measure = Field(default_factory=Measure,
+                             description="Energy, timing, metrics and W&B settings.")
     stages: dict[str, Stage] = Field(
         default_factory=dict,
         description="Pipeline stages; the top-level recipe form is shorthand for one stage.",

@@ -1,0 +1,47 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up
+# on a fresh machine (Python 3.11 + pip); nothing needs installing by hand.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: setup demo test lint bench generate clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## demo: validate the examples, show what a typo looks like, run the quickstart recipe
+demo: setup
+	$(BIN)/runspec validate examples/ specs/
+	@echo "== examples/ and specs/ are valid. Now a copy with typos:"
+	@tmp=$$(mktemp -d) && cp -r examples/quickstart/. $$tmp/ && \
+	  sed -i -e 's/procs_per_node/procs_per_nod/' -e 's/"interleaved"/"interleave"/' $$tmp/run.toml && \
+	  (cd $$tmp && $(CURDIR)/$(BIN)/runspec validate run.toml; echo "(exit code $$?)"); rm -rf $$tmp
+	@echo "== The quickstart recipe itself:"
+	cd examples/quickstart && ../../$(BIN)/python train.py --config config/tiny.yaml
+
+## test: lint, check generated files, run the whole suite
+test: setup
+	$(BIN)/ruff check runspec tests bench
+	$(BIN)/runspec schema --check
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check runspec tests bench
+
+bench: setup
+	$(BIN)/python bench/validate_startup.py
+
+## generate: regenerate schemas/ and docs/ references from the models and commands
+generate: setup
+	$(BIN)/runspec schema
+	$(BIN)/python -m runspec.docs
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

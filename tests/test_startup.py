@@ -1,0 +1,33 @@
+"""Importing the CLI must not load heavy libraries: they are imported only where used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "ray", "wandb", "codecarbon", "nemo_run", "matplotlib")
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return set(out.split())
+
+
+def test_importing_the_cli_loads_no_heavy_library():
+    loaded = _modules_after("import runspec.cli")
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+
+
+def test_validate_does_not_build_pydantic_models(tmp_path):
+    """validate reads the checked-in schemas; the models are for schema generation and plans."""
+    code = (
+        "import sys\n"
+        "from runspec.manifest.validate import validate_paths\n"
+        "validate_paths(['tests/fixtures/valid'])\n"
+    )
+    loaded = _modules_after(code)
+    assert "runspec.manifest.models" not in loaded
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY}
