@@ -59,8 +59,9 @@ def test_json_format_is_a_list_of_records(tmp_path):
     assert result.exit_code == 1
     records = json.loads(result.stdout)
     assert {"file": "run.toml", "line": 3, "col": 1, "path": "recipie", "message": "unknown key",
-            "hint": 'did you mean "recipe"?'} in records
-    assert all(set(r) == {"file", "line", "col", "path", "message", "hint"} for r in records)
+            "hint": 'did you mean "recipe"?', "severity": "error"} in records
+    assert all(set(r) == {"file", "line", "col", "path", "message", "hint", "severity"}
+               for r in records)
 
 
 def test_validate_requires_a_path():

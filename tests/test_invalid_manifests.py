@@ -19,19 +19,10 @@ import pytest
 from conftest import FIXTURES, invoke
 from syrupy.extensions.json import JSONSnapshotExtension
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
-from tomlkit.exceptions import TOMLKitError
 
 INVALID = FIXTURES / "invalid"
 CASE = re.compile(r"^\d{2}-[a-z0-9-]+\.(toml|yaml)$")
 CASES = sorted(p.name for p in INVALID.iterdir() if p.is_file() and CASE.match(p.name))
-
-KNOWN_CRASHES = {
-    # tomlkit raises KeyAlreadyPresent (not a ParseError) for a key repeated inside a
-    # table; parse_toml lets it escape as a traceback. Once fixed this case fails (no
-    # snapshot yet): remove the entry and run --snapshot-update.
-    "41-duplicate-key.toml": "duplicate key inside a TOML table escapes as KeyAlreadyPresent",
-}
-
 
 class TextSnapshotExtension(SingleFileSnapshotExtension):
     """One plain .txt file per case: the exact stderr, readable and diffable as is."""
@@ -50,22 +41,13 @@ def json_snapshot(snapshot):
     return snapshot.use_extension(JSONSnapshotExtension)
 
 
-def _case(name: str):
-    if name in KNOWN_CRASHES:
-        return pytest.param(
-            name,
-            marks=pytest.mark.xfail(reason=KNOWN_CRASHES[name], raises=TOMLKitError, strict=True),
-        )
-    return name
-
-
 def test_there_are_enough_cases():
     assert len(CASES) >= 36
     assert sum(name.endswith(".yaml") for name in CASES) >= 12
     assert sum(name.endswith(".toml") for name in CASES) >= 12
 
 
-@pytest.mark.parametrize("name", [_case(name) for name in CASES])
+@pytest.mark.parametrize("name", CASES)
 def test_invalid_manifest(name: str, text_snapshot):
     result = invoke("validate", name, cwd=INVALID)
     assert result.stderr == text_snapshot
@@ -82,23 +64,20 @@ def test_invalid_manifest_json(name: str, json_snapshot):
     records = json.loads(result.stdout)
     assert records == json_snapshot
     assert result.exit_code == 1
-    assert all(set(r) == {"file", "line", "col", "path", "message", "hint"} for r in records)
+    assert all(set(r) == {"file", "line", "col", "path", "message", "hint", "severity"}
+               for r in records)
 
 
-VARS_LEAK = pytest.mark.xfail(
-    reason="the [env.vars] secret warning prints its source line, value included", strict=True
-)
 SECRETS = [
     ("21-secret-as-value.toml", "sk-TOMLSECRET0123456789", "text"),
     ("21-secret-as-value.toml", "sk-TOMLSECRET0123456789", "json"),
     ("22-secret-as-value.yaml", "sk-YAMLSECRET0123456789", "text"),
     ("22-secret-as-value.yaml", "sk-YAMLSECRET0123456789", "json"),
-    # A secret-looking name under [env.vars] is flagged with a warning; JSON carries no
-    # source lines, but the text output shows the line unredacted. Drop the xfail once fixed.
+    # A secret-looking name under [env.vars] is flagged with a warning whose line is redacted.
     ("21-secret-as-value.toml", "hf_VARSECRET0123456789", "json"),
     ("22-secret-as-value.yaml", "ghp_YAMLVARSECRET0123456789", "json"),
-    pytest.param("21-secret-as-value.toml", "hf_VARSECRET0123456789", "text", marks=VARS_LEAK),
-    pytest.param("22-secret-as-value.yaml", "ghp_YAMLVARSECRET0123456789", "text", marks=VARS_LEAK),
+    ("21-secret-as-value.toml", "hf_VARSECRET0123456789", "text"),
+    ("22-secret-as-value.yaml", "ghp_YAMLVARSECRET0123456789", "text"),
 ]
 
 

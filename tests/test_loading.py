@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from conftest import invoke
 
@@ -65,7 +63,7 @@ def test_duplicate_keys_are_errors(tmp_path, suffix, text):
     with pytest.raises(ManifestError) as caught:
         load_document(path)
     (diagnostic,) = caught.value.diagnostics
-    assert diagnostic.message == 'duplicate key "a"'
+    assert diagnostic.message == 'duplicate key "a" (first set on line 1)'
     assert diagnostic.line == 3
 
 
@@ -82,7 +80,7 @@ def _validate(tmp_path, name: str, content: bytes | None):
     ("comments.yaml", b"# only a comment\n", "comments.yaml:1:1: error: (file): file is empty"),
     ("binary.toml", b"\x00\x01\x02schema", "binary.toml:1:1: error: (file): binary file"),
     ("latin1.toml", b'name = "caf\xe9"\n', "latin1.toml:1:1: error: (file): not valid UTF-8"),
-    ("list.yaml", b"- a\n- b\n", "expected a table of settings at the top level, got list"),
+    ("list.yaml", b"- a\n- b\n", "expected a table of settings at the top level, got a list"),
     ("notes.txt", b"hello", 'unsupported file type ".txt"'),
 ])
 def test_bad_files_give_one_clear_error(tmp_path, name, content, expected):

@@ -50,8 +50,9 @@ def test_invalid_launch_is_an_error_with_position(tmp_path):
     with pytest.raises(ManifestError) as caught:
         read_script_spec(script, display="rl.py")
     (d,) = caught.value.diagnostics
-    assert d.headline == ('rl.py:11:12: error: tool.runspec.run.launch: expected one of '
-                          '"direct", "torchrun" or "ray", got \'python\'')
+    assert d.headline == ('rl.py:11:12: error: tool.runspec.run.launch: expected "direct", '
+                          '"torchrun" or "ray", got string "python" — did you mean "direct"? '
+                          '("direct" runs the script with python)')
     assert d.source == '# launch = "python"'
 
 

@@ -114,7 +114,7 @@ def test_manifest_inline_keys_checked_against_profile_executor(tmp_path):
     result = invoke("validate", "run.toml", cwd=tmp_path)
     assert result.exit_code == 1
     assert ('run.toml:7:1: error: env.partition: unknown key — "partition" is a setting of '
-            'executor "slurm", and the executor is "local"') in result.stderr
+            'executor "slurm", but profile "box" uses executor "local"') in result.stderr
 
 
 def test_inline_executor_must_agree_with_profile(tmp_path):

@@ -14,7 +14,14 @@ from typing import Any
 
 from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic
-from runspec.manifest.suggest import did_you_mean, one_of
+from runspec.manifest.suggest import (
+    all_of,
+    assignment,
+    did_you_mean,
+    did_you_mean_file,
+    one_of,
+    table,
+)
 from runspec.manifest.vocabulary import RECIPE_KINDS
 
 SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.I)
@@ -27,13 +34,19 @@ class Checker:
     def __init__(self, document: Document):
         self.document = document
         self.found: list[Diagnostic] = []
+        self.fmt = document.notation
+
+    def kv(self, key: str, value: Any) -> str:
+        return assignment(self.fmt, key, value)
 
     def error(self, path: KeyPath, message: str, hint: str | None = None, on_key: bool = False,
               severity: str = "error") -> None:
         position = (self.document.key_position(path) if on_key
                     else self.document.value_position(path))
-        self.found.append(Diagnostic.at(position, format_path(path), message, hint,
-                                        self.document, severity))
+        found = Diagnostic.at(position, format_path(path), message, hint, self.document, severity)
+        if len(path) > 1 and path[-2] == "vars" and SECRET_NAME.search(str(path[-1])):
+            found = found.redacted()
+        self.found.append(found)
 
     def base_dir(self, path: KeyPath) -> Path:
         """Directory that relative paths at ``path`` are relative to: the declaring file's."""
@@ -46,9 +59,10 @@ class Checker:
         if isinstance(stages, dict) and stages:
             for key in ("recipe", "artifacts", "sweep"):
                 if key in data:
-                    self.error((key,), f"top-level [{key}] cannot be combined with [stages]",
-                               f"move it into the stage that uses it, e.g. [stages.NAME.{key}]",
-                               on_key=True)
+                    self.error((key,), f"top-level {table(self.fmt, key)} cannot be combined with "
+                               f"{table(self.fmt, 'stages')}",
+                               "move it into the stage that uses it, e.g. "
+                               + table(self.fmt, f"stages.NAME.{key}"), on_key=True)
             for name, stage in stages.items():
                 if not STAGE_NAME.match(name):
                     self.error(("stages", name), f'invalid stage name "{name}"',
@@ -58,8 +72,9 @@ class Checker:
             self.check_needs(stages)
         elif "recipe" not in data:
             self.error(("recipe",), "required key is missing",
-                       "a manifest needs a [recipe] table (or [stages.NAME.recipe] tables)",
-                       on_key=True)
+                       f"a manifest needs a {table(self.fmt, 'recipe')} table (or "
+                       f"{table(self.fmt, 'stages.NAME.recipe')} tables)", on_key=True)
+            self.found[-1] = self.found[-1].without_source()
         else:
             self.check_unit(data, ())
         self.check_env(data.get("env"), ("env",))
@@ -82,7 +97,7 @@ class Checker:
         kinds = [k for k in RECIPE_KINDS if k in recipe]
         if not kinds:
             self.error(at, f"the recipe needs one of {one_of(RECIPE_KINDS)}",
-                       'for example script = "train.py"', on_key=True)
+                       f"for example {self.kv('script', 'train.py')}", on_key=True)
         elif len(kinds) > 1:
             self.error(at + (kinds[1],), f"the recipe has both {kinds[0]} and {kinds[1]}",
                        f"keep exactly one of {one_of(RECIPE_KINDS)}", on_key=True)
@@ -97,10 +112,13 @@ class Checker:
         if target.is_file():
             return
         what = "is a directory, expected a file" if target.is_dir() else "file not found"
-        siblings = [p.name for p in target.parent.iterdir()] if target.parent.is_dir() else []
-        hint = did_you_mean(target.name, siblings)
+        hint = did_you_mean_file(value, base)
+        if hint is None and target.parent.is_dir():
+            names = sorted(p.name for p in target.parent.iterdir() if not p.name.startswith("."))
+            folder = value.rsplit("/", 1)[0] + "/" if "/" in value else "this folder"
+            hint = f"{folder} has {all_of(names)}" if names else f"{folder} is empty"
         shown = target if base != Path(".") else Path(value)
-        self.error(path, f'{what}: "{shown}"', hint or f"paths are relative to {base or '.'}/")
+        self.error(path, f'{what}: "{shown}"', hint or f"paths are relative to {base}/")
 
     # -- sweep -----------------------------------------------------------------------------
     def check_sweep(self, sweep: dict[str, Any], at: KeyPath) -> None:
@@ -112,10 +130,13 @@ class Checker:
                        "add parameters or remove [sweep]", on_key=True)
         mode = sweep.get("mode", "grid")
         if mode == "random" and "samples" not in sweep:
-            self.error(at, 'mode = "random" needs samples', "for example samples = 20", on_key=True)
+            self.error(at, f"{self.kv('mode', 'random')} needs samples",
+                       f"for example {self.kv('samples', 20)}", on_key=True)
         if mode != "random" and "samples" in sweep:
-            self.error(at + ("samples",), f'samples only applies to mode = "random", not "{mode}"',
-                       on_key=True)
+            default = "" if "mode" in sweep else ", the default"
+            self.error(at + ("samples",), f"samples only applies to {self.kv('mode', 'random')}; "
+                       f'this sweep\'s mode is "{mode}"{default}',
+                       f"set {self.kv('mode', 'random')} or remove samples", on_key=True)
         lengths: dict[str, int] = {}
         for name, spec in parameters.items():
             where = at + ("parameters", name)
@@ -154,20 +175,21 @@ class Checker:
                         self.error(at + (listing, index, key),
                                    f'"{key}" is not a sweep parameter',
                                    did_you_mean(key, parameters)
-                                   or f"parameters are {one_of(list(parameters))}", on_key=True)
+                                   or f"the parameters are {all_of(parameters)}", on_key=True)
 
     def check_distribution(self, spec: dict[str, Any], at: KeyPath, mode: str) -> None:
         kind = spec.get("distribution")
         if mode != "random":
-            self.error(at + ("distribution",), f'a distribution needs mode = "random", not "{mode}"',
-                       "use a list or {values} for grid and zip sweeps", on_key=True)
+            self.error(at + ("distribution",), f"a distribution needs {self.kv('mode', 'random')}; "
+                       f'this sweep\'s mode is "{mode}"',
+                       "use a list or values for grid and zip sweeps", on_key=True)
         if kind == "choice":
             if "values" not in spec:
                 self.error(at, 'distribution "choice" needs values', on_key=True)
             return
-        for bound in ("min", "max"):
-            if bound not in spec:
-                self.error(at, f'distribution "{kind}" needs {bound}', on_key=True)
+        missing = [bound for bound in ("min", "max") if bound not in spec]
+        if missing:
+            self.error(at, f'distribution "{kind}" needs {" and ".join(missing)}', on_key=True)
         low, high = spec.get("min"), spec.get("max")
         if isinstance(low, int | float) and isinstance(high, int | float):
             if low >= high:
@@ -190,7 +212,7 @@ class Checker:
                     self.error(("stages", name, "needs", index), f'stage "{name}" needs itself')
                 elif other not in stages:
                     self.error(("stages", name, "needs", index), f'unknown stage "{other}"',
-                               did_you_mean(other, stages) or f"stages are {one_of(list(stages))}")
+                               did_you_mean(other, stages) or f"the stages are {all_of(stages)}")
                 else:
                     graph[name].append(other)
         cycle = find_cycle(graph)
@@ -207,20 +229,22 @@ class Checker:
             for name, value in variables.items():
                 if SECRET_NAME.search(name) and isinstance(value, str) and value:
                     self.error(at + ("vars", name), f'"{name}" looks like a secret written as a value',
-                               f'move it to [env.secrets]: {name} = {{ from_env = "{name}" }}',
-                               on_key=True, severity="warning")
+                               f"move it to {table(self.fmt, 'env.secrets')}: "
+                               + self.kv(name, {"from_env": name}), on_key=True,
+                               severity="warning")
 
     def check_measure(self, measure: Any, at: KeyPath) -> None:
         if not isinstance(measure, dict):
             return
         if measure.get("energy") is True and "country" not in measure:
-            self.error(at + ("energy",), "energy = true needs country",
-                       'codecarbon must not guess by IP: set country = "USA" (ISO 3166 alpha-3)')
+            self.error(at + ("energy",), f"{self.kv('energy', True)} needs country",
+                       f"codecarbon must not guess by IP: set {self.kv('country', 'USA')} "
+                       "(ISO 3166-1 alpha-3)")
         metrics = measure.get("metrics")
         primary = measure.get("primary")
         if isinstance(primary, str) and isinstance(metrics, list) and metrics and primary not in metrics:
             self.error(at + ("primary",), f'primary metric "{primary}" is not in metrics',
-                       did_you_mean(primary, metrics) or f"metrics are {one_of(metrics)}")
+                       did_you_mean(primary, metrics) or f"the metrics are {all_of(metrics)}")
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:

@@ -41,6 +41,11 @@ class Document:
     positions: dict[KeyPath, Located] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)
 
+    @property
+    def notation(self) -> str:
+        """``toml`` or ``yaml``: hints are written in the file's own syntax."""
+        return "yaml" if self.path.suffix in (".yaml", ".yml") else "toml"
+
     def key_position(self, path: KeyPath) -> Position:
         """Position of the key at ``path``, else of its nearest ancestor, else the file start."""
         return self._nearest(path, prefer_value=False)

@@ -6,7 +6,7 @@ for people and to JSON for tools. Nothing here raises on bad input.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,7 +62,23 @@ class Diagnostic:
 
     def to_json(self) -> dict[str, object]:
         record = asdict(self)
-        return {key: record[key] for key in ("file", "line", "col", "path", "message", "hint")}
+        keys = ("file", "line", "col", "path", "message", "hint", "severity")
+        return {key: record[key] for key in keys}
+
+    def redacted(self) -> Diagnostic:
+        """The same diagnostic with the value on its source line hidden (for secrets)."""
+        source, col, length = self.source or "", self.col, self.length
+        for separator in ("=", ":"):
+            head, sep, _ = source.partition(separator)
+            if sep:
+                source = f"{head}{sep} ***"
+                if col > len(head):  # it pointed at the value: point at the stars
+                    col, length = len(head) + len(sep) + 2, 3
+                break
+        return replace(self, source=source, col=col, length=length)
+
+    def without_source(self) -> Diagnostic:
+        return replace(self, source=None)
 
 
 class ManifestError(Exception):

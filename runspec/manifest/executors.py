@@ -35,11 +35,12 @@ class ResourceFields(Strict):
     gpus_per_node: int | None = Field(None, ge=0, description="GPUs per node.", examples=[0, 8])
     cpus_per_task: int | None = Field(None, ge=1, description="CPUs per task (process).")
     mem: str | None = Field(
-        None, pattern=MEM_PATTERN, description='Memory per node, e.g. "16G"; "0" means all.',
+        None, pattern=MEM_PATTERN,
+        description='Memory per node: a number with an optional K, M, G or T suffix; "0" means all.',
         examples=["16G", "0"],
     )
     time: str | None = Field(
-        None, pattern=TIME_PATTERN, description='Wall-time limit, "[D-]HH:MM[:SS]" or minutes.',
+        None, pattern=TIME_PATTERN, description='Wall-time limit: "[D-]HH:MM[:SS]" or whole minutes.',
         examples=["00:20:00", "1-00:00:00"],
     )
 
@@ -193,7 +194,8 @@ class SecretRef(Strict):
 
     from_env: str = Field(
         pattern=ENV_NAME_PATTERN,
-        description="Name of the environment variable holding the secret.",
+        description="Name of the environment variable holding the secret: letters, digits and _, "
+        "not starting with a digit.",
         examples=["WANDB_API_KEY"],
     )
 

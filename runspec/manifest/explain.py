@@ -14,7 +14,7 @@ from typing import Any
 
 from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic
-from runspec.manifest.suggest import did_you_mean, one_of
+from runspec.manifest.suggest import assignment, closest, did_you_mean, literal, one_of
 
 _JSON_TYPES = {
     "object": "a table", "array": "a list", "string": "a string", "integer": "an integer",
@@ -84,6 +84,19 @@ class Explainer:
             schema = self.root["$defs"][name]
         return schema
 
+    @staticmethod
+    def is_secret(path: KeyPath) -> bool:
+        """A secret's value lives at ``…secrets.NAME``; ``from_env`` is only a variable name."""
+        return SECRET_SEGMENT in path and path[-1] != "from_env"
+
+    def elsewhere(self, key: str) -> str | None:
+        """A close match for ``key`` in another section (``gpus`` → resources.gpus_per_node)."""
+        for section, definition in _sections(json.dumps(self.root, sort_keys=True)).items():
+            match = closest(key, self.root["$defs"][definition].get("properties", {}), cutoff=0.7)
+            if match is not None:
+                return f'did you mean {section}.{match}? (it belongs in another table)'
+        return None
+
     def path_of(self, error) -> KeyPath:
         return self.base + tuple(error.absolute_path)
 
@@ -92,8 +105,8 @@ class Explainer:
         position = (self.document.value_position(path) if on_value
                     else self.document.key_position(path))
         diagnostic = Diagnostic.at(position, format_path(path), message, hint, self.document)
-        if SECRET_SEGMENT in path and diagnostic.source is not None:
-            diagnostic = _redact(diagnostic)
+        if self.is_secret(path) and diagnostic.source is not None:
+            diagnostic = diagnostic.redacted()
         return diagnostic
 
     # -- one error -------------------------------------------------------------------------
@@ -102,14 +115,15 @@ class Explainer:
         path = self.path_of(error)
         instance = error.instance
         schema = error.schema
-        secret = SECRET_SEGMENT in path
+        secret = self.is_secret(path)
+        fmt = self.document.notation
         if kind == "additionalProperties":
             properties = schema.get("properties", {})
             out = []
             for key in instance:
                 if key in properties:
                     continue
-                hint = did_you_mean(key, properties) or (
+                hint = did_you_mean(key, properties) or self.elsewhere(key) or (
                     f"expected one of {one_of(sorted(properties))}" if properties else
                     "this table takes no keys")
                 out.append(self.diag(path + (key,), "unknown key", hint, on_value=False))
@@ -120,9 +134,12 @@ class Explainer:
                 if isinstance(instance, dict) and key not in instance:
                     prop = self.deref(schema.get("properties", {}).get(key, {}))
                     example = (prop.get("examples") or [None])[0]
-                    hint = f"for example {key} = {json.dumps(example)}" if example is not None else None
-                    out.append(self.diag(path + (key,), "required key is missing", hint,
-                                         on_value=False))
+                    hint = f"for example {assignment(fmt, key, example)}" if example is not None \
+                        else None
+                    found = self.diag(path + (key,), "required key is missing", hint,
+                                      on_value=False)
+                    # At the top level there is no line to show: the key is simply absent.
+                    out.append(found.without_source() if not path else found)
             return out
         if kind in ("oneOf", "anyOf"):
             return self.explain_union(error, path)
@@ -132,9 +149,10 @@ class Explainer:
             wanted = " or ".join(_JSON_TYPES.get(n, n) for n in names)
             hint = None
             if secret and isinstance(instance, str):
+                reference = assignment(fmt, str(path[-1]), {"from_env": str(path[-1])})
                 return [self.diag(path, "a secret must be a reference, not a value",
-                                  f'write {{ from_env = "{path[-1]}" }} and export the value in '
-                                  "the launching environment")]
+                                  f"write {reference} and export the value in the launching "
+                                  "environment")]
             if "integer" in names and isinstance(instance, float) and instance.is_integer():
                 hint = f"write {int(instance)}"
             elif isinstance(instance, str) and names[0] in ("integer", "number", "boolean"):
@@ -153,7 +171,9 @@ class Explainer:
             return [self.diag(path, f"must be {symbol} {error.validator_value}, got {instance}")]
         if kind == "pattern":
             examples = schema.get("examples") or []
-            hint = f"for example {one_of(examples)}" if examples else f"pattern {error.validator_value}"
+            form = schema.get("description", "").rstrip(".")
+            example = ("for example " + " or ".join(literal(fmt, e) for e in examples)) if examples else ""
+            hint = "; ".join(p for p in (form, example) if p) or f"pattern {error.validator_value}"
             return [self.diag(path, f"{describe(instance, secret)} is not in the expected form", hint)]
         if kind in ("minItems", "maxItems"):
             bound = error.validator_value
@@ -229,6 +249,25 @@ class Explainer:
         return result
 
 
+@cache
+def _sections(root_json: str) -> dict[str, str]:
+    """Dotted section path → $defs name, for the sections two levels below the root."""
+    root = json.loads(root_json)
+    found: dict[str, str] = {}
+    frontier = [("", root)]
+    for _ in range(2):
+        following = []
+        for prefix, node in frontier:
+            for key, spec in node.get("properties", {}).items():
+                ref = spec.get("$ref", "")
+                name = ref.rsplit("/", 1)[-1]
+                if name and name not in found.values():
+                    found[f"{prefix}{key}"] = name
+                    following.append((f"{prefix}{key}.", root["$defs"][name]))
+        frontier = following
+    return found
+
+
 def _discriminators(branches: list[dict]) -> dict[str, dict[int, Any]]:
     found: dict[str, dict[int, Any]] = {}
     for index, branch in enumerate(branches):
@@ -251,16 +290,3 @@ def _branch_summary(branch: dict) -> str:
     if declared == "object" and branch.get("required"):
         return f"a table with {one_of(branch['required'])}"
     return _JSON_TYPES.get(declared, "a value") if isinstance(declared, str) else "a value"
-
-
-def _redact(diagnostic: Diagnostic) -> Diagnostic:
-    """Hide what follows ``=`` or ``:`` on a secret's source line."""
-    source = diagnostic.source or ""
-    for separator in ("=", ":"):
-        head, sep, _ = source.partition(separator)
-        if sep:
-            source = f"{head}{sep} ***"
-            break
-    return Diagnostic(diagnostic.file, diagnostic.line, diagnostic.col, diagnostic.path,
-                      diagnostic.message, diagnostic.hint, diagnostic.severity,
-                      min(diagnostic.length, 3), source)

@@ -21,8 +21,14 @@ MAX_BYTES = 2 * 1024 * 1024
 
 
 def _fail(file: str | Path, message: str, hint: str | None = None, line: int = 1, col: int = 1,
-          path: str = "(file)") -> ManifestError:
-    return ManifestError([Diagnostic(str(file), line, col, path, message, hint)])
+          path: str = "(file)", text: str | None = None, length: int = 1) -> ManifestError:
+    """A ManifestError with one diagnostic; shows the source line when ``text`` is given."""
+    source = None
+    if text is not None:
+        lines = text.splitlines()
+        source = lines[line - 1] if 0 < line <= len(lines) else None
+    return ManifestError([Diagnostic(str(file), line, col, path, message, hint, length=length,
+                                     source=source)])
 
 
 def read_text(path: Path) -> str:
@@ -79,21 +85,52 @@ def _plain(value: Any) -> Any:
 
 def parse_toml(text: str, file: str) -> tuple[Any, dict[KeyPath, Located]]:
     import tomlkit
-    from tomlkit.exceptions import ParseError
+    from tomlkit.exceptions import TOMLKitError
+
+    from runspec.manifest.toml_positions import toml_positions
 
     try:
         data = tomlkit.parse(text).unwrap()
-    except ParseError as error:
-        message = re.sub(r" at line \d+ col \d+$", "", str(error)).rstrip(".")
-        duplicate = re.match(r'Key "(.*)" already exists', message)
-        if duplicate:
-            raise _fail(file, f'duplicate key "{duplicate.group(1)}"', "each key may appear once",
-                        error.line, error.col + 1, duplicate.group(1)) from None
-        raise _fail(file, f"invalid TOML: {message[0].lower()}{message[1:]}", None,
-                    error.line, error.col + 1) from None
-    from runspec.manifest.toml_positions import toml_positions
-
+    except TOMLKitError as error:
+        raise toml_error(text, file, error) from None
     return _plain(data), toml_positions(text, file)
+
+
+_TOMLLIB_WHERE = re.compile(r"^(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$")
+_TOML_HINTS = {
+    "unclosed array": "a list opened above is missing its closing ]",
+    "unclosed inline table": "an inline table opened above is missing its closing }",
+    "invalid value": 'strings need quotes: name = "value"',
+    "expected '=' after a key in a key/value pair": 'write key = value',
+}
+
+
+def toml_error(text: str, file: str, error: Exception) -> ManifestError:
+    """The clearest account of invalid TOML: a duplicate with both places, else tomllib's words."""
+    import tomllib
+
+    from runspec.manifest.toml_positions import find_duplicate
+
+    duplicate = find_duplicate(text, file)
+    if duplicate is not None:
+        where = duplicate.again
+        first = f" (first set on line {duplicate.first.line})" if duplicate.first else ""
+        return _fail(file, f'duplicate key "{duplicate.path[-1]}"{first}', "each key may appear once",
+                     where.line, where.col, format_path(duplicate.path), text, where.length)
+    line = getattr(error, "line", 1) or 1
+    col = (getattr(error, "col", 0) or 0) + 1
+    message = re.sub(r" at line \d+ col \d+$", "", str(error)).rstrip(".")
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as precise:
+        found = _TOMLLIB_WHERE.match(str(precise))
+        if found:
+            message = found["message"]
+            if found["line"]:
+                line, col = int(found["line"]), int(found["col"])
+    hint = _TOML_HINTS.get(message.lower())
+    return _fail(file, f"invalid TOML: {message[:1].lower()}{message[1:]}", hint, line, col,
+                 text=text)
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Located]]:
@@ -108,18 +145,38 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Located]]:
         mark = error.problem_mark
         key = re.search(r'found duplicate key "(.*?)"', str(error))
         name = key.group(1) if key else "?"
-        raise _fail(file, f'duplicate key "{name}"', "each key may appear once",
-                    mark.line + 1, mark.column + 1, name) from None
+        first = error.context_mark
+        where = f" (first set on line {first.line + 1})" if first is not None else ""
+        raise _fail(file, f'duplicate key "{name}"{where}', "each key may appear once",
+                    mark.line + 1, mark.column + 1, _yaml_key_path(text, mark.line, name), text,
+                    len(name)) from None
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or "syntax error"
-        raise _fail(file, f"invalid YAML: {problem}", None,
-                    (mark.line + 1) if mark else 1, (mark.column + 1) if mark else 1) from None
+        hint = ("check the indentation: keys of one table line up, and a value after "
+                "`key:` needs a space" if "mapping values are not allowed" in problem else None)
+        raise _fail(file, f"invalid YAML: {problem}", hint,
+                    (mark.line + 1) if mark else 1, (mark.column + 1) if mark else 1,
+                    text=text) from None
     except YAMLError as error:
         raise _fail(file, f"invalid YAML: {error}") from None
     positions: dict[KeyPath, Located] = {}
     _yaml_positions(data, (), file, positions)
     return _plain(data), positions
+
+
+def _yaml_key_path(text: str, line: int, name: str) -> str:
+    """The dotted path of the key on 0-based ``line``, from indentation (good for block YAML)."""
+    lines = text.splitlines()
+    path = [name]
+    indent = len(lines[line]) - len(lines[line].lstrip()) if line < len(lines) else 0
+    for above in reversed(lines[:line]):
+        stripped = above.lstrip()
+        depth = len(above) - len(stripped)
+        if stripped and not stripped.startswith("#") and depth < indent and ":" in stripped:
+            path.insert(0, stripped.split(":", 1)[0].strip().strip("'\"").lstrip("- "))
+            indent = depth
+    return ".".join(path)
 
 
 def _yaml_positions(node: Any, path: KeyPath, file: str, out: dict[KeyPath, Located]) -> None:
@@ -161,9 +218,15 @@ def load_document(path: str | Path, display: str | None = None) -> Document:
     parse = parse_toml if path.suffix == ".toml" else parse_yaml
     data, positions = parse(text, file)
     if data is None or data == {}:
-        raise _fail(file, "file is empty", 'a manifest needs at least `schema = "runspec/v1"` and `name`')
+        needs = ('schema: runspec/v1` and `name: …' if path.suffix != ".toml"
+                 else 'schema = "runspec/v1"` and `name = "…"')
+        raise _fail(file, "file is empty", f"a manifest needs at least `{needs}`")
     if not isinstance(data, dict):
-        raise _fail(file, f"expected a table of settings at the top level, got {type(data).__name__}")
+        kind = {"list": "a list", "str": "a string", "int": "a number", "float": "a number",
+                "bool": "true or false"}.get(type(data).__name__, type(data).__name__)
+        hint = "remove the leading `- `: settings are `key: value` lines" if isinstance(data, list) \
+            else None
+        raise _fail(file, f"expected a table of settings at the top level, got {kind}", hint)
     return Document(path=path, data=data, display=file, positions=positions,
                     sources={file: text.splitlines()})
 
@@ -188,11 +251,10 @@ def _load_with_bases(path: Path, chain: list[Path]) -> Document:
         raise ManifestError([Diagnostic.at(position, "extends", f"extends cycle: {cycle}",
                                            document=document)])
     if not base_path.is_file():
-        from runspec.manifest.suggest import did_you_mean
+        from runspec.manifest.suggest import did_you_mean_file
 
-        siblings = [p.name for p in base_path.parent.iterdir()] if base_path.parent.is_dir() else []
         raise ManifestError([Diagnostic.at(position, "extends", f'base manifest "{base_ref}" not found',
-                                           did_you_mean(base_path.name, siblings), document)])
+                                           did_you_mean_file(base_ref, path.parent), document)])
     base = _load_with_bases(base_path, resolved_chain)
     return merge_documents(base, document)
 

@@ -25,7 +25,7 @@ class Recipe(Strict):
         examples=["examples/tiny_gpt/train.py"],
     )
     module: str | None = Field(
-        None, pattern=r"^[A-Za-z_][\w.]*$", description="Python module to run with `python -m`.",
+        None, pattern=r"^[A-Za-z_][\w.]*$", description="Python module to run with `python -m` (a dotted module name).",
         examples=["mypkg.train"],
     )
     target: str | None = Field(
@@ -67,11 +67,13 @@ class Resources(Strict):
     gpus_per_node: int = Field(0, ge=0, description="GPUs per node.", examples=[0, 8])
     cpus_per_task: int | None = Field(None, ge=1, description="CPUs per process.")
     mem: str | None = Field(
-        None, pattern=MEM_PATTERN, description='Memory per node, e.g. "16G".', examples=["16G"]
+        None, pattern=MEM_PATTERN,
+        description="Memory per node: a number with an optional K, M, G or T suffix, no space.",
+        examples=["16G"],
     )
     time: str | None = Field(
-        None, pattern=TIME_PATTERN, description='Wall-time limit, "[D-]HH:MM[:SS]" or minutes.',
-        examples=["00:20:00"],
+        None, pattern=TIME_PATTERN, description='Wall-time limit: "[D-]HH:MM[:SS]" or whole minutes.',
+        examples=["00:20:00", "120"],
     )
     extra: dict[str, Scalar] = Field(
         default_factory=dict,
@@ -179,7 +181,8 @@ class Measure(Strict):
 
     energy: bool = Field(False, description="Measure energy with codecarbon (needs `country`).")
     country: str | None = Field(
-        None, pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3 country code for codecarbon.",
+        None, pattern=r"^[A-Z]{3}$",
+        description="ISO 3166-1 alpha-3 country code (three capital letters) for codecarbon.",
         examples=["USA", "FRA"],
     )
     power_interval: float = Field(1.0, gt=0, description="Seconds between power samples.")
@@ -234,7 +237,9 @@ class Manifest(Strict):
         alias="schema", description="Manifest format version.", examples=["runspec/v1"]
     )
     name: str = Field(
-        pattern=NAME_PATTERN, description="Identity of this manifest in state and run keys.",
+        pattern=NAME_PATTERN,
+        description="Identity of this manifest in state and run keys: letters, digits, '.', '_' "
+        "and '-', starting with a letter or digit.",
         examples=["tiny-gpt-lr"],
     )
     description: str | None = Field(None, description="What this manifest launches.")

@@ -16,12 +16,13 @@ Its values become defaults that the manifest overrides. Unlike Nemotron we check
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from runspec.manifest.document import Located, Position
 from runspec.manifest.errors import Diagnostic, ManifestError
+from runspec.manifest.explain import describe
 from runspec.manifest.suggest import did_you_mean, one_of
 from runspec.manifest.vocabulary import LAUNCHES
 
@@ -86,13 +87,19 @@ def read_script_spec(path: Path, display: str | None = None) -> ScriptSpec:
     toml_text = "".join(line[2:] if line.startswith("# ") else line[1:]
                         for line in block.group("content").splitlines(keepends=True))
     import tomlkit
-    from tomlkit.exceptions import ParseError
+    from tomlkit.exceptions import TOMLKitError
 
     try:
         data = tomlkit.parse(toml_text).unwrap()
-    except ParseError as error:
-        raise ManifestError([Diagnostic(file, first_line + error.line - 1, error.col + 3,
-                                        "(script metadata)", f"invalid TOML in PEP 723 block: {error}")]
+    except TOMLKitError as error:
+        from runspec.manifest.load import toml_error
+
+        inner = toml_error(toml_text, file, error).diagnostics[0]
+        line = first_line + inner.line - 1
+        source = text.splitlines()[line - 1] if line <= len(text.splitlines()) else None
+        raise ManifestError([replace(inner, line=line, col=inner.col + 2, source=source,
+                                     path="tool.runspec", message=inner.message.replace(
+                                         "invalid TOML", "invalid TOML in the PEP 723 block"))]
                             ) from None
     from runspec.manifest.toml_positions import toml_positions
 
@@ -141,7 +148,7 @@ def _check(spec: Any, positions: dict, first_line: int, file: str, lines: list[s
                 known = [k[-1] for k in RUNSPEC_KEYS if k[:-1] == path]
                 if path == ("env",):
                     if not isinstance(value, str):
-                        yield diag(child, f"expected a string, got {type(value).__name__}", None, True)
+                        yield diag(child, f"expected a string, got {describe(value)}", None, True)
                     continue
                 yield diag(child, "unknown key", did_you_mean(key, known)
                            or f"expected one of {one_of(known)}", False)
@@ -150,9 +157,9 @@ def _check(spec: Any, positions: dict, first_line: int, file: str, lines: list[s
             if not isinstance(value, types) or isinstance(value, bool):
                 expected = " or ".join({dict: "a table", str: "a string", int: "an integer"}[t]
                                        for t in types)
-                yield diag(child, f"expected {expected}, got {type(value).__name__}", None, True)
+                yield diag(child, f"expected {expected}, got {describe(value)}", None, True)
             elif allowed is not None and str(value) not in allowed:
-                yield diag(child, f"expected one of {one_of(allowed)}, got {value!r}",
+                yield diag(child, f"expected {one_of(allowed)}, got {describe(value)}",
                            did_you_mean(str(value), allowed), True)
             elif isinstance(value, dict):
                 yield from walk(value, child)

@@ -16,8 +16,18 @@ _BARE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _SCALAR_END = set(",]}\n#")
 
 
+class DuplicateKey(Exception):
+    """A key (or table) defined twice; only raised when the scanner is asked to look."""
+
+    def __init__(self, path: KeyPath, first: Position | None, again: Position):
+        super().__init__(path)
+        self.path, self.first, self.again = path, first, again
+
+
 class _Scanner:
-    def __init__(self, text: str, file: str):
+    def __init__(self, text: str, file: str, find_duplicates: bool = False):
+        self.find_duplicates = find_duplicates
+        self.tables: set[KeyPath] = set()
         self.text = text
         self.file = file
         self.i = 0
@@ -127,14 +137,25 @@ class _Scanner:
                 table = path + (count - 1,)
                 self.keys[table] = self.pos(header_at, self.i - header_at)
             elif text[self.i] == "[":
+                header_at = self.i
                 self.i += 1
                 table = self.resolve((), self.read_key(), record=True)
                 self.i = text.find("]", self.i) + 1
+                if self.find_duplicates and (table in self.tables or table in self.values):
+                    raise DuplicateKey(table, self.keys.get(table),
+                                       self.pos(header_at, self.i - header_at))
+                self.tables.add(table)
             else:
                 self.key_value(table)
 
     def key_value(self, table: KeyPath) -> None:
-        path = self.resolve(table, self.read_key(), record=True)
+        key_at = self.i
+        parts = self.read_key()
+        path = self.resolve(table, parts, record=True)
+        if self.find_duplicates and (path in self.values or path in self.tables):
+            _, last_at, last_length = parts[-1]
+            raise DuplicateKey(path, self.keys.get(path),
+                               self.pos(key_at, last_at + last_length - key_at))
         self.skip_blank(newlines=False)
         if self.peek() == "=":
             self.i += 1
@@ -184,6 +205,17 @@ class _Scanner:
             raw = text[start:j].rstrip()
             self.values[path] = self.pos(start, len(raw))
             self.i = start + len(raw)
+
+
+def find_duplicate(text: str, file: str) -> DuplicateKey | None:
+    """The first key defined twice in ``text``, if that is what makes it invalid."""
+    try:
+        _Scanner(text, file, find_duplicates=True).run()
+    except DuplicateKey as duplicate:
+        return duplicate
+    except Exception:  # the text is invalid in some other way; the parser's message stands
+        return None
+    return None
 
 
 def toml_positions(text: str, file: str) -> dict[KeyPath, Located]:

@@ -25,7 +25,7 @@ from runspec.manifest.profiles import (
     load_env_file,
     resolve_profile,
 )
-from runspec.manifest.suggest import did_you_mean, one_of
+from runspec.manifest.suggest import did_you_mean, one_of, suggested
 from runspec.manifest.vocabulary import EXECUTORS, RESERVED_TABLES
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".runspec", "runs", ".tox"}
@@ -97,7 +97,21 @@ def schema_diagnostics(document: Document, kind: str, ref: str | None = None, ba
 
 
 def _unique_sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    return sorted(dict.fromkeys(diagnostics), key=sort_key)
+    """One diagnostic per place and message (passes may overlap), typos folded, in file order."""
+    unique = {(d.file, d.line, d.col, d.path, d.message): d for d in reversed(diagnostics)}
+    return sorted(_fold_typos(list(unique.values())), key=sort_key)
+
+
+def _fold_typos(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """``recipie`` (unknown, did you mean "recipe"?) already explains why ``recipe`` is missing."""
+    explained = set()
+    for d in diagnostics:
+        name = suggested(d.hint) if d.message == "unknown key" else None
+        if name is not None:
+            parent = d.path.rsplit(".", 1)[0] if "." in d.path else ""
+            explained.add(f"{parent}.{name}" if parent else name)
+    return [d for d in diagnostics
+            if not (d.message == "required key is missing" and d.path in explained)]
 
 
 # -- what the manifest points at ------------------------------------------------------------
@@ -165,9 +179,12 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
         return error.diagnostics
     out: list[Diagnostic] = []
     executor = "local"
+    origin = 'the executor is "local" (the default)'
     if profile is not None:
         out += _check_profile(env_file, profile)
         executor = profile.data.get("executor", "local")
+        via = f" (extends {one_of(profile.chain[1:])})" if len(profile.chain) > 1 else ""
+        origin = f'profile "{profile.name}"{via} uses executor "{executor}"'
     inline_executor = inline.get("executor")
     if isinstance(inline_executor, str) and profile is not None and \
             "executor" in profile.data and inline_executor != executor:
@@ -184,7 +201,7 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
         instance = {**inline, "executor": executor}
         found = schema_diagnostics(document, "run", _ENV_DEF[executor], at, instance)
         out += _name_owners([d for d in found if not d.path.endswith(".executor")],
-                            "run", _ENV_DEF, executor, f"the executor is \"{executor}\"")
+                            "run", _ENV_DEF, executor, origin)
     return out
 
 
@@ -200,7 +217,7 @@ def _name_owners(diagnostics: list[Diagnostic], kind: str, defs: dict[str, str],
         owners = [e for e, ref in defs.items()
                   if e != executor and name in all_defs[ref].get("properties", {})]
         if d.message == "unknown key" and owners:
-            d = replace(d, hint=f'"{name}" is a setting of executor {one_of(owners)}, and {context}')
+            d = replace(d, hint=f'"{name}" is a setting of executor {one_of(owners)}, but {context}')
         result.append(d)
     return result
 
