@@ -8,7 +8,7 @@ Field names follow Nemotron's env.toml so existing files load unchanged.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
@@ -132,40 +132,14 @@ class NemoRunFields(Strict):
     )
 
 
-# --- profile tables (env.toml) -------------------------------------------------------------
+# --- one model per executor, for profiles and for a manifest's [env] -----------------------
 
-class ProfileBase(CommonFields, ResourceFields):
-    extends: str | None = Field(
-        None, description="Name of the profile this one inherits from.", examples=["my-cluster"]
-    )
-
-
-class LocalProfile(ProfileBase, LocalFields):
-    """A profile that runs on this machine."""
-
-    executor: Literal["local"] = Field(description="Executor of this profile.")
-
-
-class SlurmProfile(ProfileBase, SlurmFields):
-    """A profile that submits to Slurm."""
-
-    executor: Literal["slurm"] = Field(description="Executor of this profile.")
-
-
-class RayProfile(ProfileBase, RayFields):
-    """A profile that submits Ray jobs."""
-
-    executor: Literal["ray"] = Field(description="Executor of this profile.")
-
-
-class NemoRunProfile(ProfileBase, NemoRunFields):
-    """A profile that launches through NeMo-Run."""
-
-    executor: Literal["nemo-run"] = Field(description="Executor of this profile.")
-
-
-class InheritingProfile(ProfileBase, LocalFields, SlurmFields, RayFields, NemoRunFields):
-    """A profile without `executor`: it inherits it through `extends` (default: local)."""
+EXECUTOR_FIELDS: dict[str, tuple[str, type[Strict], str]] = {
+    "local": ("Local", LocalFields, "runs on this machine"),
+    "slurm": ("Slurm", SlurmFields, "submits to Slurm"),
+    "ray": ("Ray", RayFields, "submits Ray jobs"),
+    "nemo-run": ("NemoRun", NemoRunFields, "launches through NeMo-Run"),
+}
 
 
 def _executor_tag(value: Any) -> str:
@@ -173,21 +147,39 @@ def _executor_tag(value: Any) -> str:
     return raw if raw in EXECUTORS else ("inherit" if raw is None else str(raw))
 
 
-Profile = Annotated[
-    Annotated[LocalProfile, Tag("local")]
-    | Annotated[SlurmProfile, Tag("slurm")]
-    | Annotated[RayProfile, Tag("ray")]
-    | Annotated[NemoRunProfile, Tag("nemo-run")]
-    | Annotated[InheritingProfile, Tag("inherit")],
-    Discriminator(_executor_tag),
-]
+def executor_variants(base: type[Strict], suffix: str, noun: str) -> tuple[dict[str, type], Any]:
+    """``{executor: model}`` and their discriminated union for one kind of settings table.
 
-PROFILE_MODELS: dict[str, type[Strict]] = {
-    "local": LocalProfile, "slurm": SlurmProfile, "ray": RayProfile, "nemo-run": NemoRunProfile,
-}
+    Each model is ``base`` + that executor's fields + ``executor = "<name>"``; the extra
+    ``Inheriting<suffix>`` model (no ``executor`` key) accepts every executor's keys and is
+    checked again, strictly, once the executor is known from the profile chain.
+    """
+    models: dict[str, type] = {}
+    for executor, (stem, fields, does) in EXECUTOR_FIELDS.items():
+        models[executor] = type(f"{stem}{suffix}", (base, fields), {
+            "__module__": __name__,
+            "__doc__": f"{noun.capitalize()} that {does}.",
+            "__annotations__": {"executor": Literal[executor]},
+            "executor": Field(description=f"Executor of this {noun}."),
+        })
+    inheriting = type(f"Inheriting{suffix}", (base, *(f for _, f, _ in EXECUTOR_FIELDS.values())), {
+        "__module__": __name__,
+        "__doc__": f"{noun.capitalize()} without `executor`: it is inherited (default: local).",
+    })
+    tagged = [Annotated[m, Tag(e)] for e, m in models.items()]
+    union = Annotated[Union[*tagged, Annotated[inheriting, Tag("inherit")]],  # noqa: UP007
+                      Discriminator(_executor_tag)]
+    return models | {"inherit": inheriting}, union
 
 
-# --- a manifest's [env] ----------------------------------------------------------------------
+class ProfileBase(CommonFields, ResourceFields):
+    extends: str | None = Field(
+        None, description="Name of the profile this one inherits from.", examples=["my-cluster"]
+    )
+
+
+PROFILE_MODELS, Profile = executor_variants(ProfileBase, "Profile", "a profile")
+
 
 class SecretRef(Strict):
     """A secret by reference: the value is read from the launching environment, never stored."""
@@ -219,46 +211,9 @@ class EnvBase(CommonFields):
     )
 
 
-class LocalEnv(EnvBase, LocalFields):
-    """Run on this machine."""
-
-    executor: Literal["local"] = Field(description="Executor for this manifest.")
-
-
-class SlurmEnv(EnvBase, SlurmFields):
-    """Submit to Slurm."""
-
-    executor: Literal["slurm"] = Field(description="Executor for this manifest.")
-
-
-class RayEnv(EnvBase, RayFields):
-    """Submit Ray jobs."""
-
-    executor: Literal["ray"] = Field(description="Executor for this manifest.")
-
-
-class NemoRunEnv(EnvBase, NemoRunFields):
-    """Launch through NeMo-Run."""
-
-    executor: Literal["nemo-run"] = Field(description="Executor for this manifest.")
-
-
-class InheritingEnv(EnvBase, LocalFields, SlurmFields, RayFields, NemoRunFields):
-    """No `executor` here: it comes from the profile (default: local)."""
-
-
-Env = Annotated[
-    Annotated[LocalEnv, Tag("local")]
-    | Annotated[SlurmEnv, Tag("slurm")]
-    | Annotated[RayEnv, Tag("ray")]
-    | Annotated[NemoRunEnv, Tag("nemo-run")]
-    | Annotated[InheritingEnv, Tag("inherit")],
-    Discriminator(_executor_tag),
-]
-
-ENV_MODELS: dict[str, type[Strict]] = {
-    "local": LocalEnv, "slurm": SlurmEnv, "ray": RayEnv, "nemo-run": NemoRunEnv,
-}
+ENV_MODELS, Env = executor_variants(EnvBase, "Env", "an execution environment")
+LocalEnv, SlurmEnv, RayEnv, NemoRunEnv, InheritingEnv = (
+    ENV_MODELS[k] for k in (*EXECUTORS, "inherit"))
 
 
 # --- env.toml as a whole ---------------------------------------------------------------------
