@@ -94,5 +94,137 @@ def init(directory: Path, fmt: str, name: str | None, force: bool) -> None:
     click.echo(f"next: runspec validate {directory}")
 
 
+def _selection(target, exclude, replace, sets):
+    from runspec.plan.pipeline import Selection
+
+    return Selection(list(target), list(exclude), list(replace), list(sets))
+
+
+def _fail(error) -> None:
+    """Print a ManifestError's diagnostics or a StateError's message, and exit 1."""
+    from runspec.console import print_diagnostics
+    from runspec.manifest.errors import ManifestError
+
+    if isinstance(error, ManifestError):
+        print_diagnostics(error.diagnostics)
+    else:
+        click.echo(f"error: {error}", err=True)
+    sys.exit(1)
+
+
+_SET = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                    help="Override a manifest value, e.g. --set campaign.cycles=1 "
+                         "(quote dotted keys: --set 'recipe.overrides.\"optim.lr\"=0.1').")
+_TARGET = click.option("--target", multiple=True, metavar="GLOB",
+                       help="Only runs whose key matches (repeatable).")
+_EXCLUDE = click.option("--exclude", multiple=True, metavar="GLOB",
+                        help="Leave out runs whose key matches (repeatable).")
+_REPLACE = click.option("--replace", multiple=True, metavar="GLOB",
+                        help="Replace matching runs even if unchanged (repeatable).")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_TARGET
+@_EXCLUDE
+@_REPLACE
+@_SET
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 with no changes, 1 on error, 2 with changes (for CI gates).")
+@click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON plan format.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the plan (with the state's lineage and serial) for `apply PLAN.json`.")
+@click.option("--show-unchanged", is_flag=True, help="List unchanged runs too.")
+def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_file,
+         show_unchanged) -> None:
+    """Show what apply would launch, and what changed since the last apply.
+
+    Reads the manifest(s), env.toml and the stored state; writes and submits nothing.
+    Runs are grouped by stage: + create, -/+ replace (with the reason and a diff),
+    ↻ rerun (failed or lost last time), - destroy (gone from the manifest). Unchanged runs
+    are counted, and hidden unless --show-unchanged.
+    """
+    from runspec.console import print_plan
+    from runspec.manifest.errors import ManifestError
+    from runspec.manifest.validate import discover, is_manifest
+    from runspec.plan import report
+    from runspec.plan.pipeline import make_plan
+    from runspec.state.store import StateError
+
+    manifests = [p for p in discover(paths) if p.name != "env.toml" and (
+        p.exists() is False or is_manifest(p) or p in paths)]
+    if not manifests:
+        click.echo("error: no manifests found in " + ", ".join(map(str, paths)), err=True)
+        sys.exit(1)
+    if out_file and len(manifests) > 1:
+        click.echo("error: --out saves the plan of one manifest; name exactly one", err=True)
+        sys.exit(1)
+    selection = _selection(target, exclude, replace, sets)
+    changed = False
+    for path in manifests:
+        try:
+            result = make_plan(path, selection)
+        except (ManifestError, StateError) as error:
+            _fail(error)
+        changed |= result.changes.has_changes
+        if as_json:
+            click.echo(report.dumps(report.plan_json(result)), nl=False)
+        else:
+            print_plan(report.plan_text(result, show_unchanged))
+        if out_file:
+            out_file.write_text(report.dumps(report.plan_json(result)), encoding="utf-8")
+            click.echo(f"Saved the plan to {out_file}; apply it with `runspec apply {out_file}`.",
+                       err=True)
+    sys.exit(2 if detailed_exitcode and changed else 0)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write the rendered files into.")
+@_SET
+def render(path, out_dir, sets) -> None:
+    """Write every rendered file of PATH's plan into a directory, for inspection.
+
+    Per run: config.yaml, job.yaml and the backend's request (local.json, launch.sh,
+    ray.json); per stage: the launch files (job.sbatch and runs.txt for Slurm).
+    """
+    from runspec.manifest.errors import ManifestError
+    from runspec.plan.export import write_rendered
+    from runspec.plan.render import build_plan
+    from runspec.plan.resolve import resolve
+
+    try:
+        resolved = resolve(path, list(sets))
+        built = build_plan(resolved)
+    except ManifestError as error:
+        _fail(error)
+    written = write_rendered(built, out_dir, {s.name: s.campaign.max_parallel
+                                              for s in resolved.stages})
+    click.echo(f"wrote {len(written)} files for {len(built.runs)} runs under {out_dir}")
+
+
+@main.command("force-unlock")
+@click.argument("lock_id")
+@click.option("--manifest", "path", default="run.toml", show_default=True,
+              type=click.Path(path_type=Path), help="The manifest whose state is locked.")
+def force_unlock(lock_id: str, path: Path) -> None:
+    """Break a state lock left behind (for example by a killed apply).
+
+    LOCK_ID is the id printed in the lock error; it must match, so a typo cannot break
+    somebody else's lock.
+    """
+    from runspec.manifest.errors import ManifestError
+    from runspec.state.lock import force_unlock as unlock
+    from runspec.state.store import StateError
+    from runspec.state.where import state_file_for
+
+    try:
+        info = unlock(state_file_for(path), lock_id)
+    except (ManifestError, StateError) as error:
+        _fail(error)
+    click.echo(f"Unlocked: {info.describe()}")
+
+
 if __name__ == "__main__":
     main()

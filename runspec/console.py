@@ -47,3 +47,23 @@ def summary(errors: int, warnings: int, files: int) -> str:
 
     parts = [plural(errors, "error")] + ([plural(warnings, "warning")] if warnings else [])
     return f"{', '.join(parts)} in {plural(files, 'file')} checked"
+
+
+_PLAN_STYLES = (("    + ", "green"), ("  -/+ ", "yellow"), ("    ↻ ", "cyan"), ("    - ", "red"),
+                ("        # ", "dim"), ("        +", "green"), ("        -", "red"),
+                ("Plan: ", "bold"), ("No changes.", "bold green"))
+
+
+def print_plan(text: str, stream: TextIO | None = None) -> None:
+    """Plan text; on a terminal, actions coloured the way Terraform users expect."""
+    stream = stream or sys.stdout
+    if not is_terminal(stream):
+        stream.write(text)
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    for line in text.splitlines():
+        style = next((s for prefix, s in _PLAN_STYLES if line.startswith(prefix)), None)
+        console.print(f"[{style}]{escape(line)}[/]" if style else escape(line))

@@ -1,0 +1,43 @@
+"""What every backend implements (TorchX's idea: the request you see is the request that runs).
+
+``render_run`` and ``render_launch`` are pure and snapshot-tested; the apply issue adds
+``submit(request)``, ``status``, ``cancel`` and ``logs``, which send exactly that request.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Protocol
+
+from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
+
+
+class Backend(Protocol):
+    name: str
+
+    def render_run(self, spec: RunSpec, root: Path, digest: str) -> dict[str, str]:
+        """Files for the run directory that describe this backend's request for one run."""
+
+    def render_launch(self, context: LaunchContext, runs: list[Run], specs: dict[str, RunSpec]
+                      ) -> list[Launch]:
+        """The submissions that start ``runs`` (all of one stage, in execution order)."""
+
+
+def shell_quote(value: object) -> str:
+    """Every value rendered into a shell script goes through here: inert, whatever it holds."""
+    return shlex.quote(str(value))
+
+
+def run_script(spec: RunSpec) -> str:
+    """``launch.sh``: the run's command as a script (exports, startup commands, exec)."""
+    lines = ["#!/usr/bin/env bash", f"# runspec run {spec.key}", "set -euo pipefail",
+             f"cd {shell_quote(spec.cwd)}"]
+    for name, value in spec.env.items():
+        lines.append(f"export {name}={shell_quote(value)}")
+    for name, source in spec.secrets.items():
+        # By reference: the value comes from the launching environment at run time.
+        lines.append(f'export {name}="${{{source}:?secret {source} is not set}}"')
+    lines += spec.startup_commands
+    lines.append("exec " + " ".join(shell_quote(a) for a in spec.argv))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,39 @@
+"""The command line that starts a recipe, the same on every backend (single node).
+
+Multi-node torchrun differs per scheduler and is built by that backend.
+"""
+
+from __future__ import annotations
+
+from runspec.plan.resolve import ResolvedRecipe
+
+PYTHON = "python"
+"""Interpreter name as rendered; backends run with the project's environment first on PATH."""
+TARGET_RUNNER = "runspec.recipes.target"
+"""Module that imports a ``package.module:function`` recipe target, applies the config, runs it."""
+
+
+def entry_argv(recipe: ResolvedRecipe, config_path: str | None) -> list[str]:
+    """What comes after the interpreter or launcher: the recipe and its arguments."""
+    config_args = ["--config", config_path] if config_path else []
+    if recipe.kind == "script":
+        return [str(recipe.entry), *config_args, *recipe.args]
+    if recipe.kind == "module":
+        return ["-m", str(recipe.entry), *config_args, *recipe.args]
+    if recipe.kind == "target":
+        return ["-m", TARGET_RUNNER, "--target", str(recipe.entry), *config_args, *recipe.args]
+    return [*recipe.entry, *recipe.args]
+
+
+def recipe_argv(recipe: ResolvedRecipe, procs_per_node: int, config_path: str | None,
+                nnodes_args: list[str] | None = None) -> list[str]:
+    """The full argv on one node: ``python …`` or ``torchrun --standalone --nproc_per_node=N …``."""
+    if recipe.kind == "command":
+        return entry_argv(recipe, None)
+    tail = entry_argv(recipe, config_path)
+    if recipe.launch == "torchrun":
+        topology = nnodes_args if nnodes_args is not None else ["--standalone"]
+        if tail[0] == "-m":
+            return ["torchrun", *topology, f"--nproc_per_node={procs_per_node}", "-m", *tail[1:]]
+        return ["torchrun", *topology, f"--nproc_per_node={procs_per_node}", *tail]
+    return [PYTHON, *tail]

@@ -1,0 +1,137 @@
+"""Plan × state → changes, with the reason for each (DESIGN §4).
+
+Per run key: ``create`` (new), ``replace`` (digest changed), ``rerun`` (failed, cancelled
+or lost last time), ``destroy`` (gone from the manifest), ``noop``. Reasons name what
+changed (``config changed: optim.lr 0.001 → 0.0003``) and carry a unified diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from runspec.plan import yamltext
+from runspec.plan.dotted import flatten
+from runspec.plan.identity import format_value
+from runspec.plan.ir import Plan, Run
+from runspec.state.store import RERUN_STATUSES, Member, State
+
+ACTIONS = ("create", "replace", "rerun", "destroy", "noop")
+SUBMITTING = ("create", "replace", "rerun")
+MAX_DIFF_LINES = 40
+
+
+@dataclass
+class Change:
+    key: str
+    stage: str
+    action: str
+    reasons: list[str] = field(default_factory=list)
+    diff: list[str] = field(default_factory=list)
+    run: Run | None = None
+    member: Member | None = None
+
+
+@dataclass
+class Changes:
+    changes: list[Change]
+
+    def count(self, action: str) -> int:
+        return sum(c.action == action for c in self.changes)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action != "noop" for c in self.changes)
+
+    def to_submit(self) -> list[Change]:
+        return [c for c in self.changes if c.action in SUBMITTING]
+
+
+def _selected(key: str, targets: list[str], excludes: list[str]) -> bool:
+    if targets and not any(fnmatch.fnmatchcase(key, g) for g in targets):
+        return False
+    return not any(fnmatch.fnmatchcase(key, g) for g in excludes)
+
+
+def diff_plan(plan: Plan, state: State, targets: list[str] | None = None,
+              excludes: list[str] | None = None, replace: list[str] | None = None) -> Changes:
+    targets, excludes, replace = targets or [], excludes or [], replace or []
+    changes: list[Change] = []
+    planned = set()
+    for run in plan.runs:
+        planned.add(run.key)
+        if not _selected(run.key, targets, excludes):
+            continue
+        member = state.members.get(run.key)
+        if member is None:
+            changes.append(Change(run.key, run.stage, "create", run=run))
+        elif member.digest != run.digest:
+            reasons = describe_change(member.request, run.request)
+            changes.append(Change(run.key, run.stage, "replace", reasons,
+                                  request_diff(member.request, run.request), run, member))
+        elif any(fnmatch.fnmatchcase(run.key, g) for g in replace):
+            changes.append(Change(run.key, run.stage, "replace", ["forced by --replace"],
+                                  run=run, member=member))
+        elif member.status in RERUN_STATUSES:
+            changes.append(Change(run.key, run.stage, "rerun", [f"{member.status} last time"],
+                                  run=run, member=member))
+        else:
+            changes.append(Change(run.key, run.stage, "noop", run=run, member=member))
+    for key, member in state.members.items():
+        if key in planned or not _selected(key, targets, excludes):
+            continue
+        reasons = ["no longer in the manifest"]
+        if member.status in ("submitted", "running"):
+            reasons.append(f"{member.status}: cancelled only with --prune")
+        changes.append(Change(key, member.stage, "destroy", reasons, member=member))
+    order = {name: index for index, name in enumerate(plan.stages)}
+    changes.sort(key=lambda c: (order.get(c.stage, len(order)), c.action == "destroy"))
+    return Changes(changes)
+
+
+def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human reasons: which config keys, env variables, resources or command changed."""
+    reasons = []
+    old_config, new_config = flatten(old.get("config") or {}), flatten(new.get("config") or {})
+    edits = [f"{k} {_show(old_config.get(k))} → {_show(new_config.get(k))}"
+             for k in sorted(old_config.keys() | new_config.keys())
+             if old_config.get(k, _MISSING) != new_config.get(k, _MISSING)]
+    if edits:
+        reasons.append("config changed: " + ", ".join(edits))
+    for section in ("resources", "settings"):
+        before, after = flatten(old.get(section) or {}), flatten(new.get(section) or {})
+        edits = [f"{k} {_show(before.get(k))} → {_show(after.get(k))}"
+                 for k in sorted(before.keys() | after.keys())
+                 if before.get(k, _MISSING) != after.get(k, _MISSING)]
+        if edits:
+            reasons.append(f"{section} changed: " + ", ".join(edits))
+    names = sorted(k for k in (old.get("env") or {}).keys() | (new.get("env") or {}).keys()
+                   if (old.get("env") or {}).get(k) != (new.get("env") or {}).get(k))
+    if names:
+        reasons.append("env changed: " + ", ".join(names))
+    for part, label in (("argv", "command"), ("secrets", "secrets"), ("cwd", "working directory"),
+                        ("container_image", "container image"), ("mounts", "mounts"),
+                        ("startup_commands", "startup commands"), ("executor", "executor")):
+        if old.get(part) != new.get(part):
+            reasons.append(f"{label} changed")
+    return reasons or ["request changed"]
+
+
+_MISSING = object()
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else format_value(value)
+
+
+def request_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """A unified diff (no context) of the rendered request, shortened for the terminal."""
+    before = yamltext.dump(old).splitlines() if old else []
+    after = yamltext.dump(new).splitlines()
+    lines = [line for line in difflib.unified_diff(before, after, "applied", "planned", n=0,
+                                                   lineterm="")]
+    if len(lines) > MAX_DIFF_LINES:
+        lines = lines[:MAX_DIFF_LINES] + [f"… {len(lines) - MAX_DIFF_LINES} more lines"]
+    return lines

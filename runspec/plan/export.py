@@ -1,0 +1,30 @@
+"""``runspec render``: every rendered file of a plan, written to a directory for inspection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runspec.plan.diff import diff_plan
+from runspec.plan.ir import Plan
+from runspec.plan.launches import plan_launches
+from runspec.state.store import State
+
+
+def write_rendered(plan: Plan, out_dir: Path, max_parallel: dict[str, int | None]) -> list[Path]:
+    """Files of every run (config.yaml, job.yaml, the backend's request) and of the launches
+    that would submit all of them, under ``out_dir`` mirroring the run directories."""
+    written: list[Path] = []
+    for run in plan.runs:
+        for name, text in run.files.items():
+            written.append(_write(out_dir / run.run_dir / name, text))
+    everything = diff_plan(plan, State(plan.name))
+    for launch in plan_launches(plan, everything, max_parallel):
+        for name, text in launch.files.items():
+            written.append(_write(out_dir / launch.directory / name, text))
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

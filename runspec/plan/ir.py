@@ -1,0 +1,86 @@
+"""The neutral plan IR between the manifest and the backends (DESIGN §1).
+
+``Plan`` → ``Run`` (one sweep point × one cycle, with every file rendered for it) and
+``Launch`` (one schedulable unit: a single run, or a Slurm job array of runs). Backends
+read these, never the manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a backend needs to render one run; every path is relative to the plan root."""
+
+    key: str
+    stage: str
+    run_dir: str
+    argv: list[str]
+    env: dict[str, str]
+    secrets: dict[str, str]
+    cwd: str
+    resources: dict[str, Any]
+    executor: str
+    settings: dict[str, Any]
+    container_image: str | None
+    mounts: list[str]
+    startup_commands: list[str]
+
+
+@dataclass
+class Run:
+    key: str
+    stage: str
+    point: dict[str, Any]
+    slot: str                          # c1…cN, or w1…wW for warmups
+    warmup: bool
+    run_dir: str
+    request: dict[str, Any]            # the canonical request the digest covers
+    digest: str
+    files: dict[str, str] = field(default_factory=dict)   # name → rendered text
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What a backend needs besides the runs to render one stage's submissions."""
+
+    manifest: str
+    stage: str
+    root: Path
+    directory: str                     # the stage's launch directory, relative to the root
+    needs: tuple[str, ...] = ()
+    max_parallel: int | None = None
+
+
+@dataclass
+class Launch:
+    """One submission: what the backend sends, for some runs of one stage."""
+
+    backend: str
+    stage: str
+    keys: list[str]
+    request: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+    directory: str = ""                # where the launch's files go, relative to the root
+
+
+@dataclass
+class Plan:
+    """Every run a manifest describes, in execution order, rendered for its backend."""
+
+    name: str
+    manifest_path: str
+    manifest_digest: str
+    root: Path
+    outputs_root: str
+    stages: dict[str, str]             # stage → backend (executor)
+    needs: dict[str, list[str]]
+    runs: list[Run]
+    specs: dict[str, RunSpec] = field(default_factory=dict)
+
+    def by_key(self) -> dict[str, Run]:
+        return {run.key: run for run in self.runs}

@@ -1,0 +1,51 @@
+"""The pure pipeline of DESIGN §1, end to end: manifest → plan → changes → launches.
+
+``make_plan`` is what ``runspec plan`` and (later) ``runspec apply`` call; it reads files
+and the state, and never writes or submits anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runspec.plan.diff import Changes, diff_plan
+from runspec.plan.ir import Launch, Plan
+from runspec.plan.launches import plan_launches
+from runspec.plan.render import build_plan
+from runspec.plan.resolve import Resolved, resolve
+from runspec.state.store import State, StateStore, state_path
+
+
+@dataclass
+class Selection:
+    """Which runs a command acts on (Terraform's -target/-exclude/-replace) and --set values."""
+
+    targets: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    replace: list[str] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PlanResult:
+    resolved: Resolved
+    plan: Plan
+    store: StateStore
+    state: State
+    changes: Changes
+    launches: list[Launch]
+
+
+def make_plan(path: str | Path, selection: Selection | None = None) -> PlanResult:
+    """Plan one manifest against its state. Raises ManifestError or StateError."""
+    selection = selection or Selection()
+    resolved = resolve(path, selection.sets)
+    plan = build_plan(resolved)
+    store = StateStore(state_path(resolved.root, resolved.manifest.name, resolved.state_location),
+                       resolved.manifest.name)
+    state = store.read()
+    changes = diff_plan(plan, state, selection.targets, selection.excludes, selection.replace)
+    max_parallel = {s.name: s.campaign.max_parallel for s in resolved.stages}
+    return PlanResult(resolved, plan, store, state, changes,
+                      plan_launches(plan, changes, max_parallel))

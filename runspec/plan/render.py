@@ -1,0 +1,267 @@
+"""Resolved stages → a ``Plan``: every run with its config, provenance and backend request.
+
+For each run this renders ``config.yaml`` (the recipe config with overrides and the sweep
+point applied, clean, for the script), ``job.yaml`` (provenance: manifest, resolved env
+with secrets as references, point, cycle, runspec version) and the backend's files, and
+hashes the canonical request into the run's digest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runspec import __version__
+from runspec.backends import backend_for
+from runspec.manifest.document import Document, KeyPath, format_path
+from runspec.manifest.errors import Diagnostic, ManifestError
+from runspec.plan import yamltext
+from runspec.plan.command import recipe_argv
+from runspec.plan.dotted import UnknownKey, all_keys, check_key, with_values
+from runspec.plan.expand import ExpandError, campaign_slots, sweep_points
+from runspec.plan.identity import digest, key_path, run_key
+from runspec.plan.interpolate import InterpolationError, Interpolator, has_reference
+from runspec.plan.ir import Plan, Run, RunSpec
+from runspec.plan.resolve import Resolved, ResolvedStage
+
+
+class _Problems:
+    """Collects diagnostics so one plan reports every problem, not just the first."""
+
+    def __init__(self, document: Document):
+        self.document = document
+        self.found: list[Diagnostic] = []
+
+    def at(self, path: KeyPath, message: str, hint: str | None = None,
+           document: Document | None = None, on_key: bool = False) -> None:
+        doc = document or self.document
+        position = doc.key_position(path) if on_key else doc.value_position(path)
+        self.found.append(Diagnostic.at(position, format_path(path), message, hint, doc))
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            unique = list(dict.fromkeys(self.found))
+            raise ManifestError(sorted(unique, key=lambda d: (d.file, d.line, d.col)))
+
+
+def build_plan(resolved: Resolved) -> Plan:
+    """Expand and render every stage. Raises ManifestError listing every problem."""
+    name = resolved.manifest.name
+    problems = _Problems(resolved.document)
+    plan = Plan(name=name, manifest_path=resolved.document.display,
+                manifest_digest=resolved.manifest_digest, root=resolved.root,
+                outputs_root=resolved.outputs_root,
+                stages={s.name: s.env.executor for s in resolved.stages},
+                needs={s.name: list(s.needs) for s in resolved.stages}, runs=[])
+    stage_runs: dict[str, list[Run]] = {}
+    for stage in resolved.stages:
+        runs = _render_stage(resolved, stage, plan, stage_runs, problems)
+        stage_runs[stage.name] = runs
+        plan.runs.extend(runs)
+    problems.raise_if_any()
+    return plan
+
+
+def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
+                  stage_runs: dict[str, list[Run]], problems: _Problems) -> list[Run]:
+    name = resolved.manifest.name
+    at = stage.at
+    try:
+        points = sweep_points(stage.sweep, f"{name}/{stage.name}")
+        slots = campaign_slots(points, stage.campaign, f"{name}/{stage.name}")
+    except ExpandError as error:
+        problems.at(at + ("sweep", *error.path), error.message, error.hint, on_key=True)
+        return []
+    config_keys = _checked_config_keys(stage, problems)
+    if config_keys is None:
+        return []
+    backend = backend_for(stage.env.executor)
+    recipe = stage.recipe
+    renders_config = recipe.kind != "command" and (
+        recipe.config is not None or bool(recipe.overrides) or bool(stage.sweep and stage.sweep.parameters)
+        or bool(stage.artifacts))
+    per_run_config = has_reference(stage.base_config) or has_reference(recipe.overrides)
+    resources = stage.resources.model_dump(exclude_none=True)
+    if stage.env.executor == "local" and resources["nodes"] > 1:
+        problems.at(at + ("resources", "nodes") if at else ("resources", "nodes"),
+                    f"the local executor runs on one node, got nodes = {resources['nodes']}",
+                    "use a Slurm or Ray profile for several nodes")
+        return []
+    cache: dict[int, tuple[dict[str, Any], str]] = {}
+    runs: list[Run] = []
+    for slot in slots:
+        key = run_key(name, stage.name, slot.point, slot.label)
+        run_dir = f"{resolved.outputs_root}/{key_path(key)}"
+        context = {"key": key, "dir": run_dir, "stage": stage.name, "slot": slot.label,
+                   "cycle": slot.cycle, "name": name}
+        interpolator = Interpolator(slot.point, context, _stage_lookup(stage_runs, resolved))
+        try:
+            if renders_config and (per_run_config or slot.point_index not in cache):
+                config = _config(stage, slot.point, config_keys, interpolator, problems)
+                if config is None:
+                    return []
+                cache[slot.point_index] = (config, yamltext.dump(config))
+            config, config_text = cache.get(slot.point_index, ({}, ""))
+            config_path = f"{run_dir}/config.yaml" if renders_config else None
+            argv = recipe_argv(recipe, resources["procs_per_node"], config_path,
+                               None if stage.env.executor == "local" or resources["nodes"] == 1
+                               else [])
+            argv = _interpolated(interpolator, argv, at + ("recipe",), problems)
+            env = {**_interpolated(interpolator, stage.env.vars, ("env", "vars"), problems),
+                   "RUNSPEC_RUN_KEY": key, "RUNSPEC_RUN_DIR": run_dir}
+        except _Stop:
+            return []
+        spec = RunSpec(
+            key=key, stage=stage.name, run_dir=run_dir, argv=argv, env=env,
+            secrets=dict(stage.env.secrets), cwd=recipe.workdir or ".", resources=resources,
+            executor=stage.env.executor, settings=stage.env.settings,
+            container_image=stage.env.container_image, mounts=stage.env.mounts,
+            startup_commands=stage.env.startup_commands,
+        )
+        request = {
+            "argv": argv, "env": env, "secrets": spec.secrets, "cwd": spec.cwd, "config": config,
+            "resources": resources, "executor": spec.executor, "settings": spec.settings,
+            "container_image": spec.container_image, "mounts": spec.mounts,
+            "startup_commands": spec.startup_commands,
+        }
+        run_digest = digest(request)
+        files = {"config.yaml": config_text} if renders_config else {}
+        files["job.yaml"] = _job_yaml(resolved, stage, slot, key, run_dir, resources)
+        files.update(backend.render_run(spec, resolved.root, run_digest))
+        run = Run(key=key, stage=stage.name, point=slot.point, slot=slot.label,
+                  warmup=bool(slot.warmup), run_dir=run_dir, request=request, digest=run_digest,
+                  files=files)
+        plan.specs[key] = spec
+        runs.append(run)
+    return runs
+
+
+class _Stop(Exception):
+    """A problem was recorded; stop rendering this stage."""
+
+
+def _interpolated(interpolator: Interpolator, value: Any, path: KeyPath, problems: _Problems) -> Any:
+    try:
+        return interpolator.resolve(value)
+    except InterpolationError as error:
+        problems.at(path, error.message, error.hint)
+        raise _Stop from None
+
+
+def _checked_config_keys(stage: ResolvedStage, problems: _Problems) -> dict[str, str] | None:
+    """Override, sweep and bind keys → plain dotted keys, checked against the base config."""
+    at = stage.at
+    config = stage.base_config
+    known = all_keys(config) if config else []
+    checked: dict[str, str] = {}
+    wanted: list[tuple[str, KeyPath]] = [(k, at + ("recipe", "overrides", k)) for k in stage.recipe.overrides]
+    if stage.sweep:
+        wanted += [(k, at + ("sweep", "parameters", k)) for k in stage.sweep.parameters]
+    wanted += [(a.bind, at + ("artifacts", n, "bind")) for n, a in stage.artifacts.items() if a.bind]
+    ok = True
+    for key, path in wanted:
+        if not config:
+            checked[key] = key.removeprefix("+")
+            continue
+        try:
+            checked[key] = check_key(config, key, known)
+        except UnknownKey as error:
+            ok = False
+            where = stage.recipe.config or "the config"
+            hint = error.hint or "write +KEY to add a key the config does not have"
+            problems.at(path, f'"{key}" is not a key of {where}', hint,
+                        on_key=path[-1] != "bind")
+    return checked if ok else None
+
+
+def _config(stage: ResolvedStage, point: dict[str, Any], keys: dict[str, str],
+            interpolator: Interpolator, problems: _Problems) -> dict[str, Any] | None:
+    at = stage.at
+    values: dict[str, Any] = {}
+    for key, value in stage.recipe.overrides.items():
+        values[keys[key]] = _interpolated(interpolator, value, at + ("recipe", "overrides", key),
+                                          problems)
+    for name, artifact in stage.artifacts.items():
+        if artifact.bind:
+            values[keys[artifact.bind]] = _artifact_path(artifact.uri, interpolator,
+                                                         at + ("artifacts", name, "uri"), problems)
+    for key, value in point.items():
+        values[keys[key]] = _interpolated(interpolator, value, at + ("sweep", "parameters", key),
+                                          problems)
+    config = with_values(stage.base_config, values)
+    if stage.config_document is not None and has_reference(stage.base_config):
+        config = _interpolate_config(config, interpolator, stage.config_document, problems)
+    return config
+
+
+def _interpolate_config(node: Any, interpolator: Interpolator, document: Document,
+                        problems: _Problems, path: KeyPath = ()) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate_config(v, interpolator, document, problems, path + (k,))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate_config(v, interpolator, document, problems, path + (i,))
+                for i, v in enumerate(node)]
+    try:
+        return interpolator.resolve(node)
+    except InterpolationError as error:
+        problems.at(path, error.message, error.hint, document=document)
+        raise _Stop from None
+
+
+def _artifact_path(uri: str, interpolator: Interpolator, path: KeyPath, problems: _Problems) -> str:
+    if uri.startswith(("art://", "wandb://")):
+        problems.at(path, f'"{uri}" is not yet resolvable',
+                    "artifact registry URIs arrive with the artifacts issue; use a path for now")
+        raise _Stop
+    resolved = _interpolated(interpolator, uri, path, problems)
+    return str(resolved).removeprefix("file://")
+
+
+def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved):
+    """``${stage.NAME.outputs.ART}`` → the path the single upstream run produces."""
+    by_name = {s.name: s for s in resolved.stages}
+
+    def lookup(expression: str) -> Any:
+        name, _, rest = expression.partition(".")
+        if name not in stage_runs:
+            known = [s for s in stage_runs] or ["none planned before this stage"]
+            raise InterpolationError(f"${{stage.{expression}}}: no earlier stage \"{name}\"",
+                                     f"stages it can refer to: {', '.join(known)} (add it to needs)")
+        kind, _, artifact = rest.partition(".")
+        upstream = [r for r in stage_runs[name] if not r.warmup]
+        if kind == "dir" and len(upstream) == 1:
+            return upstream[0].run_dir
+        if kind != "outputs" or artifact not in by_name[name].outputs:
+            outputs = ", ".join(by_name[name].outputs) or "none"
+            raise InterpolationError(f"${{stage.{expression}}} is undefined",
+                                     f'stage "{name}" outputs: {outputs}')
+        if len(upstream) != 1:
+            raise InterpolationError(
+                f"${{stage.{expression}}} is not yet resolvable: stage \"{name}\" has "
+                f"{len(upstream)} runs", "choosing among upstream runs arrives with the artifacts issue")
+        produced = by_name[name].outputs[artifact].path
+        return Interpolator(upstream[0].point, {"dir": upstream[0].run_dir, "key": upstream[0].key}
+                            ).resolve(produced)
+
+    return lookup
+
+
+def _job_yaml(resolved: Resolved, stage: ResolvedStage, slot, key: str, run_dir: str,
+              resources: dict[str, Any]) -> str:
+    env = stage.env
+    job = {
+        "runspec_version": __version__,
+        "manifest": {"path": resolved.document.display, "name": resolved.manifest.name,
+                     "digest": resolved.manifest_digest},
+        "run": {"key": key, "stage": stage.name, "dir": run_dir, "slot": slot.label,
+                "cycle": slot.cycle, "warmup": bool(slot.warmup)},
+        "sweep": dict(slot.point),
+        "recipe": {"kind": stage.recipe.kind, "entry": stage.recipe.entry,
+                   "launch": stage.recipe.launch, "config": stage.recipe.config},
+        "resources": resources,
+        "env": {"executor": env.executor, "profile": env.profile,
+                "profile_chain": env.profile_chain, "settings": env.settings, "vars": env.vars,
+                "secrets": {k: {"from_env": v} for k, v in env.secrets.items()},
+                "container_image": env.container_image},
+    }
+    return yamltext.dump(job)

@@ -1,0 +1,98 @@
+"""How a plan is shown: Terraform-like text for people, a versioned JSON format for tools."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runspec import __version__
+from runspec.plan.diff import ACTIONS, Change
+from runspec.plan.pipeline import PlanResult
+
+JSON_FORMAT = "runspec.plan/1"
+SYMBOLS = {"create": "+", "replace": "-/+", "rerun": "↻", "destroy": "-", "noop": "="}
+LEGEND = ("Actions: + create   -/+ replace   ↻ rerun (failed or lost last time)   - destroy"
+          "   = unchanged")
+
+
+def summary_line(result: PlanResult) -> str:
+    c = result.changes
+    return (f"Plan: {c.count('create')} to create, {c.count('replace')} to replace, "
+            f"{c.count('rerun')} to rerun, {c.count('destroy')} to destroy, "
+            f"{c.count('noop')} unchanged.")
+
+
+def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
+    """The plan as text: legend, runs grouped by stage with reasons and diffs, summary."""
+    plan, changes = result.plan, result.changes
+    lines = [f"runspec plan for {plan.name} ({plan.manifest_path})"]
+    if not changes.has_changes:
+        lines += ["", "No changes. " + _unchanged_note(result), summary_line(result)]
+        return "\n".join(lines) + "\n"
+    lines += [LEGEND, ""]
+    stages = list(dict.fromkeys([*plan.stages, *(c.stage for c in changes.changes)]))
+    for stage in stages:
+        members = [c for c in changes.changes if c.stage == stage]
+        shown = [c for c in members if show_unchanged or c.action != "noop"]
+        hidden = len(members) - len(shown)
+        if not shown:
+            continue
+        backend = plan.stages.get(stage, "gone from the manifest")
+        lines.append(f"Stage {stage} ({backend}): {len(members)} run{'s' * (len(members) != 1)}"
+                     + (f", {hidden} unchanged hidden" if hidden else ""))
+        for change in shown:
+            lines += _change_lines(change)
+        lines.append("")
+    for launch in result.launches:
+        runs = len(launch.keys)
+        if launch.backend == "slurm":
+            shape = f"one job array of {runs}" if runs > 1 else "one job"
+            lines.append(f"Submits to Slurm: {shape} for stage {launch.stage} "
+                         f"({launch.request['script']})")
+    if any(launch.backend == "slurm" for launch in result.launches):
+        lines.append("")
+    lines.append(summary_line(result))
+    return "\n".join(lines) + "\n"
+
+
+def _change_lines(change: Change) -> list[str]:
+    symbol = SYMBOLS[change.action]
+    lines = [f"  {symbol:>3} {change.key}"]
+    lines += [f"        # {reason}" for reason in change.reasons]
+    lines += [f"        {line}" for line in change.diff]
+    return lines
+
+
+def _unchanged_note(result: PlanResult) -> str:
+    count = result.changes.count("noop")
+    return (f"The {count} planned run{'s' * (count != 1)} match what was applied."
+            if count else "Nothing is planned.")
+
+
+def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, Any]:
+    """The versioned machine format (also what ``--out`` saves and ``apply`` reads)."""
+    plan, state = result.plan, result.state
+    return {
+        "format": JSON_FORMAT,
+        "runspec_version": __version__,
+        "manifest": {"name": plan.name, "path": plan.manifest_path, "digest": plan.manifest_digest},
+        "state": {"location": result.store.location, "lineage": state.lineage,
+                  "serial": state.serial},
+        "summary": {action: result.changes.count(action) for action in ACTIONS},
+        "changes": [
+            {"key": c.key, "stage": c.stage, "action": c.action, "reasons": c.reasons,
+             "digest": c.run.digest if c.run else None,
+             "run_dir": c.run.run_dir if c.run else None,
+             **({"request": c.run.request} if include_requests and c.run else {})}
+            for c in result.changes.changes
+        ],
+        "launches": [
+            {"backend": launch.backend, "stage": launch.stage, "keys": launch.keys,
+             "request": launch.request, "files": launch.files}
+            for launch in result.launches
+        ],
+    }
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,314 @@
+"""Manifest + env.toml + recipe metadata → one fully resolved description per stage.
+
+Precedence, lowest first: built-in defaults < the script's PEP 723 ``[tool.runspec]`` <
+the env.toml profile (its ``extends`` chain merged) < the manifest (top level, then the
+stage) < ``--set`` on the command line. Pure: reads files, never writes or submits.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runspec.manifest.document import Document, Located, Position, format_path
+from runspec.manifest.errors import Diagnostic, ManifestError
+from runspec.manifest.load import deep_merge, load_document, load_manifest
+from runspec.manifest.models import (
+    ArtifactInput,
+    ArtifactOutput,
+    Campaign,
+    Manifest,
+    Measure,
+    Resources,
+    Sweep,
+)
+from runspec.manifest.pep723 import ScriptSpec, read_script_spec
+from runspec.manifest.profiles import find_env_file, load_env_file, resolve_profile
+from runspec.manifest.validate import validate_document
+from runspec.plan.identity import digest
+
+SINGLE_STAGE = "main"
+"""The stage name of a manifest written in the single-stage (top-level recipe) form."""
+
+PROFILE_RESOURCE_KEYS = {"nodes": "nodes", "gpus_per_node": "gpus_per_node",
+                         "cpus_per_task": "cpus_per_task", "mem": "mem", "time": "time",
+                         "ntasks_per_node": "procs_per_node", "nproc_per_node": "procs_per_node"}
+ENV_OWN_KEYS = {"profile", "file", "vars", "secrets", "executor", "extends", "env_vars",
+                "startup_commands", "container_image", "container", "mounts"}
+
+
+@dataclass(frozen=True)
+class ResolvedRecipe:
+    kind: str                      # script | module | target | command
+    entry: str | list[str]         # script path (relative to root), module, target, or argv
+    launch: str                    # direct | torchrun | ray
+    config: str | None             # config path relative to root
+    overrides: dict[str, Any]
+    args: list[str]
+    workdir: str | None
+
+
+@dataclass(frozen=True)
+class ResolvedEnv:
+    executor: str
+    profile: str | None
+    profile_chain: list[str]
+    settings: dict[str, Any]       # executor-specific keys (partition, address, …)
+    vars: dict[str, str]
+    secrets: dict[str, str]        # NAME → the variable it is read from
+    container_image: str | None
+    mounts: list[str]
+    startup_commands: list[str]
+
+
+@dataclass
+class ResolvedStage:
+    name: str
+    needs: list[str]
+    recipe: ResolvedRecipe
+    resources: Resources
+    env: ResolvedEnv
+    sweep: Sweep | None
+    campaign: Campaign
+    measure: Measure
+    artifacts: dict[str, ArtifactInput]
+    outputs: dict[str, ArtifactOutput]
+    base_config: dict[str, Any] = field(default_factory=dict)
+    config_document: Document | None = None
+    at: tuple[str, ...] = ()       # where the stage lives in the manifest (for positions)
+
+
+@dataclass
+class Resolved:
+    """A manifest ready to expand: its stages in dependency order."""
+
+    document: Document
+    manifest: Manifest
+    root: Path                     # the manifest's directory: runs start here
+    manifest_digest: str
+    outputs_root: str
+    state_location: str | None
+    stages: list[ResolvedStage]
+
+
+def parse_set(assignment: str) -> tuple[list[str], Any]:
+    """``campaign.cycles=1`` → (["campaign", "cycles"], 1); quoted segments keep their dots."""
+    if "=" not in assignment:
+        raise ManifestError([Diagnostic("--set", 1, 1, assignment, "expected key=value",
+                                        'for example --set campaign.cycles=1')])
+    key, _, raw = assignment.partition("=")
+    parts, current, quoted = [], "", False
+    for char in key.strip():
+        if char == '"':
+            quoted = not quoted
+        elif char == "." and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    from ruamel.yaml import YAML
+
+    try:
+        value = YAML(typ="safe").load(raw) if raw.strip() else ""
+    except Exception:
+        value = raw
+    return parts, value
+
+
+def apply_sets(document: Document, assignments: list[str]) -> Document:
+    """Command-line ``--set`` values over the manifest, positioned at ``--set:N``."""
+    if not assignments:
+        return document
+    data = copy.deepcopy(document.data)
+    positions = dict(document.positions)
+    for index, assignment in enumerate(assignments, start=1):
+        parts, value = parse_set(assignment)
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+        here = Position("--set", index, 1, len(assignment))
+        for length in range(1, len(parts) + 1):
+            positions.setdefault(tuple(parts[:length]), Located(here, here))
+        positions[tuple(parts)] = Located(here, here)
+    sources = {**document.sources, "--set": list(assignments)}
+    return Document(document.path, data, document.display, positions, sources)
+
+
+def resolve(path: str | Path, sets: list[str] | None = None) -> Resolved:
+    """Load, validate and resolve a manifest. Raises ManifestError with every problem."""
+    document = apply_sets(load_manifest(path), list(sets or []))
+    problems = [d for d in validate_document(document) if d.severity == "error"]
+    if problems:
+        raise ManifestError(problems)
+    manifest = Manifest.model_validate(document.data)
+    root = Path(document.path).resolve().parent
+    raw = document.data
+    stages_raw = raw.get("stages") or {SINGLE_STAGE: {k: raw[k] for k in (
+        "recipe", "artifacts", "sweep") if k in raw}}
+    stages = []
+    for name, stage_raw in stages_raw.items():
+        at = ("stages", name) if raw.get("stages") else ()
+        stages.append(_resolve_stage(document, root, name, stage_raw, at))
+    return Resolved(
+        document=document, manifest=manifest, root=root,
+        manifest_digest=digest(raw), outputs_root=manifest.outputs.root,
+        state_location=manifest.outputs.state, stages=_in_dependency_order(stages),
+    )
+
+
+def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, Any],
+                   at: tuple[str, ...]) -> ResolvedStage:
+    raw = document.data
+    recipe_raw = stage["recipe"]
+    script_spec = ScriptSpec(Path(), {})
+    if "script" in recipe_raw:
+        script_path = _declared_dir(document, at + ("recipe", "script")) / recipe_raw["script"]
+        script_spec = read_script_spec(script_path)
+    env = _resolve_env(root, raw.get("env") or {}, (stage.get("env") or {}) if at else {})
+    resources = _resolve_resources(script_spec, env[1], raw.get("resources") or {},
+                                   (stage.get("resources") or {}) if at else {})
+    recipe = _resolve_recipe(document, root, recipe_raw, script_spec, at)
+    campaign = deep_merge(raw.get("campaign") or {}, (stage.get("campaign") or {}) if at else {})
+    measure = deep_merge(raw.get("measure") or {}, (stage.get("measure") or {}) if at else {})
+    outputs_raw = (stage.get("outputs") or {}) if at else (raw.get("outputs") or {})
+    base_config, config_document = {}, None
+    if recipe.config is not None:
+        config_document = load_document(root / recipe.config, display=recipe.config)
+        base_config = config_document.data
+    return ResolvedStage(
+        name=name,
+        needs=list(stage.get("needs") or []),
+        recipe=recipe,
+        resources=Resources.model_validate(resources),
+        env=env[0],
+        sweep=Sweep.model_validate(stage["sweep"]) if stage.get("sweep") else None,
+        campaign=Campaign.model_validate(campaign),
+        measure=Measure.model_validate(measure),
+        artifacts={k: ArtifactInput.model_validate(v) for k, v in (stage.get("artifacts") or {}).items()},
+        outputs={k: ArtifactOutput.model_validate(v)
+                 for k, v in (outputs_raw.get("artifacts") or {}).items()},
+        base_config=base_config,
+        config_document=config_document,
+        at=at,
+    )
+
+
+def _declared_dir(document: Document, path: tuple[str, ...]) -> Path:
+    return Path(document.value_position(path).file).resolve().parent
+
+
+def _relative(root: Path, target: Path) -> str:
+    try:
+        return target.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return target.resolve().as_posix()
+
+
+def _resolve_recipe(document: Document, root: Path, recipe: dict[str, Any], spec: ScriptSpec,
+                    at: tuple[str, ...]) -> ResolvedRecipe:
+    kind = next(k for k in ("script", "module", "target", "command") if k in recipe)
+    entry: str | list[str] = recipe[kind]
+    if kind == "script":
+        entry = _relative(root, _declared_dir(document, at + ("recipe", "script")) / recipe["script"])
+    config = None
+    if "config" in recipe:
+        config = _relative(root, _declared_dir(document, at + ("recipe", "config")) / recipe["config"])
+    elif spec.data:
+        directory = spec.path.parent / spec.get("config", "dir", default="./config")
+        default = directory / f"{spec.get('config', 'default', default='default')}.yaml"
+        if default.is_file():
+            config = _relative(root, default)
+    return ResolvedRecipe(
+        kind=kind,
+        entry=entry,
+        launch=recipe.get("launch") or spec.get("run", "launch") or "direct",
+        config=config,
+        overrides=dict(recipe.get("overrides") or {}),
+        args=list(recipe.get("args") or []),
+        workdir=recipe.get("workdir") or spec.get("run", "workdir"),
+    )
+
+
+def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any]
+                 ) -> tuple[ResolvedEnv, dict[str, Any]]:
+    """The stage's execution environment, and the resource keys its profile sets."""
+    inline = deep_merge(top, stage)
+    profile_name = inline.get("profile")
+    profile_data: dict[str, Any] = {}
+    chain: list[str] = []
+    if profile_name is not None:
+        env_path = (root / inline["file"]) if inline.get("file") else find_env_file(root)
+        env_file = load_env_file(env_path) if env_path else None
+        profile = resolve_profile(env_file, profile_name)
+        profile_data, chain = profile.data, profile.chain
+    merged = deep_merge(profile_data, {k: v for k, v in inline.items() if k != "executor"})
+    executor = inline.get("executor") or profile_data.get("executor") or "local"
+    resources = {PROFILE_RESOURCE_KEYS[k]: v for k, v in profile_data.items()
+                 if k in PROFILE_RESOURCE_KEYS}
+    settings = {k: v for k, v in merged.items()
+                if k not in ENV_OWN_KEYS and k not in PROFILE_RESOURCE_KEYS}
+    variables = {**{k: _env_text(v) for k, v in (profile_data.get("env_vars") or {}).items()},
+                 **{k: _env_text(v) for k, v in (inline.get("env_vars") or {}).items()},
+                 **{k: _env_text(v) for k, v in (inline.get("vars") or {}).items()}}
+    secrets = {k: v["from_env"] for k, v in (inline.get("secrets") or {}).items()}
+    return ResolvedEnv(
+        executor=executor,
+        profile=profile_name,
+        profile_chain=chain,
+        settings=settings,
+        vars=variables,
+        secrets=secrets,
+        container_image=merged.get("container_image") or merged.get("container"),
+        mounts=list(merged.get("mounts") or []),
+        startup_commands=list(merged.get("startup_commands") or []),
+    ), resources
+
+
+def _env_text(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def _resolve_resources(spec: ScriptSpec, from_profile: dict[str, Any], top: dict[str, Any],
+                       stage: dict[str, Any]) -> dict[str, Any]:
+    from_script = {k: v for k, v in (spec.get("resources", default={}) or {}).items()
+                   if k in ("nodes", "gpus_per_node")}
+    merged: dict[str, Any] = {}
+    for layer in (from_script, from_profile, top, stage):
+        merged = deep_merge(merged, layer)
+    return merged
+
+
+def _in_dependency_order(stages: list[ResolvedStage]) -> list[ResolvedStage]:
+    """Stages after the stages they need (validate already rejected cycles); stable."""
+    by_name = {s.name: s for s in stages}
+    ordered: list[ResolvedStage] = []
+    placed: set[str] = set()
+
+    def place(stage: ResolvedStage) -> None:
+        if stage.name in placed:
+            return
+        placed.add(stage.name)
+        for need in stage.needs:
+            place(by_name[need])
+        ordered.append(stage)
+
+    for stage in stages:
+        place(stage)
+    return ordered
+
+
+def position_of(document: Document, path: tuple[str | int, ...]) -> Diagnostic:
+    """A diagnostic skeleton at ``path`` (for errors found after validation)."""
+    return Diagnostic.at(document.value_position(path), format_path(path), "", document=document)

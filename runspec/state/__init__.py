@@ -1,0 +1,1 @@
+"""State: what was applied, per run key (DESIGN §4). Plan reads it; apply writes it."""

@@ -1,0 +1,116 @@
+"""The state lock: who holds it (pid, host, user, operation, since when), and breaking it.
+
+The lock is a file created exclusively (filelock's SoftFileLock), so it outlives a crash:
+a lock left by a dead process is reported as such, with the ``runspec force-unlock ID``
+that breaks it. A held lock fails fast; nothing waits silently.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runspec.state.store import StateError
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    id: str
+    pid: int
+    host: str
+    user: str
+    operation: str
+    created: str
+
+    def describe(self) -> str:
+        return (f"{self.operation} by {self.user}@{self.host} (pid {self.pid}) since "
+                f"{self.created}, lock id {self.id}")
+
+    def holder_is_dead(self) -> bool:
+        """True only when we can tell: the holder ran on this host and its pid is gone."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return _is_zombie(self.pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def lock_paths(state_file: Path) -> tuple[Path, Path]:
+    return state_file.with_suffix(".lock"), state_file.with_suffix(".lock.json")
+
+
+def read_info(state_file: Path) -> LockInfo | None:
+    _, info_path = lock_paths(state_file)
+    try:
+        return LockInfo(**json.loads(info_path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+@contextmanager
+def state_lock(state_file: Path, operation: str) -> Iterator[LockInfo]:
+    """Hold the lock for ``operation``; raise StateError at once if someone else holds it."""
+    from filelock import SoftFileLock, Timeout
+
+    lock_path, info_path = lock_paths(state_file)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = SoftFileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise held_error(state_file) from None
+    info = LockInfo(uuid.uuid4().hex[:12], os.getpid(), socket.gethostname(), getpass.getuser(),
+                    operation, datetime.now(UTC).isoformat(timespec="seconds"))
+    try:
+        info_path.write_text(json.dumps(asdict(info)), encoding="utf-8")
+        yield info
+    finally:
+        info_path.unlink(missing_ok=True)
+        lock.release()
+
+
+def held_error(state_file: Path) -> StateError:
+    info = read_info(state_file)
+    if info is None:
+        return StateError(f"the state of {state_file.stem} is locked (holder unknown)",
+                          f"if no runspec is running, remove {lock_paths(state_file)[0]}")
+    if info.holder_is_dead():
+        return StateError(f"the state is locked by a process that is no longer running: "
+                          f"{info.describe()}", f"run `runspec force-unlock {info.id}` to break it")
+    return StateError(f"the state is locked: {info.describe()}",
+                      "wait for it to finish; if it is stuck, `runspec force-unlock "
+                      f"{info.id}` breaks the lock")
+
+
+def force_unlock(state_file: Path, lock_id: str) -> LockInfo:
+    """Break the lock if ``lock_id`` names it (so a typo cannot break someone else's lock)."""
+    lock_path, info_path = lock_paths(state_file)
+    info = read_info(state_file)
+    if not lock_path.exists():
+        raise StateError(f"the state of {state_file.stem} is not locked")
+    if info is None or info.id != lock_id:
+        held = info.id if info else "unknown"
+        raise StateError(f'lock id "{lock_id}" does not match the held lock ({held})',
+                         "copy the id from the lock error message")
+    info_path.unlink(missing_ok=True)
+    lock_path.unlink(missing_ok=True)
+    return info

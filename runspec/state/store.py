@@ -1,0 +1,162 @@
+"""The state store: one JSON file per manifest, written atomically, guarded by a lock.
+
+Like Terraform's state it carries a ``lineage`` (which history this is) and a ``serial``
+(how many writes), so a saved plan can refuse to apply over a state that moved on. A
+corrupt file, or one written by a newer runspec, is refused and never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FORMAT = 1
+DEFAULT_DIR = ".runspec/state"
+STATUSES = ("submitted", "running", "succeeded", "failed", "cancelled", "lost")
+RERUN_STATUSES = ("failed", "cancelled", "lost")
+
+
+class StateError(Exception):
+    """The state cannot be read, written or locked; says why and what to do."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message + (f" — {hint}" if hint else ""))
+        self.message, self.hint = message, hint
+
+
+@dataclass
+class Member:
+    """One applied run."""
+
+    key: str
+    stage: str
+    digest: str
+    status: str = "submitted"
+    handle: dict[str, Any] | None = None
+    request: dict[str, Any] = field(default_factory=dict)
+    submitted_at: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass
+class State:
+    manifest: str
+    lineage: str | None = None
+    serial: int = 0
+    members: dict[str, Member] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        from runspec import __version__
+
+        return {"format": STATE_FORMAT, "runspec_version": __version__, "manifest": self.manifest,
+                "lineage": self.lineage, "serial": self.serial,
+                "members": {k: asdict(m) for k, m in sorted(self.members.items())}}
+
+
+def state_path(root: Path, name: str, location: str | None) -> str:
+    """``<root>/.runspec/state/<name>.json`` by default; ``location`` may be a directory, a
+    ``.json`` file, or an fsspec URL (``s3://bucket/prefix``)."""
+    if location is None:
+        return str(root / DEFAULT_DIR / f"{name}.json")
+    if "://" in location:
+        return location if location.endswith(".json") else f"{location.rstrip('/')}/{name}.json"
+    base = Path(location) if Path(location).is_absolute() else root / location
+    return str(base if location.endswith(".json") else base / f"{name}.json")
+
+
+class StateStore:
+    """Reads and writes one manifest's state at a path or fsspec URL."""
+
+    def __init__(self, location: str, manifest: str):
+        self.location = location
+        self.manifest = manifest
+        self.is_local = "://" not in location or location.startswith("file://")
+
+    @property
+    def local_path(self) -> Path:
+        return Path(self.location.removeprefix("file://"))
+
+    def read(self) -> State:
+        """The state, or an empty one (lineage None, serial 0) when nothing was applied yet."""
+        try:
+            text = self._read_text()
+        except FileNotFoundError:
+            return State(self.manifest)
+        except OSError as error:
+            raise StateError(f"cannot read state {self.location}: {error}") from None
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise StateError(
+                f"state {self.location} is corrupt (line {error.lineno}, column {error.colno}: "
+                f"{error.msg})",
+                f"runspec will not overwrite it; restore {self.location}.backup (written before "
+                "each change) or move the file away to start over") from None
+        return self._parse(raw)
+
+    def _parse(self, raw: Any) -> State:
+        if not isinstance(raw, dict) or not isinstance(raw.get("format"), int):
+            raise StateError(f"state {self.location} is not a runspec state file (no format)",
+                             "runspec will not overwrite it; move it away to start over")
+        if raw["format"] > STATE_FORMAT:
+            raise StateError(
+                f"state {self.location} was written by a newer runspec "
+                f"({raw.get('runspec_version', '?')}, state format {raw['format']}); this "
+                f"runspec reads format {STATE_FORMAT}", "upgrade runspec to use this state")
+        try:
+            members = {k: Member(**m) for k, m in raw.get("members", {}).items()}
+        except TypeError as error:
+            raise StateError(f"state {self.location} is corrupt: {error}",
+                             "runspec will not overwrite it") from None
+        return State(raw.get("manifest", self.manifest), raw.get("lineage"),
+                     int(raw.get("serial", 0)), members)
+
+    def _read_text(self) -> str:
+        if self.is_local:
+            return self.local_path.read_text(encoding="utf-8")
+        import fsspec
+
+        with fsspec.open(self.location, "r", encoding="utf-8") as handle:
+            return handle.read()
+
+    def write(self, state: State) -> State:
+        """Write the next serial atomically (temp file + rename); keeps a ``.backup``."""
+        if state.lineage is None:
+            state.lineage = str(uuid.uuid4())
+        state.serial += 1
+        text = json.dumps(state.to_json(), indent=1, sort_keys=False) + "\n"
+        if not self.is_local:
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(self.location)
+            temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+            with fs.open(temporary, "w") as handle:
+                handle.write(text)
+            if fs.exists(path):
+                fs.copy(path, f"{path}.backup")
+            fs.mv(temporary, path)
+            return state
+        path = self.local_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            _copy(path, Path(f"{path}.backup"))
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return state
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.write_bytes(source.read_bytes())
