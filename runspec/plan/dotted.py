@@ -62,8 +62,25 @@ def assign(config: dict[str, Any], key: str, value: Any) -> None:
 
 
 def with_values(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with every (checked, plain) dotted key set."""
-    result = copy.deepcopy(base)
+    """``base`` with every (checked, plain) dotted key set, ``base`` left untouched.
+
+    Only the tables on the path to each key are copied; everything else is shared, which
+    keeps 100,000 rendered configs cheap. Nothing downstream mutates a config.
+    """
+    result = dict(base)
+    copied: set[tuple[str, ...]] = {()}
     for key, value in values.items():
-        assign(result, key, value)
+        parts = key.split(".")
+        node = result
+        for depth, part in enumerate(parts[:-1], start=1):
+            child = node.get(part)
+            prefix = tuple(parts[:depth])
+            if not isinstance(child, dict):
+                child = {}
+            elif prefix not in copied:
+                child = dict(child)
+            copied.add(prefix)
+            node[part] = child
+            node = child
+        node[parts[-1]] = copy.deepcopy(value) if isinstance(value, dict | list) else value
     return result

@@ -7,6 +7,7 @@ read these, never the manifest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,16 @@ class Run:
     run_dir: str
     request: dict[str, Any]            # the canonical request the digest covers
     digest: str
-    files: dict[str, str] = field(default_factory=dict)   # name → rendered text
+    renderer: Callable[[], dict[str, str]] | None = field(default=None, repr=False, compare=False)
+    _files: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def files(self) -> dict[str, str]:
+        """Rendered files by name, produced on first use: a plan that is only diffed (the
+        common case) never pays for writing 10,000 configs it does not show."""
+        if self._files is None:
+            self._files = self.renderer() if self.renderer else {}
+        return self._files
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,11 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                     f"the local executor runs on one node, got nodes = {resources['nodes']}",
                     "use a Slurm or Ray profile for several nodes")
         return []
-    cache: dict[int, tuple[dict[str, Any], str]] = {}
+    configs: dict[int, dict[str, Any]] = {}
+    argv_refs = has_reference(recipe.args) or (recipe.kind == "command" and has_reference(recipe.entry))
+    vars_refs = has_reference(stage.env.vars)
+    job_head, job_tail = _job_yaml_static(resolved, stage, resources)
+    backend_files = backend.render_run
     runs: list[Run] = []
     for slot in slots:
         key = run_key(name, stage.name, slot.point, slot.label)
@@ -95,21 +99,21 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                    "cycle": slot.cycle, "name": name}
         interpolator = Interpolator(slot.point, context, _stage_lookup(stage_runs, resolved))
         try:
-            if renders_config and (per_run_config or slot.point_index not in cache):
-                config = _config(stage, slot.point, config_keys, interpolator, problems)
-                if config is None:
-                    return []
-                cache[slot.point_index] = (config, yamltext.dump(config))
-            config, config_text = cache.get(slot.point_index, ({}, ""))
+            if renders_config and (per_run_config or slot.point_index not in configs):
+                configs[slot.point_index] = _config(stage, slot.point, config_keys, interpolator,
+                                                    problems)
+            config = configs.get(slot.point_index, {})
             config_path = f"{run_dir}/config.yaml" if renders_config else None
             argv = recipe_argv(recipe, resources["procs_per_node"], config_path,
                                None if stage.env.executor == "local" or resources["nodes"] == 1
                                else [])
-            argv = _interpolated(interpolator, argv, at + ("recipe",), problems)
-            env = {**_interpolated(interpolator, stage.env.vars, ("env", "vars"), problems),
-                   "RUNSPEC_RUN_KEY": key, "RUNSPEC_RUN_DIR": run_dir}
+            if argv_refs:
+                argv = _interpolated(interpolator, argv, at + ("recipe",), problems)
+            variables = (_interpolated(interpolator, stage.env.vars, ("env", "vars"), problems)
+                         if vars_refs else stage.env.vars)
         except _Stop:
             return []
+        env = {**variables, "RUNSPEC_RUN_KEY": key, "RUNSPEC_RUN_DIR": run_dir}
         spec = RunSpec(
             key=key, stage=stage.name, run_dir=run_dir, argv=argv, env=env,
             secrets=dict(stage.env.secrets), cwd=recipe.workdir or ".", resources=resources,
@@ -124,14 +128,17 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             "startup_commands": spec.startup_commands,
         }
         run_digest = digest(request)
-        files = {"config.yaml": config_text} if renders_config else {}
-        files["job.yaml"] = _job_yaml(resolved, stage, slot, key, run_dir, resources)
-        files.update(backend.render_run(spec, resolved.root, run_digest))
-        run = Run(key=key, stage=stage.name, point=slot.point, slot=slot.label,
-                  warmup=bool(slot.warmup), run_dir=run_dir, request=request, digest=run_digest,
-                  files=files)
+
+        def files(spec=spec, config=config, slot=slot, run_digest=run_digest) -> dict[str, str]:
+            rendered = {"config.yaml": yamltext.dump(config)} if renders_config else {}
+            rendered["job.yaml"] = job_head + _job_yaml_run(spec, slot) + job_tail
+            rendered.update(backend_files(spec, resolved.root, run_digest))
+            return rendered
+
+        runs.append(Run(key=key, stage=stage.name, point=slot.point, slot=slot.label,
+                        warmup=bool(slot.warmup), run_dir=run_dir, request=request,
+                        digest=run_digest, renderer=files))
         plan.specs[key] = spec
-        runs.append(run)
     return runs
 
 
@@ -246,16 +253,16 @@ def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved):
     return lookup
 
 
-def _job_yaml(resolved: Resolved, stage: ResolvedStage, slot, key: str, run_dir: str,
-              resources: dict[str, Any]) -> str:
+def _job_yaml_static(resolved: Resolved, stage: ResolvedStage, resources: dict[str, Any]
+                     ) -> tuple[str, str]:
+    """job.yaml's parts shared by every run of a stage: rendered once, not 10,000 times."""
     env = stage.env
-    job = {
+    head = {
         "runspec_version": __version__,
         "manifest": {"path": resolved.document.display, "name": resolved.manifest.name,
                      "digest": resolved.manifest_digest},
-        "run": {"key": key, "stage": stage.name, "dir": run_dir, "slot": slot.label,
-                "cycle": slot.cycle, "warmup": bool(slot.warmup)},
-        "sweep": dict(slot.point),
+    }
+    tail = {
         "recipe": {"kind": stage.recipe.kind, "entry": stage.recipe.entry,
                    "launch": stage.recipe.launch, "config": stage.recipe.config},
         "resources": resources,
@@ -264,4 +271,12 @@ def _job_yaml(resolved: Resolved, stage: ResolvedStage, slot, key: str, run_dir:
                 "secrets": {k: {"from_env": v} for k, v in env.secrets.items()},
                 "container_image": env.container_image},
     }
-    return yamltext.dump(job)
+    return yamltext.dump(head), yamltext.dump(tail)
+
+
+def _job_yaml_run(spec: RunSpec, slot) -> str:
+    return yamltext.dump({
+        "run": {"key": spec.key, "stage": spec.stage, "dir": spec.run_dir, "slot": slot.label,
+                "cycle": slot.cycle, "warmup": bool(slot.warmup)},
+        "sweep": dict(slot.point) or {},
+    })
