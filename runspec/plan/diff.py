@@ -79,16 +79,47 @@ def diff_plan(plan: Plan, state: State, targets: list[str] | None = None,
                                   run=run, member=member))
         else:
             changes.append(Change(run.key, run.stage, "noop", run=run, member=member))
-    for key, member in state.members.items():
-        if key in planned or not _selected(key, targets, excludes):
-            continue
+    gone = [m for k, m in state.members.items()
+            if k not in planned and _selected(k, targets, excludes)]
+    changes = _pair_moved_points(changes, gone)
+    for member in gone:
         reasons = ["no longer in the manifest"]
         if member.status in ("submitted", "running"):
             reasons.append(f"{member.status}: cancelled only with --prune")
-        changes.append(Change(key, member.stage, "destroy", reasons, member=member))
+        changes.append(Change(member.key, member.stage, "destroy", reasons, member=member))
     order = {name: index for index, name in enumerate(plan.stages)}
     changes.sort(key=lambda c: (order.get(c.stage, len(order)), c.action == "destroy"))
     return Changes(changes)
+
+
+def _pair_moved_points(changes: list[Change], gone: list[Member]) -> list[Change]:
+    """A sweep value edited in place (lr 3e-4 → 1e-4) changes the run key; show the old run
+    and its successor as one replace, not a destroy plus a create. Pairs runs of the same
+    stage and slot whose points differ in exactly one parameter; ``gone`` keeps the rest."""
+    result = []
+    for change in changes:
+        if change.action != "create" or change.run is None:
+            result.append(change)
+            continue
+        run = change.run
+        match = next((m for m in gone if m.stage == run.stage and m.slot == run.slot
+                      and m.point.keys() == run.point.keys()
+                      and sum(m.point[k] != run.point[k] for k in run.point) == 1), None)
+        if match is None:
+            result.append(change)
+            continue
+        gone.remove(match)
+        moved = next(k for k in run.point if match.point[k] != run.point[k])
+        reasons = [f"sweep changed: {moved} {_show(match.point[moved])} → "
+                   f"{_show(run.point[moved])} (was {match.key})"]
+        # The key, and so the run directory, config path and RUNSPEC_RUN_* variables, moved
+        # with the point: only report what changed beyond that.
+        reasons += [r for r in describe_change(match.request, run.request)
+                    if r.startswith(("resources", "settings", "secrets", "working", "container",
+                                     "mounts", "startup", "executor"))]
+        result.append(Change(run.key, run.stage, "replace", reasons,
+                             request_diff(match.request, run.request), run, match))
+    return result
 
 
 def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

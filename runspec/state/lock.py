@@ -1,8 +1,9 @@
 """The state lock: who holds it (pid, host, user, operation, since when), and breaking it.
 
-The lock is a file created exclusively (filelock's SoftFileLock), so it outlives a crash:
-a lock left by a dead process is reported as such, with the ``runspec force-unlock ID``
-that breaks it. A held lock fails fast; nothing waits silently.
+The lock is a file created exclusively (``O_CREAT | O_EXCL``) holding the holder's record,
+so it outlives a crash: a lock left by a dead process is reported as such, with the
+``runspec force-unlock ID`` that breaks it. (filelock's SoftFileLock would silently break
+it instead, hiding that an apply died.) A held lock fails fast; nothing waits silently.
 """
 
 from __future__ import annotations
@@ -54,14 +55,13 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def lock_paths(state_file: Path) -> tuple[Path, Path]:
-    return state_file.with_suffix(".lock"), state_file.with_suffix(".lock.json")
+def lock_path(state_file: Path) -> Path:
+    return state_file.with_suffix(".lock")
 
 
 def read_info(state_file: Path) -> LockInfo | None:
-    _, info_path = lock_paths(state_file)
     try:
-        return LockInfo(**json.loads(info_path.read_text(encoding="utf-8")))
+        return LockInfo(**json.loads(lock_path(state_file).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
 
@@ -69,30 +69,29 @@ def read_info(state_file: Path) -> LockInfo | None:
 @contextmanager
 def state_lock(state_file: Path, operation: str) -> Iterator[LockInfo]:
     """Hold the lock for ``operation``; raise StateError at once if someone else holds it."""
-    from filelock import SoftFileLock, Timeout
-
-    lock_path, info_path = lock_paths(state_file)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = SoftFileLock(str(lock_path), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise held_error(state_file) from None
+    path = lock_path(state_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
     info = LockInfo(uuid.uuid4().hex[:12], os.getpid(), socket.gethostname(), getpass.getuser(),
                     operation, datetime.now(UTC).isoformat(timespec="seconds"))
     try:
-        info_path.write_text(json.dumps(asdict(info)), encoding="utf-8")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise held_error(state_file) from None
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(asdict(info)))
+    try:
         yield info
     finally:
-        info_path.unlink(missing_ok=True)
-        lock.release()
+        held = read_info(state_file)
+        if held is None or held.id == info.id:
+            path.unlink(missing_ok=True)
 
 
 def held_error(state_file: Path) -> StateError:
     info = read_info(state_file)
     if info is None:
         return StateError(f"the state of {state_file.stem} is locked (holder unknown)",
-                          f"if no runspec is running, remove {lock_paths(state_file)[0]}")
+                          f"if no runspec is running, remove {lock_path(state_file)}")
     if info.holder_is_dead():
         return StateError(f"the state is locked by a process that is no longer running: "
                           f"{info.describe()}", f"run `runspec force-unlock {info.id}` to break it")
@@ -103,14 +102,13 @@ def held_error(state_file: Path) -> StateError:
 
 def force_unlock(state_file: Path, lock_id: str) -> LockInfo:
     """Break the lock if ``lock_id`` names it (so a typo cannot break someone else's lock)."""
-    lock_path, info_path = lock_paths(state_file)
-    info = read_info(state_file)
-    if not lock_path.exists():
+    path = lock_path(state_file)
+    if not path.exists():
         raise StateError(f"the state of {state_file.stem} is not locked")
+    info = read_info(state_file)
     if info is None or info.id != lock_id:
         held = info.id if info else "unknown"
         raise StateError(f'lock id "{lock_id}" does not match the held lock ({held})',
                          "copy the id from the lock error message")
-    info_path.unlink(missing_ok=True)
-    lock_path.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
     return info

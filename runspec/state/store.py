@@ -41,6 +41,8 @@ class Member:
     request: dict[str, Any] = field(default_factory=dict)
     submitted_at: str | None = None
     finished_at: str | None = None
+    point: dict[str, Any] = field(default_factory=dict)
+    slot: str = ""
 
 
 @dataclass

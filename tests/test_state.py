@@ -1,0 +1,124 @@
+"""The state store: atomic writes, refusing corrupt or newer files, and a lock that names its holder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import invoke
+
+from runspec.state.lock import force_unlock, read_info, state_lock
+from runspec.state.store import Member, State, StateError, StateStore, state_path
+
+MANIFEST = 'schema = "runspec/v1"\nname = "s"\n[recipe]\ncommand = ["true"]\n'
+
+
+def test_write_is_atomic_versioned_and_keeps_a_backup(tmp_path):
+    store = StateStore(str(tmp_path / "s.json"), "s")
+    state = store.read()
+    assert (state.lineage, state.serial, state.members) == (None, 0, {})
+    state.members["s/main/_/c1"] = Member("s/main/_/c1", "main", "abc", "succeeded")
+    store.write(state)
+    first = store.read()
+    assert first.serial == 1 and first.lineage and first.members["s/main/_/c1"].digest == "abc"
+    store.write(first)
+    assert store.read().serial == 2 and store.read().lineage == first.lineage
+    assert json.loads((tmp_path / "s.json.backup").read_text())["serial"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".s.json")] == []
+
+
+def test_corrupt_and_newer_states_are_refused_and_kept(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text('{"format": 1, "members": {')
+    with pytest.raises(StateError, match=r"is corrupt \(line 1, column 27"):
+        StateStore(str(path), "s").read()
+    path.write_text(json.dumps({"format": 99, "runspec_version": "9.0.0", "members": {}}))
+    with pytest.raises(StateError, match=r"written by a newer runspec \(9.0.0, state format 99\)"):
+        StateStore(str(path), "s").read()
+    assert json.loads(path.read_text())["format"] == 99  # untouched
+
+
+def test_plan_reports_a_corrupt_state_clearly(tmp_path):
+    (tmp_path / "run.toml").write_text(MANIFEST)
+    state = tmp_path / ".runspec/state/s.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("not json")
+    result = invoke("plan", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: state {state} is corrupt (line 1, column 1")
+    assert "runspec will not overwrite it" in result.stderr
+    assert state.read_text() == "not json"
+
+
+def test_state_location_forms(tmp_path):
+    assert state_path(tmp_path, "n", None) == str(tmp_path / ".runspec/state/n.json")
+    assert state_path(tmp_path, "n", "st") == str(tmp_path / "st/n.json")
+    assert state_path(tmp_path, "n", "/abs/x.json") == "/abs/x.json"
+    assert state_path(tmp_path, "n", "s3://bucket/prefix") == "s3://bucket/prefix/n.json"
+
+
+def test_fsspec_url_state(tmp_path):
+    store = StateStore(f"file://{tmp_path}/remote/n.json", "n")
+    state = store.read()
+    store.write(state)
+    assert StateStore("memory://x/n.json", "n").read().serial == 0
+    memory = StateStore("memory://x/n.json", "n")
+    memory.write(State("n"))
+    assert memory.read().serial == 1
+
+
+def test_lock_is_exclusive_and_names_its_holder(tmp_path):
+    path = tmp_path / "s.json"
+    with state_lock(path, "apply") as info:
+        assert read_info(path) == info
+        with pytest.raises(StateError) as caught, state_lock(path, "apply"):
+            pass
+        message = str(caught.value)
+        assert f"the state is locked: apply by {info.user}@{info.host} (pid {os.getpid()})" in message
+        assert f"runspec force-unlock {info.id}" in message
+    assert read_info(path) is None
+    with state_lock(path, "apply"):
+        pass  # released: can be taken again
+
+
+def test_lock_left_by_a_dead_process_says_so(tmp_path):
+    path = tmp_path / "s.json"
+    code = ("import os, sys\nfrom pathlib import Path\nfrom runspec.state.lock import state_lock\n"
+            f"lock = state_lock(Path({str(path)!r}), 'apply')\nlock.__enter__()\nos._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(StateError) as caught, state_lock(path, "apply"):
+        pass
+    info = read_info(path)
+    assert "locked by a process that is no longer running" in str(caught.value)
+    assert f"runspec force-unlock {info.id}" in str(caught.value)
+    with pytest.raises(StateError, match='lock id "wrong" does not match'):
+        force_unlock(path, "wrong")
+    assert force_unlock(path, info.id) == info
+    with state_lock(path, "apply"):
+        pass
+
+
+def test_force_unlock_command(tmp_path):
+    (tmp_path / "run.toml").write_text(MANIFEST)
+    state = tmp_path / ".runspec/state/s.json"
+    code = ("import os\nfrom pathlib import Path\nfrom runspec.state.lock import state_lock\n"
+            f"lock = state_lock(Path({str(state)!r}), 'apply')\nlock.__enter__()\nos._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    lock_id = read_info(state).id
+    assert invoke("force-unlock", "nope", cwd=tmp_path).exit_code == 1
+    result = invoke("force-unlock", lock_id, cwd=tmp_path)
+    assert result.exit_code == 0 and result.stdout.startswith("Unlocked: apply by ")
+    assert not state.with_suffix(".lock").exists()
+
+
+def test_releasing_never_removes_someone_elses_lock(tmp_path):
+    path = tmp_path / "s.json"
+    with state_lock(path, "apply") as mine:
+        force_unlock(path, mine.id)
+        with state_lock(path, "apply") as theirs:
+            pass  # (exits normally, removing only its own lock)
+        with state_lock(path, "plan") as third:
+            assert read_info(path) == third != theirs
