@@ -160,21 +160,22 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
         click.echo("error: --out saves the plan of one manifest; name exactly one", err=True)
         sys.exit(1)
     selection = _selection(target, exclude, replace, sets)
-    changed = False
-    for path in manifests:
-        try:
-            result = make_plan(path, selection)
-        except (ManifestError, StateError) as error:
-            _fail(error)
-        changed |= result.changes.has_changes
-        if as_json:
-            click.echo(report.dumps(report.plan_json(result)), nl=False)
-        else:
-            print_plan(report.plan_text(result, show_unchanged))
-        if out_file:
-            out_file.write_text(report.dumps(report.plan_json(result)), encoding="utf-8")
-            click.echo(f"Saved the plan to {out_file}; apply it with `runspec apply {out_file}`.",
-                       err=True)
+    try:
+        results = [make_plan(path, selection) for path in manifests]
+        report.check_unique_names(results)
+    except (ManifestError, StateError) as error:
+        _fail(error)
+    if as_json:
+        documents = [report.plan_json(result) for result in results]
+        click.echo(report.dumps(documents[0] if len(documents) == 1 else documents), nl=False)
+    else:
+        for index, result in enumerate(results):
+            print_plan(("\n" if index else "") + report.plan_text(result, show_unchanged))
+    if out_file:
+        out_file.write_text(report.dumps(report.plan_json(results[0])), encoding="utf-8")
+        click.echo(f"Saved the plan to {out_file}; apply it with `runspec apply {out_file}`.",
+                   err=True)
+    changed = any(result.changes.has_changes for result in results)
     sys.exit(2 if detailed_exitcode and changed else 0)
 
 
@@ -199,8 +200,7 @@ def render(path, out_dir, sets) -> None:
         built = build_plan(resolved)
     except ManifestError as error:
         _fail(error)
-    written = write_rendered(built, out_dir, {s.name: s.campaign.max_parallel
-                                              for s in resolved.stages})
+    written = write_rendered(built, out_dir, {s.name: s.campaign for s in resolved.stages})
     click.echo(f"wrote {len(written)} files for {len(built.runs)} runs under {out_dir}")
 
 

@@ -29,9 +29,14 @@ def shell_quote(value: object) -> str:
     return shlex.quote(str(value))
 
 
+def comment_safe(text: str) -> str:
+    """Text for a ``#`` comment line: control characters (a newline!) become visible escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def run_script(spec: RunSpec) -> str:
     """``launch.sh``: the run's command as a script (exports, startup commands, exec)."""
-    lines = ["#!/usr/bin/env bash", f"# runspec run {spec.key}", "set -euo pipefail",
+    lines = ["#!/usr/bin/env bash", f"# runspec run {comment_safe(spec.key)}", "set -euo pipefail",
              f"cd {shell_quote(spec.cwd)}"]
     for name, value in spec.env.items():
         lines.append(f"export {name}={shell_quote(value)}")

@@ -18,7 +18,7 @@ class NemoRunBackend:
 
     def request(self, spec: RunSpec) -> dict:
         return {"executor": spec.settings.get("nemo_executor", "local"),
-                "options": spec.settings.get("options", {}),
+                "options": spec.settings.get("options", {}), "resources": spec.resources,
                 "container_image": spec.container_image, "mounts": spec.mounts,
                 "script": f"{spec.run_dir}/launch.sh"}
 

@@ -13,11 +13,13 @@ class RayBackend:
     name = "ray"
 
     def request(self, spec: RunSpec, root: Path, digest: str) -> dict:
-        """The Jobs API body. ``submission_id`` comes from the run digest, so submitting the
-        same run twice is detected by Ray itself."""
+        """``body`` is the Jobs API request as sent; ``secrets`` are added to its
+        ``runtime_env.env_vars`` at submission, from the launching environment, and never
+        written anywhere. ``submission_id`` comes from the run digest, so Ray itself detects
+        the same run submitted twice."""
         command = " ".join(shlex.quote(a) for a in spec.argv)
         cwd = (root / spec.cwd).as_posix() if spec.cwd != "." else root.as_posix()
-        runtime_env = {k: v for k, v in spec.settings.get("runtime_env", {}).items()}
+        runtime_env = dict(spec.settings.get("runtime_env", {}))
         runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **spec.env}
         resources = spec.resources
         body = {
@@ -29,9 +31,11 @@ class RayBackend:
         }
         if resources.get("gpus_per_node"):
             body["entrypoint_num_gpus"] = resources["gpus_per_node"]
-        if spec.secrets:
-            body["secrets"] = {k: {"from_env": v} for k, v in spec.secrets.items()}
-        return body
+        if resources.get("mem"):
+            body["entrypoint_memory"] = memory_bytes(resources["mem"])
+        if resources.get("extra"):
+            body["entrypoint_resources"] = {k: float(v) for k, v in resources["extra"].items()}
+        return {"body": body, "secrets": {k: {"from_env": v} for k, v in spec.secrets.items()}}
 
     def render_run(self, spec: RunSpec, root: Path, digest: str) -> dict[str, str]:
         return {"ray.json": json.dumps(self.request(spec, root, digest), indent=2) + "\n"}
@@ -41,3 +45,13 @@ class RayBackend:
         return [Launch("ray", context.stage, [run.key],
                        self.request(specs[run.key], context.root, run.digest),
                        directory=run.run_dir) for run in runs]
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def memory_bytes(text: str) -> int:
+    """``"32G"`` → bytes (Slurm's units: K, M, G, T are powers of 1024; bare is megabytes)."""
+    number = text.rstrip("B").rstrip("KMGT")
+    unit = text.rstrip("B")[len(number):]
+    return int(float(number) * (_UNITS[unit] if unit else _UNITS["M"]))

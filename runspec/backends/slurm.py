@@ -57,7 +57,7 @@ class SlurmBackend:
             "nodes": resources["nodes"],
             "ntasks-per-node": 1 if torchrun else resources["procs_per_node"],
             "gpus-per-node": resources["gpus_per_node"] or None,
-            "cpus-per-task": resources.get("cpus_per_task"),
+            "cpus-per-task": self.cpus_per_task(spec),
             "mem": resources.get("mem"),
             "constraint": settings.get("constraint"),
         }
@@ -70,14 +70,27 @@ class SlurmBackend:
             out.append((name, None if value is True else value))
         return out
 
+    @staticmethod
+    def cpus_per_task(spec: RunSpec) -> int | None:
+        """torchrun is one task that starts procs_per_node workers: it needs all their CPUs."""
+        cpus = spec.resources.get("cpus_per_task")
+        if cpus and spec.argv[:1] == ["torchrun"]:
+            return cpus * spec.resources["procs_per_node"]
+        return cpus
+
     def srun_flags(self, spec: RunSpec, chdir: str) -> list[str]:
         flags = []
         if spec.argv[:1] == ["torchrun"] and spec.resources["nodes"] > 1:
             flags += ["--ntasks-per-node=1"]
+        if self.cpus_per_task(spec):
+            # srun does not inherit --cpus-per-task from sbatch on Slurm 22.05 and later.
+            flags.append(f"--cpus-per-task={self.cpus_per_task(spec)}")
         if spec.container_image:
             flags.append(f"--container-image={spec.container_image}")
-            if spec.mounts:
-                flags.append(f"--container-mounts={','.join(spec.mounts)}")
+            # The job's directory (launch.sh, configs, outputs) must exist in the container.
+            mounts = [*spec.mounts, *([f"{chdir}:{chdir}"] if not any(
+                m.split(":")[0] == chdir for m in spec.mounts) else [])]
+            flags.append(f"--container-mounts={','.join(mounts)}")
             flags.append(f"--container-workdir={chdir}")
         return flags
 
@@ -93,7 +106,8 @@ class SlurmBackend:
         output = f"{chdir}/{launch_dir}/slurm-%A_%a.out" if array else f"{chdir}/{launch_dir}/slurm-%j.out"
         directives = self.directives(first, len(runs), f"{manifest}-{stage}", chdir, output)
         if array:
-            throttle = f"%{max_parallel}" if max_parallel else ""
+            limit = 1 if context.sequential else max_parallel
+            throttle = f"%{limit}" if limit else ""
             directives.insert(3, ("array", f"0-{len(runs) - 1}{throttle}"))
         script = _template(first.settings.get("template"), root).render(
             version=__version__, manifest=manifest, stage=stage, directives=directives,
@@ -101,6 +115,7 @@ class SlurmBackend:
             runs_file=f"{launch_dir}/runs.txt",
             multi_node=first.argv[:1] == ["torchrun"] and first.resources["nodes"] > 1,
             rdzv_port=RDZV_PORT, srun_flags=self.srun_flags(first, chdir),
+            gap=context.gap if array else 0,
         )
         argv = ["sbatch", "--parsable"]
         if needs:
@@ -110,5 +125,6 @@ class SlurmBackend:
         if array:
             files["runs.txt"] = "".join(f"{run.run_dir}\n" for run in runs)
         request = {"argv": argv, "cwd": ".", "script": f"{launch_dir}/job.sbatch",
-                   "array_size": len(runs) if array else None}
+                   "array_size": len(runs) if array else None,
+                   "one_at_a_time": bool(array and context.sequential)}
         return [Launch("slurm", stage, [run.key for run in runs], request, files, launch_dir)]

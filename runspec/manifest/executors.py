@@ -54,7 +54,8 @@ class CommonFields(Strict):
         examples=[{"NCCL_DEBUG": "WARN"}],
     )
     startup_commands: list[str] = Field(
-        default_factory=list, description="Shell commands run before the recipe, joined with &&."
+        default_factory=list,
+        description="Shell commands run in order before the recipe; the job stops if one fails.",
     )
     container_image: str | None = Field(
         None, description="Container image (registry URI or .sqsh path).",

@@ -37,6 +37,7 @@ class Change:
 @dataclass
 class Changes:
     changes: list[Change]
+    unmatched: list[str] = field(default_factory=list)   # --target / --exclude globs that matched nothing
 
     def count(self, action: str) -> int:
         return sum(c.action == action for c in self.changes)
@@ -89,7 +90,10 @@ def diff_plan(plan: Plan, state: State, targets: list[str] | None = None,
         changes.append(Change(member.key, member.stage, "destroy", reasons, member=member))
     order = {name: index for index, name in enumerate(plan.stages)}
     changes.sort(key=lambda c: (order.get(c.stage, len(order)), c.action == "destroy"))
-    return Changes(changes)
+    known = planned | set(state.members)
+    unmatched = [f"--target {g}" for g in targets if not fnmatch.filter(known, g)]
+    unmatched += [f"--exclude {g}" for g in excludes if not fnmatch.filter(known, g)]
+    return Changes(changes, unmatched)
 
 
 def _pair_moved_points(changes: list[Change], gone: list[Member]) -> list[Change]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runspec.manifest.models import Campaign
 from runspec.plan.diff import diff_plan
 from runspec.plan.ir import Plan
 from runspec.plan.launches import plan_launches
 from runspec.state.store import State
 
 
-def write_rendered(plan: Plan, out_dir: Path, max_parallel: dict[str, int | None]) -> list[Path]:
+def write_rendered(plan: Plan, out_dir: Path, campaigns: dict[str, Campaign]) -> list[Path]:
     """Files of every run (config.yaml, job.yaml, the backend's request) and of the launches
     that would submit all of them, under ``out_dir`` mirroring the run directories."""
     written: list[Path] = []
@@ -18,7 +19,7 @@ def write_rendered(plan: Plan, out_dir: Path, max_parallel: dict[str, int | None
         for name, text in run.files.items():
             written.append(_write(out_dir / run.run_dir / name, text))
     everything = diff_plan(plan, State(plan.name))
-    for launch in plan_launches(plan, everything, max_parallel):
+    for launch in plan_launches(plan, everything, campaigns):
         for name, text in launch.files.items():
             written.append(_write(out_dir / launch.directory / name, text))
     return written

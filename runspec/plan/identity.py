@@ -27,7 +27,10 @@ def format_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return str(value)
+    text = str(value)
+    # A newline or other control character would split the key over lines (in plans, in
+    # script comments); escape it the way JSON does.
+    return text if text.isprintable() else json.dumps(text)[1:-1]
 
 
 def point_label(point: dict[str, Any]) -> str:

@@ -64,6 +64,8 @@ class LaunchContext:
     directory: str                     # the stage's launch directory, relative to the root
     needs: tuple[str, ...] = ()
     max_parallel: int | None = None
+    sequential: bool = False           # the campaign's order or gaps matter: one run at a time
+    gap: float = 0                     # seconds between runs (campaign.config_gap)
 
 
 @dataclass

@@ -46,6 +46,6 @@ def make_plan(path: str | Path, selection: Selection | None = None) -> PlanResul
                        resolved.manifest.name)
     state = store.read()
     changes = diff_plan(plan, state, selection.targets, selection.excludes, selection.replace)
-    max_parallel = {s.name: s.campaign.max_parallel for s in resolved.stages}
+    campaigns = {s.name: s.campaign for s in resolved.stages}
     return PlanResult(resolved, plan, store, state, changes,
-                      plan_launches(plan, changes, max_parallel))
+                      plan_launches(plan, changes, campaigns))

@@ -8,6 +8,8 @@ hashes the canonical request into the run's digest.
 
 from __future__ import annotations
 
+import posixpath
+from dataclasses import replace
 from typing import Any
 
 from runspec import __version__
@@ -64,6 +66,7 @@ def build_plan(resolved: Resolved) -> Plan:
 def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                   stage_runs: dict[str, list[Run]], problems: _Problems) -> list[Run]:
     name = resolved.manifest.name
+    upstream = {n: digest([r.digest for r in stage_runs.get(n, [])]) for n in stage.needs}
     at = stage.at
     try:
         points = sweep_points(stage.sweep, f"{name}/{stage.name}")
@@ -81,11 +84,18 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         or bool(stage.artifacts))
     per_run_config = has_reference(stage.base_config) or has_reference(recipe.overrides)
     resources = stage.resources.model_dump(exclude_none=True)
-    if stage.env.executor == "local" and resources["nodes"] > 1:
+    if stage.env.executor in ("local", "ray") and resources["nodes"] > 1:
         problems.at(at + ("resources", "nodes") if at else ("resources", "nodes"),
-                    f"the local executor runs on one node, got nodes = {resources['nodes']}",
-                    "use a Slurm or Ray profile for several nodes")
+                    f"the {stage.env.executor} executor starts one process group on one node, "
+                    f"got nodes = {resources['nodes']}",
+                    "use a Slurm profile for multi-node jobs" if stage.env.executor == "local"
+                    else "a Ray job is one entrypoint: let the recipe spread work with Ray tasks")
         return []
+    cwd = recipe.workdir or "."
+    here = _paths_from(cwd, resolved.root)
+    if recipe.kind == "script":
+        recipe = replace(recipe, entry=here(str(recipe.entry)))
+    template_digest = _template_digest(stage, resolved)
     configs: dict[int, dict[str, Any]] = {}
     argv_refs = has_reference(recipe.args) or (recipe.kind == "command" and has_reference(recipe.entry))
     vars_refs = has_reference(stage.env.vars)
@@ -103,7 +113,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                 configs[slot.point_index] = _config(stage, slot.point, config_keys, interpolator,
                                                     problems)
             config = configs.get(slot.point_index, {})
-            config_path = f"{run_dir}/config.yaml" if renders_config else None
+            config_path = here(f"{run_dir}/config.yaml") if renders_config else None
             argv = recipe_argv(recipe, resources["procs_per_node"], config_path,
                                None if stage.env.executor == "local" or resources["nodes"] == 1
                                else [])
@@ -111,12 +121,15 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                 argv = _interpolated(interpolator, argv, at + ("recipe",), problems)
             variables = (_interpolated(interpolator, stage.env.vars, ("env", "vars"), problems)
                          if vars_refs else stage.env.vars)
+            outputs = {f"RUNSPEC_OUTPUT_{_env_name(n)}": here(str(_interpolated(
+                interpolator, o.path, at + ("outputs", "artifacts", n, "path"), problems)))
+                for n, o in stage.outputs.items()}
         except _Stop:
             return []
-        env = {**variables, "RUNSPEC_RUN_KEY": key, "RUNSPEC_RUN_DIR": run_dir}
+        env = {**variables, "RUNSPEC_RUN_KEY": key, "RUNSPEC_RUN_DIR": here(run_dir), **outputs}
         spec = RunSpec(
             key=key, stage=stage.name, run_dir=run_dir, argv=argv, env=env,
-            secrets=dict(stage.env.secrets), cwd=recipe.workdir or ".", resources=resources,
+            secrets=dict(stage.env.secrets), cwd=cwd, resources=resources,
             executor=stage.env.executor, settings=stage.env.settings,
             container_image=stage.env.container_image, mounts=stage.env.mounts,
             startup_commands=stage.env.startup_commands,
@@ -127,6 +140,10 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             "container_image": spec.container_image, "mounts": spec.mounts,
             "startup_commands": spec.startup_commands,
         }
+        if upstream:
+            request["upstream"] = upstream  # a changed upstream stage replaces this one too
+        if template_digest:
+            request["template_digest"] = template_digest
         run_digest = digest(request)
 
         def files(spec=spec, config=config, slot=slot, run_digest=run_digest) -> dict[str, str]:
@@ -140,6 +157,30 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                         digest=run_digest, renderer=files))
         plan.specs[key] = spec
     return runs
+
+
+def _paths_from(cwd: str, root) -> Any:
+    """Root-relative paths as the recipe sees them from its working directory."""
+    if cwd in (".", ""):
+        return lambda path: path
+    if posixpath.isabs(cwd):  # e.g. a container's /opt/app: hand the recipe absolute paths
+        return lambda path: posixpath.join(root.as_posix(), path)
+    return lambda path: posixpath.relpath(path, cwd)
+
+
+def _env_name(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).upper()
+
+
+def _template_digest(stage: ResolvedStage, resolved: Resolved) -> str | None:
+    """A custom sbatch template is part of the request: editing it replaces the runs."""
+    template = stage.env.settings.get("template")
+    if not template:
+        return None
+    try:
+        return digest((resolved.root / template).read_text(encoding="utf-8"))
+    except OSError:
+        return None
 
 
 class _Stop(Exception):
@@ -259,7 +300,7 @@ def _job_yaml_static(resolved: Resolved, stage: ResolvedStage, resources: dict[s
     env = stage.env
     head = {
         "runspec_version": __version__,
-        "manifest": {"path": resolved.document.display, "name": resolved.manifest.name,
+        "manifest": {"path": resolved.manifest_file, "name": resolved.manifest.name,
                      "digest": resolved.manifest_digest},
     }
     tail = {
@@ -269,7 +310,8 @@ def _job_yaml_static(resolved: Resolved, stage: ResolvedStage, resources: dict[s
         "env": {"executor": env.executor, "profile": env.profile,
                 "profile_chain": env.profile_chain, "settings": env.settings, "vars": env.vars,
                 "secrets": {k: {"from_env": v} for k, v in env.secrets.items()},
-                "container_image": env.container_image},
+                "container_image": env.container_image, "mounts": env.mounts,
+                "startup_commands": env.startup_commands},
     }
     return yamltext.dump(head), yamltext.dump(tail)
 
@@ -277,6 +319,7 @@ def _job_yaml_static(resolved: Resolved, stage: ResolvedStage, resources: dict[s
 def _job_yaml_run(spec: RunSpec, slot) -> str:
     return yamltext.dump({
         "run": {"key": spec.key, "stage": spec.stage, "dir": spec.run_dir, "slot": slot.label,
-                "cycle": slot.cycle, "warmup": bool(slot.warmup)},
+                "cycle": slot.cycle, "warmup": bool(slot.warmup), "cwd": spec.cwd,
+                "command": spec.argv, "env": spec.env},
         "sweep": dict(slot.point) or {},
     })

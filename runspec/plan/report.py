@@ -26,6 +26,9 @@ def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
     """The plan as text: legend, runs grouped by stage with reasons and diffs, summary."""
     plan, changes = result.plan, result.changes
     lines = [f"runspec plan for {plan.name} ({plan.manifest_path})"]
+    for glob in changes.unmatched:
+        lines.append(f"Warning: {glob} matched no run (keys look like {plan.runs[0].key if plan.runs else '…'}; "
+                     "in globs [ ] is a character class: write [[] for a literal [)")
     if not changes.has_changes:
         lines += ["", "No changes. " + _unchanged_note(result), summary_line(result)]
         return "\n".join(lines) + "\n"
@@ -43,21 +46,41 @@ def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
         for change in shown:
             lines += _change_lines(change)
         lines.append("")
-    for launch in result.launches:
-        runs = len(launch.keys)
-        if launch.backend == "slurm":
-            shape = f"one job array of {runs}" if runs > 1 else "one job"
-            lines.append(f"Submits to Slurm: {shape} for stage {launch.stage} "
-                         f"({launch.request['script']})")
-    if any(launch.backend == "slurm" for launch in result.launches):
-        lines.append("")
+    launch_lines = _launch_lines(result)
+    lines += launch_lines + ([""] if launch_lines else [])
     lines.append(summary_line(result))
     return "\n".join(lines) + "\n"
 
 
+def _launch_lines(result: PlanResult) -> list[str]:
+    """How apply will start the runs of each stage."""
+    lines = []
+    by_stage: dict[str, list] = {}
+    for launch in result.launches:
+        by_stage.setdefault(launch.stage, []).append(launch)
+    for stage, launches in by_stage.items():
+        backend = launches[0].backend
+        runs = sum(len(launch.keys) for launch in launches)
+        after = result.plan.needs.get(stage) or []
+        waits = f", after {', '.join(after)} succeeds" if after else ""
+        if backend == "slurm":
+            request = launches[0].request
+            shape = f"one job array of {runs}" if runs > 1 else "one job"
+            pace = ", one at a time in campaign order" if request.get("one_at_a_time") else ""
+            lines.append(f"Stage {stage}: sbatch {shape}{pace}{waits} ({request['script']})")
+        elif backend == "ray":
+            lines.append(f"Stage {stage}: {runs} Ray job{'s' * (runs != 1)}{waits}")
+        elif backend == "nemo-run":
+            lines.append(f"Stage {stage}: {runs} NeMo-Run launch{'es' * (runs != 1)}{waits}")
+        else:
+            lines.append(f"Stage {stage}: {runs} local process{'es' * (runs != 1)}{waits}")
+    return lines
+
+
 def _change_lines(change: Change) -> list[str]:
     symbol = SYMBOLS[change.action]
-    lines = [f"  {symbol:>3} {change.key}"]
+    warmup = "   (warmup)" if change.run is not None and change.run.warmup else ""
+    lines = [f"  {symbol:>3} {change.key}{warmup}"]
     lines += [f"        # {reason}" for reason in change.reasons]
     lines += [f"        {line}" for line in change.diff]
     return lines
@@ -94,5 +117,24 @@ def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, An
     }
 
 
-def dumps(data: dict[str, Any]) -> str:
+def check_unique_names(results: list[PlanResult]) -> None:
+    """Two manifests with one name would share state and run directories: refuse."""
+    from runspec.manifest.errors import Diagnostic, ManifestError
+
+    seen: dict[str, str] = {}
+    problems = []
+    for result in results:
+        name, path = result.plan.name, result.plan.manifest_path
+        if name in seen:
+            position = result.resolved.document.value_position(("name",))
+            problems.append(Diagnostic.at(position, "name", f'"{name}" is also the name of '
+                                          f"{seen[name]}", "a name identifies a manifest's state "
+                                          "and run directories: give each manifest its own",
+                                          result.resolved.document))
+        seen.setdefault(name, path)
+    if problems:
+        raise ManifestError(problems)
+
+
+def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -8,6 +8,7 @@ stage) < ``--set`` on the command line. Pure: reads files, never writes or submi
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class Resolved:
     document: Document
     manifest: Manifest
     root: Path                     # the manifest's directory: runs start here
+    manifest_file: str             # the manifest, relative to the root
     manifest_digest: str
     outputs_root: str
     state_location: str | None
@@ -159,6 +161,7 @@ def resolve(path: str | Path, sets: list[str] | None = None) -> Resolved:
         stages.append(_resolve_stage(document, root, name, stage_raw, at))
     return Resolved(
         document=document, manifest=manifest, root=root,
+        manifest_file=_relative(root, Path(document.path)),
         manifest_digest=digest(raw), outputs_root=manifest.outputs.root,
         state_location=manifest.outputs.state, stages=_in_dependency_order(stages),
     )
@@ -206,10 +209,9 @@ def _declared_dir(document: Document, path: tuple[str, ...]) -> Path:
 
 
 def _relative(root: Path, target: Path) -> str:
-    try:
-        return target.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return target.resolve().as_posix()
+    """``target`` relative to the root, with ``..`` where needed: never a checkout's
+    absolute path, which would make digests differ from one clone to the next."""
+    return Path(os.path.relpath(target.resolve(), root)).as_posix()
 
 
 def _resolve_recipe(document: Document, root: Path, recipe: dict[str, Any], spec: ScriptSpec,

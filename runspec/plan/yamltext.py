@@ -31,7 +31,10 @@ def scalar(value: Any) -> str:
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
         text = repr(value)
-        return text if ("." in text or "e" in text or "n" in text) else text + ".0"
+        mantissa, e, exponent = text.partition("e")
+        if "." not in mantissa:
+            mantissa += ".0"  # YAML 1.1 (PyYAML) reads 1e-10 as a string, 1.0e-10 as a float
+        return f"{mantissa}{e}{exponent}"
     text = str(value)
     if _PLAIN.match(text) and text.lower() not in _RESERVED and ": " not in text:
         return text
