@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from runspec.cli import main
 
@@ -35,3 +36,22 @@ def invoke(*args: str, cwd: Path | None = None) -> Result:
 @pytest.fixture
 def cli():
     return invoke
+
+
+class TextSnapshotExtension(SingleFileSnapshotExtension):
+    """One plain .txt file per snapshot: exactly what a person sees, readable in a diff."""
+
+    _write_mode = WriteMode.TEXT
+    file_extension = "txt"
+
+
+class JsonTextSnapshotExtension(SingleFileSnapshotExtension):
+    """The exact JSON text a command printed, as a .json file."""
+
+    _write_mode = WriteMode.TEXT
+    file_extension = "json"
+
+
+@pytest.fixture
+def text_snapshot(snapshot):
+    return snapshot.use_extension(TextSnapshotExtension)

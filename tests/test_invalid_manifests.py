@@ -18,23 +18,10 @@ import re
 import pytest
 from conftest import FIXTURES, invoke
 from syrupy.extensions.json import JSONSnapshotExtension
-from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 INVALID = FIXTURES / "invalid"
 CASE = re.compile(r"^\d{2}-[a-z0-9-]+\.(toml|yaml)$")
 CASES = sorted(p.name for p in INVALID.iterdir() if p.is_file() and CASE.match(p.name))
-
-class TextSnapshotExtension(SingleFileSnapshotExtension):
-    """One plain .txt file per case: the exact stderr, readable and diffable as is."""
-
-    _write_mode = WriteMode.TEXT
-    file_extension = "txt"
-
-
-@pytest.fixture
-def text_snapshot(snapshot):
-    return snapshot.use_extension(TextSnapshotExtension)
-
 
 @pytest.fixture
 def json_snapshot(snapshot):

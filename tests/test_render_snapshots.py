@@ -23,9 +23,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT, chdir, invoke
+from conftest import FIXTURES, ROOT, JsonTextSnapshotExtension, chdir, invoke
 from ruamel.yaml import YAML
-from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from runspec.manifest.validate import discover
 from runspec.plan import report
@@ -41,25 +40,6 @@ EXAMPLES = sorted(
 NASTY = "x; rm -rf / $(touch PWNED) `id` 'q' \"dq\""
 SECRET_VALUES = {"WANDB_API_KEY": "wandb-SECRET-0123456789abcdef",
                  "RUNSPEC_TEST_HF_TOKEN": "hf_SECRETTOKEN0123456789"}
-
-
-class TextSnapshotExtension(SingleFileSnapshotExtension):
-    """One plain .txt file per snapshot, readable and diffable as is."""
-
-    _write_mode = WriteMode.TEXT
-    file_extension = "txt"
-
-
-class JsonTextSnapshotExtension(SingleFileSnapshotExtension):
-    """The exact JSON text a command printed, as a .json file."""
-
-    _write_mode = WriteMode.TEXT
-    file_extension = "json"
-
-
-@pytest.fixture
-def text_snapshot(snapshot):
-    return snapshot.use_extension(TextSnapshotExtension)
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ class Interpolator:
             if isinstance(resolved, dict | list):
                 raise InterpolationError(f"${{{expression}}} is a table or list and cannot be "
                                          "embedded in a string")
-            return _text(resolved)
+            return as_text(resolved)
 
         return _REFERENCE.sub(substitute, value)
 
@@ -103,7 +103,8 @@ def _available(what: str, names: Mapping[str, Any]) -> str:
     return f"{what}: {', '.join(names) or 'none'}"
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A value inside a string or an environment variable: booleans as YAML writes them."""
     if value is True:
         return "true"
     if value is False:

@@ -29,6 +29,7 @@ from runspec.manifest.pep723 import ScriptSpec, read_script_spec
 from runspec.manifest.profiles import find_env_file, load_env_file, resolve_profile
 from runspec.manifest.validate import validate_document
 from runspec.plan.identity import digest
+from runspec.plan.interpolate import as_text
 
 SINGLE_STAGE = "main"
 """The stage name of a manifest written in the single-stage (top-level recipe) form."""
@@ -257,9 +258,9 @@ def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any]
                  if k in PROFILE_RESOURCE_KEYS}
     settings = {k: v for k, v in merged.items()
                 if k not in ENV_OWN_KEYS and k not in PROFILE_RESOURCE_KEYS}
-    variables = {**{k: _env_text(v) for k, v in (profile_data.get("env_vars") or {}).items()},
-                 **{k: _env_text(v) for k, v in (inline.get("env_vars") or {}).items()},
-                 **{k: _env_text(v) for k, v in (inline.get("vars") or {}).items()}}
+    variables = {**{k: as_text(v) for k, v in (profile_data.get("env_vars") or {}).items()},
+                 **{k: as_text(v) for k, v in (inline.get("env_vars") or {}).items()},
+                 **{k: as_text(v) for k, v in (inline.get("vars") or {}).items()}}
     secrets = {k: v["from_env"] for k, v in (inline.get("secrets") or {}).items()}
     return ResolvedEnv(
         executor=executor,
@@ -272,14 +273,6 @@ def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any]
         mounts=list(merged.get("mounts") or []),
         startup_commands=list(merged.get("startup_commands") or []),
     ), resources
-
-
-def _env_text(value: Any) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)
 
 
 def _resolve_resources(spec: ScriptSpec, from_profile: dict[str, Any], top: dict[str, Any],
