@@ -231,3 +231,25 @@ def test_omegaconf_resolvers_pass_through(project):
     assert train["where"] == f"{run.run_dir}/ckpt"
     assert "home: ${oc.env:HOME}" in run.files["config.yaml"] or \
         'home: "${oc.env:HOME}"' in run.files["config.yaml"]
+
+
+def test_a_sweep_emptied_by_exclude_is_an_error_with_its_position(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(
+        'schema = "runspec/v1"\nname = "x"\n[recipe]\ncommand = ["echo", "${sweep.a}"]\n'
+        '[sweep.parameters]\na = [1, 2]\n[[sweep.exclude]]\na = 1\n[[sweep.exclude]]\na = 2\n')
+    result = invoke("plan", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("run.toml:7:9: error: sweep.exclude: the sweep is empty: "
+                                    "exclude removed every point — loosen the exclude entries")
+
+
+def test_command_recipe_interpolates_each_point(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(
+        'schema = "runspec/v1"\nname = "x"\n[recipe]\ncommand = ["echo", "${sweep.a}", '
+        '"${run.dir}/out-${sweep.a}"]\n[sweep.parameters]\na = [1, 2.5]\n')
+    runs = make_plan(tmp_path / "run.toml").plan.runs
+    assert [r.request["argv"] for r in runs] == [
+        ["echo", "1", "runs/x/main/a=1/c1/out-1"],
+        ["echo", "2.5", "runs/x/main/a=2.5/c1/out-2.5"]]

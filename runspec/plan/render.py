@@ -21,7 +21,7 @@ from runspec.plan.command import recipe_argv
 from runspec.plan.dotted import UnknownKey, all_keys, check_key, with_values
 from runspec.plan.expand import ExpandError, campaign_slots, sweep_points
 from runspec.plan.identity import digest, key_path, run_key
-from runspec.plan.interpolate import InterpolationError, Interpolator, has_reference
+from runspec.plan.interpolate import InterpolationError, Interpolator, as_text, has_reference
 from runspec.plan.ir import Plan, Run, RunSpec
 from runspec.plan.resolve import Resolved, ResolvedStage
 
@@ -117,10 +117,13 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             argv = recipe_argv(recipe, resources["procs_per_node"], config_path,
                                None if stage.env.executor == "local" or resources["nodes"] == 1
                                else [])
+            # Arguments and environment values are text, whatever type a reference resolved to.
             if argv_refs:
-                argv = _interpolated(interpolator, argv, at + ("recipe",), problems)
-            variables = (_interpolated(interpolator, stage.env.vars, ("env", "vars"), problems)
-                         if vars_refs else stage.env.vars)
+                argv = [as_text(a) for a in
+                        _interpolated(interpolator, argv, at + ("recipe",), problems)]
+            variables = ({k: as_text(v) for k, v in _interpolated(
+                interpolator, stage.env.vars, ("env", "vars"), problems).items()}
+                if vars_refs else stage.env.vars)
             outputs = {f"RUNSPEC_OUTPUT_{_env_name(n)}": here(str(_interpolated(
                 interpolator, o.path, at + ("outputs", "artifacts", n, "path"), problems)))
                 for n, o in stage.outputs.items()}
