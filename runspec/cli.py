@@ -172,11 +172,60 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
         for index, result in enumerate(results):
             print_plan(("\n" if index else "") + report.plan_text(result, show_unchanged))
     if out_file:
-        out_file.write_text(report.dumps(report.plan_json(results[0])), encoding="utf-8")
+        from runspec.apply.session import saved_plan_json
+
+        out_file.write_text(report.dumps(saved_plan_json(results[0], selection)), encoding="utf-8")
         click.echo(f"Saved the plan to {out_file}; apply it with `runspec apply {out_file}`.",
                    err=True)
     changed = any(result.changes.has_changes for result in results)
     sys.exit(2 if detailed_exitcode and changed else 0)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking (needed without a terminal).")
+@click.option("--detach", is_flag=True, help="Local runs: do not wait for them to finish.")
+@click.option("--wait", is_flag=True, help="Slurm and Ray: follow the jobs until they finish.")
+@click.option("--prune", is_flag=True, help="Cancel running runs that left the manifest.")
+@_TARGET
+@_EXCLUDE
+@_REPLACE
+@_SET
+def apply(path, yes, detach, wait, prune, target, exclude, replace, sets) -> None:
+    """Launch what the plan shows: only runs to create, replace or rerun.
+
+    PATH is a manifest, or a plan saved with `runspec plan --out plan.json` (refused if
+    the manifest or the state moved on since). Shows the plan and asks for confirmation
+    on a terminal. Holds the state lock throughout and records every submission at once.
+    Local runs are waited for (Ctrl-C cancels them cleanly); Slurm and Ray return after
+    submitting unless --wait. An unchanged manifest prints "No changes." and makes no
+    backend call.
+    """
+    from runspec.apply.engine import ApplyAborted, ApplyOptions
+    from runspec.apply.session import run_apply
+    from runspec.backends.base import BackendError
+    from runspec.console import apply_reporter, confirm_plan
+    from runspec.manifest.errors import ManifestError
+    from runspec.state.store import StateError
+
+    selection = _selection(target, exclude, replace, sets)
+    if not yes and not sys.stdin.isatty():
+        click.echo("error: apply needs confirmation and there is no terminal: pass --yes", err=True)
+        sys.exit(1)
+    options = ApplyOptions(detach=detach, wait=wait, prune=prune)
+    try:
+        with apply_reporter() as reporter:
+            outcome = run_apply(path, selection, options, confirm_plan(yes), reporter)
+    except (ManifestError, StateError) as error:
+        _fail(error)
+    except (ApplyAborted, BackendError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    if outcome.no_changes:
+        click.echo("No changes. Everything planned was applied; nothing to launch.")
+        return
+    click.echo(outcome.summary())
+    sys.exit(0 if outcome.ok else 1)
 
 
 @main.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import TextIO
 
 from runspec.manifest.errors import Diagnostic
@@ -67,3 +68,58 @@ def print_plan(text: str, stream: TextIO | None = None) -> None:
     for line in text.splitlines():
         style = next((s for prefix, s in _PLAN_STYLES if line.startswith(prefix)), None)
         console.print(f"[{style}]{escape(line)}[/]" if style else escape(line))
+
+
+def confirm_plan(assume_yes: bool):
+    """Show the plan; ask before applying unless ``assume_yes``."""
+
+    def confirm(plan_text: str) -> bool:
+        print_plan(plan_text)
+        if assume_yes:
+            return True
+        import click
+
+        return click.confirm("Apply these changes?", default=False, err=True)
+
+    return confirm
+
+
+class _LineReporter:
+    """Progress as plain lines: for logs, CI and pipes."""
+
+    def event(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def progress(self, done: int, total: int, text: str) -> None:
+        pass
+
+
+class _RichReporter:
+    """A progress bar per stage on a terminal, events printed above it."""
+
+    def __init__(self, progress):
+        self.bar = progress
+        self.tasks: dict[str, int] = {}
+
+    def event(self, text: str) -> None:
+        self.bar.console.print(text, highlight=False, markup=False)
+
+    def progress(self, done: int, total: int, text: str) -> None:
+        if text not in self.tasks:
+            self.tasks[text] = self.bar.add_task(text, total=total)
+        self.bar.update(self.tasks[text], completed=done)
+
+
+@contextmanager
+def apply_reporter():
+    """A reporter for apply: rich progress on a terminal, plain lines otherwise."""
+    if not is_terminal(sys.stderr):
+        yield _LineReporter()
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(file=sys.stderr)) as progress:
+        yield _RichReporter(progress)

@@ -171,7 +171,8 @@ def test_plan_json_and_saved_plan(project):
     assert saved["state"] == {"location": str(project / ".runspec/state/lr.json"),
                               "lineage": None, "serial": 0}
     assert saved["summary"]["create"] == 8 and len(saved["manifest"]["digest"]) == 64
-    assert saved["changes"][0]["request"]["argv"][:2] == ["python", "train.py"]
+    assert saved["changes"][0]["request"]["argv"][:3] == ["python", "-m", "runspec.measure"]
+    assert saved["changes"][0]["request"]["argv"][6:8] == ["python", "train.py"]
     assert saved["launches"][0]["backend"] == "local"
 
 
@@ -250,6 +251,6 @@ def test_command_recipe_interpolates_each_point(tmp_path):
         'schema = "runspec/v1"\nname = "x"\n[recipe]\ncommand = ["echo", "${sweep.a}", '
         '"${run.dir}/out-${sweep.a}"]\n[sweep.parameters]\na = [1, 2.5]\n')
     runs = make_plan(tmp_path / "run.toml").plan.runs
-    assert [r.request["argv"] for r in runs] == [
+    assert [r.request["argv"][6:] for r in runs] == [
         ["echo", "1", "runs/x/main/a=1/c1/out-1"],
         ["echo", "2.5", "runs/x/main/a=2.5/c1/out-2.5"]]

@@ -79,6 +79,12 @@ def checkout_bound(text: str, result: PlanResult, root: Path) -> str:
     return text
 
 
+def recipe_argv(argv: list[str], run_dir: str) -> list[str]:
+    """The recipe's argv inside the measure wrapper (checking the wrapper on the way)."""
+    assert argv[:6] == ["python", "-m", "runspec.measure", "--run-dir", run_dir, "--"], argv
+    return argv[6:]
+
+
 def plan_of(root: Path, manifest: str) -> PlanResult:
     """``make_plan`` run from ``root`` (so displayed paths are relative, as from the CLI)."""
     with chdir(root):
@@ -114,12 +120,13 @@ def load_yaml(text: str):
 
 
 def shell_env(tmp_path: Path) -> dict[str, str]:
-    """A clean environment whose ``python`` is the interpreter running the tests."""
+    """A clean environment whose ``python`` is the interpreter running the tests (its own
+    directory first on PATH, as apply arranges; a symlink elsewhere would lose the venv)."""
     shim = tmp_path / ".bin"
     shim.mkdir(exist_ok=True)
-    (shim / "python").symlink_to(sys.executable)
-    return {"PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8"}
+    path = os.pathsep.join([str(Path(sys.executable).parent), str(shim),
+                            os.environ.get("PATH", "/usr/bin:/bin")])
+    return {"PATH": path, "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8"}
 
 
 # -- every rendered file -------------------------------------------------------------------
@@ -209,7 +216,8 @@ def test_local_direct(tmp_path: Path):
     root = fixture_root(tmp_path)
     run = plan_of(root, "local-config.run.toml").plan.runs[0]
     request = json.loads(run.files["local.json"])
-    assert request["argv"] == ["python", "train.py", "--config", f"{run.run_dir}/config.yaml",
+    assert recipe_argv(request["argv"], run.run_dir) == [
+        "python", "train.py", "--config", f"{run.run_dir}/config.yaml",
                                "--log-every", "10"]
     assert request["cwd"] == "."
     assert request["env"]["RUNSPEC_RUN_KEY"] == run.key
@@ -219,7 +227,7 @@ def test_local_direct(tmp_path: Path):
 def test_local_torchrun(tmp_path: Path):
     root = fixture_root(tmp_path)
     run = plan_of(root, "local-torchrun.run.toml").plan.runs[0]
-    argv = json.loads(run.files["local.json"])["argv"]
+    argv = recipe_argv(json.loads(run.files["local.json"])["argv"], run.run_dir)
     assert argv == ["torchrun", "--standalone", "--nproc_per_node=2", "train.py", "--config",
                     f"{run.run_dir}/config.yaml"]
 
@@ -229,7 +237,8 @@ def test_local_module(tmp_path: Path):
     run = plan_of(root, "local-module.run.toml").plan.runs[0]
     request = json.loads(run.files["local.json"])
     # The recipe runs in workdir "src": its paths are given relative to it.
-    assert request["argv"] == ["python", "-m", "mypkg.train", "--config",
+    assert recipe_argv(request["argv"], f"../{run.run_dir}") == [
+        "python", "-m", "mypkg.train", "--config",
                                f"../{run.run_dir}/config.yaml", "--dry-run"]
     assert request["cwd"] == "src"
     assert request["env"]["RUNSPEC_RUN_DIR"] == f"../{run.run_dir}"
@@ -243,7 +252,8 @@ def test_local_command_interpolates_sweep_and_run(tmp_path: Path):
     for run in runs:
         request = json.loads(run.files["local.json"])
         size = run.point["size"]
-        assert request["argv"] == ["python", "bench.py", "--size", size, "--out",
+        assert recipe_argv(request["argv"], run.run_dir) == [
+            "python", "bench.py", "--size", size, "--out",
                                    f"{run.run_dir}/result.json", f"--tag={run.key}"]
         assert request["env"]["BENCH_OUT"] == run.run_dir
         assert request["env"]["BENCH_SIZE"] == size
@@ -276,7 +286,8 @@ def test_slurm_single_run(tmp_path: Path):
     assert f"RUN_DIR={run.run_dir}" in launch.files["job.sbatch"]
     assert launch.request["argv"] == ["sbatch", "--parsable", f"{launch.directory}/job.sbatch"]
     assert run.files["launch.sh"].splitlines()[-1] == (
-        f"exec python train.py --config {run.run_dir}/config.yaml")
+        f"exec python -m runspec.measure --run-dir {run.run_dir} -- "
+        f"python train.py --config {run.run_dir}/config.yaml")
 
 
 def test_slurm_sweep_is_one_array(tmp_path: Path):
@@ -305,7 +316,8 @@ def test_slurm_multi_node_torchrun(tmp_path: Path):
     assert "srun --ntasks-per-node=1 --cpus-per-task=96 bash" in script
     run = result.plan.runs[0]
     assert run.files["launch.sh"].splitlines()[-1] == (
-        f"exec torchrun --nproc_per_node=8 train.py --config {run.run_dir}/config.yaml")
+        f"exec python -m runspec.measure --run-dir {run.run_dir} -- "
+        f"torchrun --nproc_per_node=8 train.py --config {run.run_dir}/config.yaml")
 
 
 def test_slurm_container_flags(tmp_path: Path):
@@ -373,7 +385,8 @@ def test_ray_job_submission(tmp_path: Path):
     request = json.loads(run.files["ray.json"])
     body = request["body"]
     assert body["entrypoint"] == (
-        f"cd {root.resolve()} && exec python train.py --config {run.run_dir}/config.yaml "
+        f"cd {root.resolve()} && exec python -m runspec.measure --run-dir {run.run_dir} -- "
+        f"python train.py --config {run.run_dir}/config.yaml "
         "--note 'it'\"'\"'s here'")
     assert body["submission_id"] == f"runspec-{run.digest[:20]}"
     assert body["runtime_env"]["pip"] == ["numpy==2.1.0"]

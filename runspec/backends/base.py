@@ -46,3 +46,37 @@ def run_script(spec: RunSpec) -> str:
     lines += spec.startup_commands
     lines.append("exec " + " ".join(shell_quote(a) for a in spec.argv))
     return "\n".join(lines) + "\n"
+
+
+class BackendError(Exception):
+    """A backend could not do what was asked (no sbatch, controller down, address silent…)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message + (f" — {hint}" if hint else ""))
+        self.message, self.hint = message, hint
+
+
+def executable_env(env: dict[str, str]) -> dict[str, str]:
+    """The job environment on top of ours, with this Python's directory first on PATH, so the
+    rendered ``python`` is the interpreter runspec runs in (the one with runspec installed)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    merged = {**os.environ, **env}
+    bin_dir = str(Path(sys.executable).parent)
+    path = merged.get("PATH", "")
+    if path.split(os.pathsep)[:1] != [bin_dir]:
+        merged["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
+    return merged
+
+
+def resolve_secrets(secrets: dict[str, str]) -> dict[str, str]:
+    """Secret values from the launching environment, only at submission; never stored."""
+    import os
+
+    missing = sorted({source for source in secrets.values() if source not in os.environ})
+    if missing:
+        raise BackendError(f"secret variable{'s' * (len(missing) != 1)} not set: "
+                           + ", ".join(missing), "export them in the shell that runs apply")
+    return {name: os.environ[source] for name, source in secrets.items()}

@@ -1,11 +1,26 @@
-"""The local backend: one subprocess per run on this machine (the embedded default)."""
+"""The local backend: one subprocess per run on this machine (the embedded default).
+
+Each run starts in its own session (so a cancel reaches torchrun's workers too), with
+stdout and stderr in its run directory. Its fate is read back from the measure wrapper's
+files, so a run outlives a killed ``runspec apply`` without being lost or run twice.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import time
 from pathlib import Path
 
+from runspec.backends.base import executable_env, resolve_secrets
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.state import status as run_status
+
+KILL_GRACE_S = 5.0
 
 
 class LocalBackend:
@@ -23,3 +38,65 @@ class LocalBackend:
                       ) -> list[Launch]:
         return [Launch("local", context.stage, [run.key], self.request(specs[run.key]),
                        directory=run.run_dir) for run in runs]
+
+    # -- execution ---------------------------------------------------------------------------
+    def start(self, launch: Launch, root: Path, run_dir: Path) -> dict:
+        """Start one run; returns its handle. Raises OSError if it cannot be started."""
+        request = launch.request
+        env = executable_env({**request["env"], **resolve_secrets(
+            {k: v["from_env"] for k, v in request["secrets"].items()})})
+        with (run_dir / "stdout.log").open("ab") as out, (run_dir / "stderr.log").open("ab") as err:
+            process = subprocess.Popen(request["argv"], cwd=root / request["cwd"], env=env,
+                                       stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        return {"pid": process.pid, "host": socket.gethostname(), "_process": process}
+
+    def refresh(self, handle: dict | None, run_dir: Path) -> str:
+        """succeeded / failed / cancelled from the run's files; running; or lost."""
+        final = run_status.from_result(run_dir)
+        if final is not None:
+            return final
+        if handle and handle.get("host") == socket.gethostname() and _alive(handle.get("pid")):
+            return "running"
+        return "lost"
+
+    def refresh_many(self, members, root: Path) -> dict[str, str]:
+        """Statuses of local members, from their files and pids (no process is asked)."""
+        return {m.key: self.refresh(m.handle, root / m.run_dir) for m in members}
+
+    def cancel_many(self, members, root: Path) -> None:
+        for member in members:
+            self.cancel(member.handle)
+
+    def cancel(self, handle: dict | None) -> None:
+        """Stop the run's whole session: SIGTERM, then SIGKILL after a grace period."""
+        if not handle or handle.get("host") != socket.gethostname() or not handle.get("pid"):
+            return
+        pid = handle["pid"]
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE_S
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (finished, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return True
+

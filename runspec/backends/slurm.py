@@ -21,6 +21,12 @@ DIRECTIVE_KEYS = ("partition", "account", "qos", "time", "nodes", "ntasks-per-no
                   "gpus-per-node", "cpus-per-task", "mem", "constraint")
 
 
+def is_torchrun(spec: RunSpec) -> bool:
+    """Is the recipe (inside the measure wrapper) started by torchrun?"""
+    command = spec.argv[spec.argv.index("--") + 1:] if "--" in spec.argv else spec.argv
+    return command[:1] == ["torchrun"]
+
+
 @cache
 def _environment():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -48,7 +54,7 @@ class SlurmBackend:
     def directives(self, spec: RunSpec, count: int, job_name: str, chdir: str, output: str
                    ) -> list[tuple[str, Any]]:
         resources, settings = spec.resources, spec.settings
-        torchrun = spec.argv[:1] == ["torchrun"]
+        torchrun = is_torchrun(spec)
         values = {
             "partition": settings.get("batch_partition") or settings.get("partition"),
             "account": settings.get("account"),
@@ -74,13 +80,13 @@ class SlurmBackend:
     def cpus_per_task(spec: RunSpec) -> int | None:
         """torchrun is one task that starts procs_per_node workers: it needs all their CPUs."""
         cpus = spec.resources.get("cpus_per_task")
-        if cpus and spec.argv[:1] == ["torchrun"]:
+        if cpus and is_torchrun(spec):
             return cpus * spec.resources["procs_per_node"]
         return cpus
 
     def srun_flags(self, spec: RunSpec, chdir: str) -> list[str]:
         flags = []
-        if spec.argv[:1] == ["torchrun"] and spec.resources["nodes"] > 1:
+        if is_torchrun(spec) and spec.resources["nodes"] > 1:
             flags += ["--ntasks-per-node=1"]
         if self.cpus_per_task(spec):
             # srun does not inherit --cpus-per-task from sbatch on Slurm 22.05 and later.
@@ -113,7 +119,7 @@ class SlurmBackend:
             version=__version__, manifest=manifest, stage=stage, directives=directives,
             array=array, runs=[run.run_dir for run in runs],
             runs_file=f"{launch_dir}/runs.txt",
-            multi_node=first.argv[:1] == ["torchrun"] and first.resources["nodes"] > 1,
+            multi_node=is_torchrun(first) and first.resources["nodes"] > 1,
             rdzv_port=RDZV_PORT, srun_flags=self.srun_flags(first, chdir),
             gap=context.gap if array else 0,
         )

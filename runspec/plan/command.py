@@ -37,3 +37,12 @@ def recipe_argv(recipe: ResolvedRecipe, procs_per_node: int, config_path: str | 
             return ["torchrun", *topology, f"--nproc_per_node={procs_per_node}", "-m", *tail[1:]]
         return ["torchrun", *topology, f"--nproc_per_node={procs_per_node}", *tail]
     return [PYTHON, *tail]
+
+
+MEASURE = ["-m", "runspec.measure"]
+
+
+def measured(argv: list[str], run_dir: str) -> list[str]:
+    """Every run executes under the in-job wrapper, which records how it went in the run
+    directory (DESIGN §6): ``python -m runspec.measure --run-dir D -- CMD…``."""
+    return [PYTHON, *MEASURE, "--run-dir", run_dir, "--", *argv]

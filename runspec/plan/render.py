@@ -17,7 +17,7 @@ from runspec.backends import backend_for
 from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic, ManifestError
 from runspec.plan import yamltext
-from runspec.plan.command import recipe_argv
+from runspec.plan.command import measured, recipe_argv
 from runspec.plan.dotted import UnknownKey, all_keys, check_key, with_values
 from runspec.plan.expand import ExpandError, campaign_slots, sweep_points
 from runspec.plan.identity import digest, key_path, run_key
@@ -121,6 +121,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             if argv_refs:
                 argv = [as_text(a) for a in
                         _interpolated(interpolator, argv, at + ("recipe",), problems)]
+            argv = measured(argv, here(run_dir))
             variables = ({k: as_text(v) for k, v in _interpolated(
                 interpolator, stage.env.vars, ("env", "vars"), problems).items()}
                 if vars_refs else stage.env.vars)

@@ -43,6 +43,9 @@ class Member:
     finished_at: str | None = None
     point: dict[str, Any] = field(default_factory=dict)
     slot: str = ""
+    run_dir: str = ""                  # relative to the manifest's directory
+    backend: str = "local"
+    attempts: int = 0
 
 
 @dataclass

@@ -1,0 +1,392 @@
+"""``runspec apply``: lock the state, refresh it, plan, confirm, then launch what changed.
+
+Every submission is written to the state the moment it happens (an intent before, the
+handle after), so a crash mid-apply neither submits twice nor forgets a job. Local runs
+are started here with bounded parallelism in campaign order; Slurm and Ray launches are
+handed to their backends. Nothing in the plan stages is repeated here: the requests that
+``plan`` showed are the requests that are sent.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from runspec.apply.refresh import refresh_state
+from runspec.backends import backend_for
+from runspec.backends.base import BackendError
+from runspec.measure import RESULT_FILE, STARTED_FILE
+from runspec.plan.diff import diff_plan
+from runspec.plan.ir import Launch, Run
+from runspec.plan.launches import plan_launches
+from runspec.plan.pipeline import PlanResult, Selection, make_plan
+from runspec.state.lock import state_lock
+from runspec.state.status import ACTIVE, FINAL
+from runspec.state.store import Member, State, StateError
+
+
+class ApplyAborted(Exception):
+    """The user declined, or the plan went stale; nothing was launched."""
+
+
+class Reporter(Protocol):
+    def event(self, text: str) -> None: ...
+    def progress(self, done: int, total: int, text: str) -> None: ...
+
+
+class PlainReporter:
+    def __init__(self, echo: Callable[[str], None] = print):
+        self.echo = echo
+
+    def event(self, text: str) -> None:
+        self.echo(text)
+
+    def progress(self, done: int, total: int, text: str) -> None:
+        pass
+
+
+@dataclass
+class ApplyOptions:
+    detach: bool = False
+    wait: bool = False
+    prune: bool = False
+
+
+@dataclass
+class ApplyReport:
+    no_changes: bool = False
+    submitted: list[str] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
+    destroyed: list[str] = field(default_factory=list)
+    backend_calls: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(s == status for s in self.statuses.values())
+
+    def summary(self) -> str:
+        parts = [f"{len(self.submitted)} launched"]
+        for status in ("succeeded", "failed", "cancelled", "lost"):
+            if self.count(status):
+                parts.append(f"{self.count(status)} {status}")
+        if self.destroyed:
+            parts.append(f"{len(self.destroyed)} removed from state")
+        lines = [f"error: {e}" for e in self.errors]
+        return "\n".join([*lines, "Apply complete: " + ", ".join(parts) + "."])
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not any(s in ("failed", "lost", "cancelled")
+                                           for s in self.statuses.values())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Applier:
+    """One apply of one manifest, holding the state lock for its whole duration."""
+
+    def __init__(self, result: PlanResult, options: ApplyOptions, reporter: Reporter):
+        self.result = result
+        self.options = options
+        self.reporter = reporter
+        self.root = result.plan.root
+        self.state: State = result.state
+        self.report = ApplyReport()
+        self.stopping = False
+
+    # -- state -------------------------------------------------------------------------------
+    def save(self) -> None:
+        self.result.store.write(self.state)
+
+    def record(self, run: Run, status: str, handle: dict | None, backend: str,
+               attempts: int | None = None) -> Member:
+        previous = self.state.members.get(run.key)
+        member = Member(
+            key=run.key, stage=run.stage, digest=run.digest, status=status,
+            handle={k: v for k, v in (handle or {}).items() if not k.startswith("_")} or None,
+            request=run.request, submitted_at=_now(), point=run.point, slot=run.slot,
+            run_dir=run.run_dir, backend=backend,
+            attempts=attempts if attempts is not None else (previous.attempts if previous else 0) + 1,
+        )
+        self.state.members[run.key] = member
+        return member
+
+    # -- files -------------------------------------------------------------------------------
+    def materialize(self, run: Run) -> Path:
+        """Write the run's rendered files; keep a previous attempt's result beside them."""
+        run_dir = self.root / run.run_dir
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for name in (RESULT_FILE, STARTED_FILE):
+                old = run_dir / name
+                if old.exists():
+                    old.replace(run_dir / f"{old.stem}.previous.json")
+            for name, text in run.files.items():
+                (run_dir / name).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise BackendError(f"cannot write the run directory {run_dir}: "
+                               f"{error.strerror or error}",
+                               "check the permissions of outputs.root") from None
+        return run_dir
+
+    def write_launch_files(self, launch: Launch) -> None:
+        directory = self.root / launch.directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for name, text in launch.files.items():
+                (directory / name).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise BackendError(f"cannot write {directory}: {error.strerror or error}") from None
+
+    # -- the apply ---------------------------------------------------------------------------
+    def run(self) -> ApplyReport:
+        changes = self.result.changes
+        by_key = self.result.plan.by_key()
+        to_submit = [by_key[c.key] for c in changes.to_submit()]
+        launches = self.result.launches
+        failed_stages: set[str] = set()
+        for stage in self.result.plan.stages:
+            runs = [r for r in to_submit if r.stage == stage]
+            if not runs or self.stopping:
+                continue
+            blocked = [n for n in self.result.plan.needs.get(stage, []) if n in failed_stages
+                       or self._stage_failed_before(n)]
+            if blocked:
+                self.reporter.event(f"skipped stage {stage}: {', '.join(blocked)} did not succeed")
+                failed_stages.add(stage)
+                continue
+            executor = self.result.plan.stages[stage]
+            stage_launches = [launch for launch in launches if launch.stage == stage]
+            if executor == "local":
+                self.run_local(stage, runs, stage_launches)
+            else:
+                self.submit_remote(stage, runs, stage_launches)
+                if self._later_stage_needs(stage) or self.options.wait:
+                    self.wait_remote(runs)
+            if any(self.report.statuses.get(r.key) in ("failed", "lost", "cancelled")
+                   for r in runs):
+                failed_stages.add(stage)
+        self.destroy([c for c in changes.changes if c.action == "destroy"])
+        return self.report
+
+    def _stage_failed_before(self, stage: str) -> bool:
+        members = [m for m in self.state.members.values() if m.stage == stage]
+        return bool(members) and any(m.status != "succeeded" for m in members)
+
+    def _later_stage_needs(self, stage: str) -> bool:
+        return any(stage in needs for needs in self.result.plan.needs.values())
+
+    # -- local -------------------------------------------------------------------------------
+    def run_local(self, stage: str, runs: list[Run], launches: list[Launch]) -> None:
+        backend = backend_for("local")
+        campaign = self.result.resolved.stages[list(self.result.plan.stages).index(stage)].campaign
+        limit = campaign.max_parallel or 1
+        retries = campaign.retries
+        by_key = {launch.keys[0]: launch for launch in launches}
+        queue = list(runs)
+        running: dict[str, tuple[Run, Any, float]] = {}
+        attempts: dict[str, int] = {}
+        last_start = 0.0
+        last_cycle = None
+        total, done = len(runs), 0
+        self.reporter.progress(0, total, f"stage {stage}")
+        previous_handlers = self._trap_signals()
+        try:
+            while (queue or running) and not self.stopping:
+                while queue and len(running) < limit and not self.stopping:
+                    run = queue[0]
+                    gap = campaign.config_gap
+                    if last_cycle is not None and run.slot != last_cycle and campaign.cycle_gap:
+                        gap = max(gap, campaign.cycle_gap)
+                    wait = last_start + gap - time.monotonic() if last_start else 0
+                    if wait > 0 and running:
+                        break  # let running ones finish while the gap passes
+                    if wait > 0:
+                        time.sleep(wait)
+                    queue.pop(0)
+                    attempts[run.key] = attempts.get(run.key, 0) + 1
+                    handle = self._start_local(backend, run, by_key[run.key], attempts[run.key])
+                    if handle is None:
+                        done += 1
+                        continue
+                    running[run.key] = (run, handle["_process"], time.monotonic())
+                    last_start, last_cycle = time.monotonic(), run.slot
+                    self.reporter.event(f"started {run.key}")
+                for key, (run, process, began) in list(running.items()):
+                    if process.poll() is None:
+                        continue
+                    del running[key]
+                    status = backend.refresh({"pid": None}, self.root / run.run_dir)
+                    status = "failed" if status == "lost" else status
+                    if status == "failed" and attempts[key] <= retries:
+                        self.reporter.event(f"failed {key}; retrying ({attempts[key]}/{retries})")
+                        queue.insert(0, run)
+                        continue
+                    self._finish(run, status, time.monotonic() - began)
+                    done += 1
+                    self.reporter.progress(done, total, f"stage {stage}")
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            self.stopping = True
+        finally:
+            self._restore_signals(previous_handlers)
+            if self.stopping:
+                self._cancel_local(backend, running)
+            elif running and self.options.detach:
+                pass
+        if self.options.detach:
+            return
+
+    def _start_local(self, backend, run: Run, launch: Launch, attempt: int) -> dict | None:
+        try:
+            run_dir = self.materialize(run)
+            self.record(run, "submitted", {"host": None}, "local")
+            self.save()  # intent first: a crash from here on cannot lose or repeat the run
+            handle = backend.start(launch, self.root, run_dir)
+        except (BackendError, OSError) as error:
+            message = getattr(error, "message", None) or str(error)
+            self.report.errors.append(f"{run.key}: {message}")
+            self.reporter.event(f"error {run.key}: {error}")
+            self.record(run, "failed", None, "local")
+            self.report.statuses[run.key] = "failed"
+            self.save()
+            return None
+        self.record(run, "running", handle, "local", attempts=attempt)
+        self.save()
+        self.report.submitted.append(run.key)
+        return handle
+
+    def _finish(self, run: Run, status: str, seconds: float) -> None:
+        member = self.state.members[run.key]
+        member.status = status
+        member.finished_at = _now()
+        self.save()
+        self.report.statuses[run.key] = status
+        self.reporter.event(f"{status} {run.key} ({seconds:.1f} s)")
+
+    def _cancel_local(self, backend, running: dict) -> None:
+        for key, (run, _process, began) in running.items():
+            backend.cancel(self.state.members[key].handle)
+            self._finish(run, "cancelled", time.monotonic() - began)
+
+    def _trap_signals(self):
+        def on_term(signum, frame):
+            raise KeyboardInterrupt
+
+        try:
+            return signal.signal(signal.SIGTERM, on_term)
+        except ValueError:  # not the main thread
+            return None
+
+    def _restore_signals(self, previous) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+    # -- slurm, ray, nemo-run ------------------------------------------------------------------
+    def submit_remote(self, stage: str, runs: list[Run], launches: list[Launch]) -> None:
+        backend = backend_for(self.result.plan.stages[stage])
+        by_key = {run.key: run for run in runs}
+        for launch in launches:
+            members = [by_key[k] for k in launch.keys]
+            try:
+                for run in members:
+                    self.materialize(run)
+                self.write_launch_files(launch)
+                for run in members:
+                    self.record(run, "submitted", {"launch": launch.directory}, backend.name)
+                self.save()  # intent, before the scheduler hears of it
+                after = {n: self._job_of(n) for n in self.result.plan.needs.get(stage, [])}
+                handles = backend.submit(launch, self.root, {k: v for k, v in after.items() if v})
+                self.report.backend_calls += 1
+            except BackendError as error:
+                self.report.errors.append(error.message)
+                self.reporter.event(f"error: {error}")
+                for run in members:
+                    self.state.members.pop(run.key, None)  # never submitted: plan creates it again
+                self.save()
+                self.stopping = True
+                return
+            for run in members:
+                self.record(run, "submitted", handles[run.key], backend.name,
+                            attempts=self.state.members[run.key].attempts)
+                self.report.submitted.append(run.key)
+            self.save()
+            self.reporter.event(f"submitted {len(members)} run{'s' * (len(members) != 1)} of "
+                                f"stage {stage} to {backend.name}: "
+                                + _describe_handle(handles[members[0].key]))
+
+    def _job_of(self, stage: str) -> str | None:
+        for member in self.state.members.values():
+            if member.stage == stage and member.handle and member.handle.get("job_id") and \
+                    member.status in ACTIVE:
+                return str(member.handle["job_id"])
+        return None
+
+    def wait_remote(self, runs: list[Run], poll_s: float = 1.0) -> None:
+        keys = {run.key for run in runs}
+        while not self.stopping:
+            try:
+                refresh_state(self.state, self.root)
+                self.report.backend_calls += 1
+            except BackendError as error:
+                self.report.errors.append(error.message)
+                return
+            pending = [k for k in keys if self.state.members[k].status not in FINAL + ("lost",)]
+            self.save()
+            if not pending:
+                break
+            time.sleep(poll_s)
+        for key in keys:
+            self.report.statuses[key] = self.state.members[key].status
+
+    # -- destroy -----------------------------------------------------------------------------
+    def destroy(self, changes) -> None:
+        for change in changes:
+            member = change.member
+            if member.status in ACTIVE and not self.options.prune:
+                continue
+            if member.status in ACTIVE:
+                backend_for(member.backend).cancel_many([member], self.root)
+                self.report.backend_calls += 1
+            self.state.members.pop(change.key, None)
+            self.report.destroyed.append(change.key)
+        if changes:
+            self.save()
+
+
+def _describe_handle(handle: dict) -> str:
+    if "job_id" in handle:
+        return f"job {handle['job_id']}" + (" (array)" if "task" in handle else "")
+    if "submission_id" in handle:
+        return f"Ray job {handle['submission_id']}"
+    return str(handle)
+
+
+def prepare(path: str | Path, selection: Selection) -> tuple[PlanResult, Any]:
+    """Plan, then take the lock, refresh active runs, and re-diff under the lock."""
+    result = make_plan(path, selection)
+    if not result.store.is_local:
+        raise StateError("apply needs a local state file to lock",
+                         f"{result.store.location} is remote; remote locking is not supported yet")
+    lock = state_lock(result.store.local_path, "apply")
+    lock.__enter__()
+    try:
+        state = result.store.read()
+        if refresh_state(state, result.plan.root):
+            result.store.write(state)
+        changes = diff_plan(result.plan, state, selection.targets, selection.excludes,
+                            selection.replace)
+        campaigns = {s.name: s.campaign for s in result.resolved.stages}
+        result = PlanResult(result.resolved, result.plan, result.store, state, changes,
+                            plan_launches(result.plan, changes, campaigns))
+    except BaseException:
+        lock.__exit__(None, None, None)
+        raise
+    return result, lock

@@ -1,0 +1,85 @@
+"""One ``runspec apply`` from start to end, callable from Python as well as the CLI.
+
+Accepts a manifest or a saved plan (``plan --out plan.json``); a saved plan is applied only
+if it still matches the manifest and the state it was made from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runspec.apply.engine import Applier, ApplyAborted, ApplyOptions, ApplyReport, Reporter, prepare
+from runspec.plan import report
+from runspec.plan.pipeline import PlanResult, Selection
+
+SAVED_FORMAT = report.JSON_FORMAT
+
+
+def is_saved_plan(path: Path) -> bool:
+    return path.suffix == ".json"
+
+
+def load_saved(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ApplyAborted(f"cannot read the saved plan {path}: {error}") from None
+    if not isinstance(saved, dict) or saved.get("format") != SAVED_FORMAT or "apply" not in saved:
+        raise ApplyAborted(f"{path} is not a saved runspec plan (make one with "
+                           "`runspec plan MANIFEST --out plan.json`)")
+    return saved
+
+
+def stale_reasons(saved: dict[str, Any], result: PlanResult) -> list[str]:
+    """Why a saved plan no longer describes what apply would do (empty when it still does)."""
+    reasons = []
+    if saved["manifest"]["digest"] != result.plan.manifest_digest:
+        reasons.append("the manifest changed since the plan was saved")
+    if saved["state"]["lineage"] not in (None, result.state.lineage):
+        reasons.append("the state belongs to another lineage")
+    now = [(c.key, c.action, c.run.digest if c.run else None) for c in result.changes.changes
+           if c.action != "noop"]
+    then = [(c["key"], c["action"], c["digest"]) for c in saved["changes"] if c["action"] != "noop"]
+    if now != then:
+        reasons.append(f"the state moved on (serial {saved['state']['serial']} → "
+                       f"{result.state.serial}): the changes are no longer the same")
+    return reasons
+
+
+def run_apply(target: Path, selection: Selection, options: ApplyOptions,
+              confirm: Callable[[str], bool], reporter: Reporter) -> ApplyReport:
+    """Plan under the state lock, show and confirm, launch, record. Raises ApplyAborted,
+    ManifestError, StateError."""
+    saved = None
+    if is_saved_plan(target):
+        saved = load_saved(target)
+        selection = Selection(**saved["apply"]["selection"])
+        target = Path(saved["apply"]["manifest_file"])
+    result, lock = prepare(target, selection)
+    try:
+        if saved is not None:
+            reasons = stale_reasons(saved, result)
+            if reasons:
+                raise ApplyAborted("refusing a stale plan: " + "; ".join(reasons)
+                                   + " — run `runspec plan` again")
+        destroys_to_do = [c for c in result.changes.changes if c.action == "destroy"
+                          and (options.prune or c.member.status not in ("submitted", "running"))]
+        if not result.changes.to_submit() and not destroys_to_do:
+            return ApplyReport(no_changes=True)
+        if saved is None and not confirm(report.plan_text(result)):
+            raise ApplyAborted("apply cancelled; nothing was launched")
+        return Applier(result, options, reporter).run()
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def saved_plan_json(result: PlanResult, selection: Selection) -> dict[str, Any]:
+    """What ``plan --out`` writes: the plan plus how to re-make it for the staleness check."""
+    data = report.plan_json(result)
+    data["apply"] = {"manifest_file": str(Path(result.resolved.document.path).resolve()),
+                     "selection": {"targets": selection.targets, "excludes": selection.excludes,
+                                   "replace": selection.replace, "sets": selection.sets}}
+    return data

@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# Real local Ray head on 127.0.0.1 for runspec's tests.
+#
+#   tests/services/ray.sh start|stop|status|env
+#
+# State dir: ${RUNSPEC_SERVICES_DIR:-/tmp/runspec-services}/ray. The head runs
+# under setsid; its session id is recorded in ray.sid and `stop` kills exactly
+# that session (plus descendants that left it). Never `ray stop` (kills by name).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "${HERE}/../.." && pwd)"
+BASE="${RUNSPEC_SERVICES_DIR:-/tmp/runspec-services}"
+STATE="${BASE}/ray"
+PYTHON="${RUNSPEC_PYTHON:-${REPO}/.venv/bin/python}"
+GCS_PORT="${RUNSPEC_RAY_PORT:-6379}"
+DASH_PORT="${RUNSPEC_RAY_DASHBOARD_PORT:-8265}"
+CLIENT_PORT="${RUNSPEC_RAY_CLIENT_PORT:-10001}"
+AGENT_PORT="${RUNSPEC_RAY_AGENT_PORT:-52365}"
+NUM_CPUS="${RUNSPEC_RAY_NUM_CPUS:-2}"
+START_TIMEOUT="${RUNSPEC_RAY_START_TIMEOUT:-60}"
+URL="http://127.0.0.1:${DASH_PORT}"
+SIDFILE="${STATE}/ray.sid"
+
+say() { printf 'ray.sh: %s\n' "$*"; }
+die() { printf 'ray.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ -x "${PYTHON}" ]] || die "python not found: ${PYTHON} (set RUNSPEC_PYTHON)"
+BIN="$(dirname "${PYTHON}")"
+# Jobs run `python` from the head's PATH: the venv's bin dir goes first.
+export PATH="${BIN}:${PATH}"
+# Without this Ray binds the eth0 address instead of 127.0.0.1.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+# Without this token auth switches on when ~/.ray/auth_token exists.
+export RAY_AUTH_MODE=disabled
+
+# --- helpers -----------------------------------------------------------------
+
+readsid() {
+  local sid=""
+  if [[ -f "${SIDFILE}" ]]; then
+    sid="$(tr -dc '0-9' <"${SIDFILE}" || true)"
+  fi
+  # Never 0/1 (kernel threads / init).
+  [[ "${sid}" == 0 || "${sid}" == 1 ]] && sid=""
+  printf '%s' "${sid}"
+}
+
+# session_pids SID: live (non-zombie) pids whose session id is SID, plus all
+# their live descendants (e.g. processes that called setsid themselves).
+session_pids() {
+  ps -eo pid=,ppid=,sid=,stat= | awk -v sid="$1" '
+    $4 !~ /^Z/ { pid[NR] = $1; ppid[NR] = $2; if ($3 == sid) mark[$1] = 1 }
+    END {
+      do {
+        changed = 0
+        for (i in pid) if (!(pid[i] in mark) && (ppid[i] in mark)) { mark[pid[i]] = 1; changed = 1 }
+      } while (changed)
+      for (p in mark) print p
+    }'
+}
+
+http_ok() { curl -fsS --max-time 2 -o /dev/null "$1" 2>/dev/null; }
+
+is_up() {
+  local sid
+  sid="$(readsid)"
+  [[ -n "${sid}" && -n "$(session_pids "${sid}")" ]] && http_ok "${URL}/api/version"
+}
+
+ray_version() { "${PYTHON}" -c 'import ray; print(ray.__version__)' 2>/dev/null || echo '?'; }
+
+elapsed() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f s", t1 - t0 }'; }
+
+# --- install -----------------------------------------------------------------
+
+ensure_ray() {
+  if "${PYTHON}" -c 'import ray, aiohttp, aiohttp_cors, prometheus_client' >/dev/null 2>&1 \
+    && [[ -x "${BIN}/ray" ]]; then
+    return 0
+  fi
+  local avail
+  avail="$("${PYTHON}" -m pip index versions ray 2>/dev/null | head -n 1 || true)"
+  [[ -n "${avail}" ]] || die "ray[default] missing in ${PYTHON} and pip sees no 'ray' package"
+  say "installing 'ray[default]' into $(dirname "${BIN}") (pip sees: ${avail}; ~30 s)"
+  "${PYTHON}" -m pip install -q 'ray[default]' >"${STATE}/pip.log" 2>&1 \
+    || { tail -n 20 "${STATE}/pip.log" >&2; die "pip install 'ray[default]' failed (log: ${STATE}/pip.log)"; }
+  [[ -x "${BIN}/ray" ]] || die "pip installed ray but ${BIN}/ray is missing"
+  say "installed ray $(ray_version)"
+}
+
+# Ray puts unix sockets at <temp>/session_<date>_<pid>/sockets/<name>; a
+# socket path must fit in 107 bytes. Use <state>/tmp if it is short enough,
+# else a short dir derived from the state dir.
+pick_temp_dir() {
+  local t="${STATE}/tmp"
+  # "/session_2026-11-22_18-40-00_123456_1234567/sockets/plasma_store" = 66
+  if (( ${#t} + 66 > 107 )); then
+    local short
+    short="/tmp/rsray-$(printf '%s' "${STATE}" | cksum | cut -d' ' -f1)"
+    say "temp dir ${t} is too long for Ray's socket paths (${#t} chars); using ${short}" >&2
+    t="${short}"
+  fi
+  printf '%s' "${t}"
+}
+
+# --- commands ----------------------------------------------------------------
+
+cmd_start() {
+  local t0 tmp i sid
+  t0="$(date +%s.%N)"
+  mkdir -p "${STATE}"
+  if is_up; then
+    say "already running (session $(readsid), ${URL})"
+    return 0
+  fi
+  sid="$(readsid)"
+  if [[ -n "${sid}" && -n "$(session_pids "${sid}")" ]]; then
+    say "a previous head (session ${sid}) is alive but ${URL} does not answer; stopping it"
+    cmd_stop
+  fi
+  ensure_ray
+  if http_ok "${URL}/api/version"; then
+    die "something we did not start already answers on ${URL}; stop it or set RUNSPEC_RAY_DASHBOARD_PORT"
+  fi
+  tmp="$(pick_temp_dir)"
+  mkdir -p "${tmp}"
+  printf '%s\n' "${tmp}" >"${STATE}/temp_dir"
+  say "starting Ray head (ray $(ray_version), gcs 127.0.0.1:${GCS_PORT}, dashboard ${URL}, ${NUM_CPUS} CPUs, temp ${tmp})"
+  local extra=()
+  read -r -a extra <<<"${RUNSPEC_RAY_EXTRA_ARGS:-}"
+  rm -f "${SIDFILE}"
+  # setsid -w: the ray CLI runs as leader of a new session (it writes its own
+  # session id first) and we wait for it; the daemons it spawns stay in that
+  # session. All stdio goes to a file so no caller's pipe is held open.
+  # shellcheck disable=SC2016
+  if ! setsid -w bash -c 'ps -o sid= -p "$$" | tr -d " " >"$1"; shift; exec "$@"' _ "${SIDFILE}" \
+    "${BIN}/ray" start --head \
+    --node-ip-address=127.0.0.1 \
+    --num-cpus="${NUM_CPUS}" \
+    --port="${GCS_PORT}" \
+    --ray-client-server-port="${CLIENT_PORT}" \
+    --dashboard-agent-listen-port="${AGENT_PORT}" \
+    --dashboard-host=127.0.0.1 \
+    --dashboard-port="${DASH_PORT}" \
+    --disable-usage-stats \
+    --temp-dir="${tmp}" \
+    "${extra[@]}" \
+    </dev/null >"${STATE}/ray-start.log" 2>&1; then
+    tail -n 25 "${STATE}/ray-start.log" >&2
+    [[ -f "${SIDFILE}" ]] && cmd_stop >&2
+    die "'ray start' failed (log: ${STATE}/ray-start.log)"
+  fi
+  sid="$(readsid)"
+  [[ -n "${sid}" ]] || die "could not record the head's session id"
+  say "waiting for ${URL}/api/version (timeout ${START_TIMEOUT}s)"
+  for ((i = 0; i < START_TIMEOUT * 5; i++)); do
+    http_ok "${URL}/api/version" && http_ok "${URL}/api/jobs/" && break
+    if [[ -z "$(session_pids "${sid}")" ]]; then
+      tail -n 25 "${STATE}/ray-start.log" >&2
+      die "the Ray head exited during start-up (logs: ${STATE}/ray-start.log, ${tmp}/session_latest/logs)"
+    fi
+    sleep 0.2
+  done
+  if ! http_ok "${URL}/api/jobs/"; then
+    tail -n 25 "${STATE}/ray-start.log" >&2
+    die "${URL} did not answer within ${START_TIMEOUT}s (logs: ${tmp}/session_latest/logs)"
+  fi
+  say "up: session ${sid}, ${URL} ($(elapsed "${t0}"))"
+  say "use: eval \"\$($0 env)\""
+}
+
+# live PIDS...: those of the given pids that exist and are not zombies.
+live() {
+  local p stat
+  for p in "$@"; do
+    stat="$(ps -o stat= -p "${p}" 2>/dev/null || true)"
+    [[ -n "${stat}" && "${stat}" != Z* ]] && printf '%s\n' "${p}"
+  done
+  return 0
+}
+
+cmd_stop() {
+  local sid i t0
+  local -a tracked=() pids=()
+  t0="$(date +%s.%N)"
+  sid="$(readsid)"
+  if [[ -z "${sid}" ]]; then
+    rm -f "${SIDFILE}"
+    say "not running (no ${SIDFILE})"
+    return 0
+  fi
+  mapfile -t tracked < <(session_pids "${sid}")
+  if [[ ${#tracked[@]} -eq 0 ]]; then
+    rm -f "${SIDFILE}"
+    say "not running (session ${sid} has no live processes)"
+    return 0
+  fi
+  say "stopping Ray head session ${sid} (${#tracked[@]} processes)"
+  kill -TERM "${tracked[@]}" 2>/dev/null || true
+  # Keep tracking every pid seen: a job's entrypoint runs in its own session
+  # under ray::JobSupervisor and is reparented to init once that dies.
+  for ((i = 0; i < 100; i++)); do
+    mapfile -t pids < <(session_pids "${sid}")
+    if [[ ${#pids[@]} -gt 0 ]]; then
+      tracked+=("${pids[@]}")
+      kill -TERM "${pids[@]}" 2>/dev/null || true
+    fi
+    mapfile -t pids < <(live "${tracked[@]}")
+    [[ ${#pids[@]} -eq 0 ]] && break
+    sleep 0.1
+  done
+  if [[ ${#pids[@]} -gt 0 ]]; then
+    say "sending SIGKILL to ${#pids[@]} processes still alive after 10 s: ${pids[*]}"
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      mapfile -t pids < <(live "${tracked[@]}")
+      [[ ${#pids[@]} -eq 0 ]] && break
+      sleep 0.1
+    done
+  fi
+  [[ ${#pids[@]} -eq 0 ]] || die "processes of session ${sid} survived SIGKILL: ${pids[*]}"
+  rm -f "${SIDFILE}"
+  say "stopped ($(elapsed "${t0}"))"
+}
+
+cmd_status() {
+  if is_up; then
+    say "running: session $(readsid), ${URL}, version $(curl -fsS --max-time 2 "${URL}/api/version" 2>/dev/null || echo '?')"
+    return 0
+  fi
+  local sid
+  sid="$(readsid)"
+  if [[ -n "${sid}" && -n "$(session_pids "${sid}")" ]]; then
+    say "not healthy: session ${sid} alive but ${URL}/api/version does not answer"
+  else
+    say "not running (state dir ${STATE})"
+  fi
+  return 1
+}
+
+cmd_env() {
+  printf 'export RUNSPEC_RAY_ADDRESS=%q\n' "${URL}"
+  printf 'export RUNSPEC_RAY_GCS_ADDRESS=%q\n' "127.0.0.1:${GCS_PORT}"
+  printf 'export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0\n'
+  printf 'export RAY_AUTH_MODE=disabled\n'
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *)
+    echo "usage: $0 start|stop|status|env" >&2
+    exit 2
+    ;;
+esac
