@@ -13,6 +13,11 @@ from runspec.manifest.errors import Diagnostic
 _STYLE = {"error": "bold red", "warning": "bold yellow"}
 
 
+def printable(text: str) -> str:
+    """Text that any UTF-8 stream accepts: lone surrogates (from odd YAML escapes) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def is_terminal(stream: TextIO) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
@@ -23,7 +28,7 @@ def print_diagnostics(diagnostics: Sequence[Diagnostic], stream: TextIO | None =
     if not diagnostics:
         return
     if not is_terminal(stream):
-        stream.write("\n".join(d.render() for d in diagnostics) + "\n")
+        stream.write(printable("\n".join(d.render() for d in diagnostics) + "\n"))
         return
     from rich.console import Console
     from rich.markup import escape
@@ -32,14 +37,14 @@ def print_diagnostics(diagnostics: Sequence[Diagnostic], stream: TextIO | None =
     for d in diagnostics:
         head, _, rest = d.render().partition("\n")
         location, _, message = head.partition(f" {d.severity}: ")
-        console.print(f"[bold]{escape(location)}[/] [{_STYLE.get(d.severity, 'bold')}]"
-                      f"{d.severity}:[/] {escape(message)}")
+        console.print(f"[bold]{escape(printable(location))}[/] [{_STYLE.get(d.severity, 'bold')}]"
+                      f"{d.severity}:[/] {escape(printable(message))}")
         if rest:
-            console.print(f"[dim]{escape(rest)}[/]")
+            console.print(f"[dim]{escape(printable(rest))}[/]")
 
 
 def diagnostics_json(diagnostics: Sequence[Diagnostic]) -> str:
-    return json.dumps([d.to_json() for d in diagnostics], indent=2, ensure_ascii=False)
+    return printable(json.dumps([d.to_json() for d in diagnostics], indent=2, ensure_ascii=False))
 
 
 def summary(errors: int, warnings: int, files: int) -> str:

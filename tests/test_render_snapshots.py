@@ -465,7 +465,8 @@ def test_shell_metacharacters_render_as_data(tmp_path: Path, text_snapshot):
                 "a\nb", "--flag=$(touch PWNED2)"]
     # What bash will see, checked before bash runs it.
     exec_line = launch_sh[launch_sh.index("\nexec ") + 1:]
-    assert shlex.split(exec_line) == ["exec", *expected]
+    assert shlex.split(exec_line) == ["exec", "python", "-m", "runspec.measure", "--run-dir",
+                                      run.run_dir, "--", *expected]
     assert f"export NASTY={shlex.quote(NASTY)}\n" in launch_sh
 
 

@@ -109,7 +109,12 @@ class Checker:
     def check_file(self, path: KeyPath, value: str) -> None:
         base = self.base_dir(path)
         target = base / value
-        if target.is_file():
+        try:
+            if target.is_file():
+                return
+        except (OSError, ValueError):  # e.g. a lone surrogate: no file can have this name
+            self.error(path, f'"{value.encode("utf-8", "backslashreplace").decode()}" is not a '
+                       "usable file name")
             return
         what = "is a directory, expected a file" if target.is_dir() else "file not found"
         hint = did_you_mean_file(value, base)

@@ -244,19 +244,30 @@ def _load_with_bases(path: Path, chain: list[Path]) -> Document:
     position = document.value_position(("extends",))
     if not isinstance(base_ref, str):
         return document  # the schema reports the wrong type
-    base_path = (path.parent / base_ref).resolve()
+    try:
+        base_path = (path.parent / base_ref).resolve()
+    except (OSError, ValueError):
+        base_path = path.parent / base_ref
     resolved_chain = chain + [path.resolve()]
-    if base_path in resolved_chain:
-        cycle = " → ".join(_display(p) for p in resolved_chain + [base_path])
-        raise ManifestError([Diagnostic.at(position, "extends", f"extends cycle: {cycle}",
-                                           document=document)])
-    if not base_path.is_file():
+    if not _is_file(base_path):
         from runspec.manifest.suggest import did_you_mean_file
 
         raise ManifestError([Diagnostic.at(position, "extends", f'base manifest "{base_ref}" not found',
                                            did_you_mean_file(base_ref, path.parent), document)])
+    if base_path in resolved_chain:
+        cycle = " → ".join(_display(p) for p in resolved_chain + [base_path])
+        raise ManifestError([Diagnostic.at(position, "extends", f"extends cycle: {cycle}",
+                                           document=document)])
     base = _load_with_bases(base_path, resolved_chain)
     return merge_documents(base, document)
+
+
+def _is_file(path: Path) -> bool:
+    """``is_file`` that answers False for names the OS cannot even encode (lone surrogates)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def merge_documents(base: Document, top: Document) -> Document:
