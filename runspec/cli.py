@@ -194,9 +194,9 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
 def apply(path, yes, detach, wait, prune, target, exclude, replace, sets) -> None:
     """Launch what the plan shows: only runs to create, replace or rerun.
 
-    PATH is a manifest, or a plan saved with `runspec plan --out plan.json` (refused if
-    the manifest or the state moved on since). Shows the plan and asks for confirmation
-    on a terminal. Holds the state lock throughout and records every submission at once.
+    PATH is a manifest, or a plan saved with `runspec plan --out plan.json` (applied
+    without asking, and refused if the manifest or the state moved on since). For a
+    manifest it shows the plan and asks for confirmation on a terminal. Holds the state lock throughout and records every submission at once.
     Local runs are waited for (Ctrl-C cancels them cleanly); Slurm and Ray return after
     submitting unless --wait. An unchanged manifest prints "No changes." and makes no
     backend call.
@@ -209,7 +209,8 @@ def apply(path, yes, detach, wait, prune, target, exclude, replace, sets) -> Non
     from runspec.state.store import StateError
 
     selection = _selection(target, exclude, replace, sets)
-    if not yes and not sys.stdin.isatty():
+    # A saved plan was reviewed when it was made: like Terraform, apply it without asking.
+    if not yes and not sys.stdin.isatty() and path.suffix != ".json":
         click.echo("error: apply needs confirmation and there is no terminal: pass --yes", err=True)
         sys.exit(1)
     options = ApplyOptions(detach=detach, wait=wait, prune=prune)
@@ -226,6 +227,87 @@ def apply(path, yes, detach, wait, prune, target, exclude, replace, sets) -> Non
         return
     click.echo(outcome.summary())
     sys.exit(0 if outcome.ok else 1)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the members as JSON.")
+@click.option("--watch", is_flag=True, help="Refresh every few seconds until every run ended.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between --watch refreshes.")
+def status(path, as_json, watch, interval) -> None:
+    """Refresh what apply launched from the backends and show one row per run."""
+    import json
+    import time
+
+    from runspec.apply import inspect
+    from runspec.console import print_status
+    from runspec.manifest.errors import ManifestError
+    from runspec.state.status import ACTIVE
+    from runspec.state.store import StateError
+
+    try:
+        target = inspect.tracked(path)
+        while True:
+            written = inspect.refresh(target)
+            members = inspect.select(target.state, None)
+            if as_json:
+                from dataclasses import asdict
+
+                click.echo(json.dumps([{k: v for k, v in asdict(m).items() if k != "request"}
+                                       for m in members], indent=2))
+            else:
+                print_status(target.name, members)
+                if not written:
+                    click.echo("(an apply holds the state lock: shown fresh, not written)",
+                               err=True)
+            if not watch or not any(m.status in ACTIVE for m in members):
+                break
+            time.sleep(interval)
+    except (ManifestError, StateError) as error:
+        _fail(error)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("key")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+def logs(path, key, follow) -> None:
+    """Print a run's output (stdout, then stderr). KEY is a run key or a glob matching one."""
+    from runspec.apply import inspect
+    from runspec.manifest.errors import ManifestError
+    from runspec.state.store import StateError
+
+    try:
+        target = inspect.tracked(path)
+        member = inspect.find_member(target, key)
+        for chunk in inspect.log_lines(target, member, follow):
+            click.echo(chunk, nl=False)
+    except (ManifestError, StateError) as error:
+        _fail(error)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("glob", required=False)
+def cancel(path, glob) -> None:
+    """Cancel running runs of PATH (those whose key matches GLOB, or all of them)."""
+    from runspec.apply import inspect
+    from runspec.backends.base import BackendError
+    from runspec.manifest.errors import ManifestError
+    from runspec.state.store import StateError
+
+    try:
+        cancelled = inspect.cancel(inspect.tracked(path), glob)
+    except (ManifestError, StateError) as error:
+        _fail(error)
+    except BackendError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    for member in cancelled:
+        click.echo(f"cancelled {member.key}")
+    if not cancelled:
+        click.echo("Nothing to cancel: no run of " + path.name + " is running"
+                   + (f" that matches {glob}" if glob else "") + ".")
 
 
 @main.command()

@@ -128,3 +128,47 @@ def apply_reporter():
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(file=sys.stderr)) as progress:
         yield _RichReporter(progress)
+
+
+STATUS_STYLES = {"succeeded": "green", "failed": "red", "lost": "red", "cancelled": "yellow",
+                 "running": "cyan", "submitted": "cyan"}
+
+
+def status_rows(members) -> list[list[str]]:
+    rows = []
+    for m in members:
+        handle = m.handle or {}
+        where = (f"job {handle['job_id']}" + (f"_{handle['task']}" if "task" in handle else "")
+                 if "job_id" in handle else handle.get("submission_id")
+                 or (f"pid {handle['pid']}" if handle.get("pid") else ""))
+        rows.append([m.key, m.status, m.backend, where, str(m.attempts), m.submitted_at or "",
+                     m.finished_at or ""])
+    return rows
+
+
+def print_status(name: str, members, stream: TextIO | None = None) -> None:
+    """One row per run: key, status, backend, handle, attempts, times; a count per status."""
+    stream = stream or sys.stdout
+    header = ["run", "status", "backend", "handle", "tries", "submitted", "finished"]
+    rows = status_rows(members)
+    counts: dict[str, int] = {}
+    for m in members:
+        counts[m.status] = counts.get(m.status, 0) + 1
+    footer = f"{name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    if not is_terminal(stream):
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            stream.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                         + "\n")
+        stream.write(footer + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*header, title=name, title_justify="left")
+    for row in rows:
+        style = STATUS_STYLES.get(row[1])
+        table.add_row(row[0], f"[{style}]{row[1]}[/]" if style else row[1], *row[2:])
+    console = Console(file=stream)
+    console.print(table)
+    console.print(footer)

@@ -258,7 +258,8 @@ class Applier:
             self.report.statuses[run.key] = "failed"
             self.save()
             return None
-        self.record(run, "running", handle, "local", attempts=attempt)
+        self.record(run, "running", handle, "local",
+                    attempts=self.state.members[run.key].attempts)
         self.save()
         self.report.submitted.append(run.key)
         return handle

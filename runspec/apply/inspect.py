@@ -1,0 +1,130 @@
+"""``runspec status``, ``logs`` and ``cancel``: look at and act on what apply launched.
+
+They work from the state alone (no plan needed), refresh active runs from their backends,
+and write the refreshed state back when the lock is free.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from runspec.apply.refresh import refresh_state
+from runspec.backends import backend_for
+from runspec.manifest.load import load_manifest
+from runspec.state.lock import state_lock
+from runspec.state.status import ACTIVE
+from runspec.state.store import Member, State, StateError, StateStore, state_path
+
+
+@dataclass
+class Tracked:
+    """A manifest's state, where it lives, and the directory its run paths start from."""
+
+    name: str
+    root: Path
+    store: StateStore
+    state: State
+
+
+def tracked(manifest: Path) -> Tracked:
+    document = load_manifest(manifest)
+    name = document.data.get("name")
+    if not isinstance(name, str):
+        raise StateError(f"{manifest} has no name, so it has no state")
+    root = Path(document.path).resolve().parent
+    location = (document.data.get("outputs") or {}).get("state")
+    store = StateStore(state_path(root, name, location), name)
+    state = store.read()
+    if state.lineage is None:
+        raise StateError(f"{name} was never applied (no state at {store.location})",
+                         f"run `runspec apply {manifest}` first")
+    return Tracked(name, root, store, state)
+
+
+def refresh(target: Tracked) -> bool:
+    """Refresh active runs; write the state back if nobody holds the lock. Returns whether
+    it was written (False: shown fresh, but an apply is running and owns the state)."""
+    if not refresh_state(target.state, target.root):
+        return True
+    if not target.store.is_local:
+        target.store.write(target.state)
+        return True
+    try:
+        with state_lock(target.store.local_path, "status"):
+            latest = target.store.read()
+            for key, member in target.state.members.items():
+                if key in latest.members and latest.members[key].digest == member.digest:
+                    latest.members[key].status = member.status
+            target.store.write(latest)
+            target.state = latest
+    except StateError:
+        return False
+    return True
+
+
+def select(state: State, glob: str | None) -> list[Member]:
+    members = sorted(state.members.values(), key=lambda m: m.key)
+    return [m for m in members if glob is None or fnmatch.fnmatchcase(m.key, glob)]
+
+
+def cancel(target: Tracked, glob: str | None) -> list[Member]:
+    """Cancel active runs matching ``glob`` (all active ones without it); records cancelled."""
+    with state_lock(target.store.local_path, "cancel"):
+        target.state = target.store.read()
+        refresh_state(target.state, target.root)
+        chosen = [m for m in select(target.state, glob) if m.status in ACTIVE]
+        by_backend: dict[str, list[Member]] = {}
+        for member in chosen:
+            by_backend.setdefault(member.backend, []).append(member)
+        for backend, members in by_backend.items():
+            backend_for(backend).cancel_many(members, target.root)
+            for member in members:
+                member.status = "cancelled"
+        target.store.write(target.state)
+    return chosen
+
+
+def find_member(target: Tracked, key: str) -> Member:
+    if key in target.state.members:
+        return target.state.members[key]
+    matches = select(target.state, key)
+    if len(matches) == 1:
+        return matches[0]
+    from runspec.manifest.suggest import did_you_mean
+
+    hint = did_you_mean(key, target.state.members) or (
+        f"{len(matches)} runs match; be more precise" if matches else "see `runspec status`")
+    raise StateError(f'no run "{key}" in the state of {target.name}', hint)
+
+
+def log_lines(target: Tracked, member: Member, follow: bool, poll_s: float = 0.5
+              ) -> Iterator[str]:
+    """The run's output (stdout then stderr), following it until the run ends with ``follow``."""
+    backend = backend_for(member.backend)
+    reader = getattr(backend, "log_text", None)
+    run_dir = target.root / member.run_dir
+    if reader is not None and not (run_dir / "stdout.log").exists():
+        yield reader(member, target.root)
+        return
+    offsets = {"stdout.log": 0, "stderr.log": 0}
+    while True:
+        for name in offsets:
+            path = run_dir / name
+            if path.exists():
+                with path.open("r", encoding="utf-8", errors="replace") as handle:
+                    handle.seek(offsets[name])
+                    chunk = handle.read()
+                    offsets[name] = handle.tell()
+                if chunk:
+                    yield chunk
+        if not follow:
+            return
+        refresh_state(State(target.name, members={member.key: member}), target.root)
+        if member.status not in ACTIVE:
+            follow = False  # one last read above, then stop
+            continue
+        time.sleep(poll_s)

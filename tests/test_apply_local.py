@@ -1,0 +1,248 @@
+"""apply on the local backend, for real: processes, state, reruns, crashes, locks, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import invoke
+
+from runspec.state.store import StateStore
+
+RECIPE = textwrap.dedent('''\
+    """Appends one line per start to a marker file, sleeps, fails when told to."""
+    import os, sys, time
+    marker, value, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    with open(marker, "a") as handle:
+        handle.write(value + "\\n")
+    time.sleep(pause)
+    sys.exit(1 if value == "bad" and not os.path.exists("fixed") else 0)
+    ''')
+
+
+def manifest(values: list[str], pause: float = 0.0, cycles: int = 1, parallel: int = 1,
+             extra: str = "") -> str:
+    return textwrap.dedent(f'''\
+        schema = "runspec/v1"
+        name = "loc"
+        [recipe]
+        command = ["python", "recipe.py", "${{run.dir}}/marker.txt", "${{sweep.v}}", "{pause}"]
+        [sweep.parameters]
+        v = {json.dumps(values)}
+        [campaign]
+        cycles = {cycles}
+        max_parallel = {parallel}
+        ''') + extra
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "recipe.py").write_text(RECIPE)
+    return tmp_path
+
+
+def state_of(project: Path):
+    return StateStore(str(project / ".runspec/state/loc.json"), "loc").read()
+
+
+def starts(project: Path) -> dict[str, int]:
+    return {str(p.parent.relative_to(project)): len(p.read_text().splitlines())
+            for p in project.glob("runs/**/marker.txt")}
+
+
+def test_a_sweep_runs_once_and_reapplying_makes_no_backend_call(project):
+    (project / "run.toml").write_text(manifest(["a", "b", "c", "d"], parallel=2))
+    first = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert first.exit_code == 0, first.output
+    assert "Apply complete: 4 launched, 4 succeeded." in first.stdout
+    assert sorted(starts(project).values()) == [1, 1, 1, 1]
+    members = state_of(project).members
+    assert {m.status for m in members.values()} == {"succeeded"}
+    run_dir = project / members["loc/main/v=a/c1"].run_dir
+    assert {"config.yaml", "job.yaml", "local.json", "stdout.log", "stderr.log", "result.json",
+            "started.json"} - {p.name for p in run_dir.iterdir()} == {"config.yaml"}
+    assert json.loads((run_dir / "result.json").read_text())["exit_code"] == 0
+    again = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert again.exit_code == 0
+    assert again.stdout == "No changes. Everything planned was applied; nothing to launch.\n"
+    assert sorted(starts(project).values()) == [1, 1, 1, 1]
+
+
+def test_failed_run_is_recorded_and_only_it_is_rerun(project):
+    (project / "run.toml").write_text(manifest(["good", "bad"]))
+    first = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert first.exit_code == 1
+    assert "Apply complete: 2 launched, 1 succeeded, 1 failed." in first.stdout
+    assert state_of(project).members["loc/main/v=bad/c1"].status == "failed"
+    plan = invoke("plan", "run.toml", cwd=project)
+    assert "↻ loc/main/v=bad/c1" in plan.stdout and "# failed last time" in plan.stdout
+    (project / "fixed").write_text("")
+    second = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert second.exit_code == 0 and "1 launched, 1 succeeded" in second.stdout
+    assert starts(project) == {"runs/loc/main/v=good/c1": 1, "runs/loc/main/v=bad/c1": 2}
+    member = state_of(project).members["loc/main/v=bad/c1"]
+    assert member.status == "succeeded" and member.attempts == 2
+    assert (project / member.run_dir / "result.previous.json").exists()
+
+
+def test_retries_rerun_a_failure_within_one_apply(project):
+    (project / "run.toml").write_text(manifest(["bad"], extra="retries = 2\n"))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 1
+    assert "failed loc/main/v=bad/c1; retrying (1/2)" in result.stderr
+    assert starts(project) == {"runs/loc/main/v=bad/c1": 3}
+
+
+def _apply_in_background(project: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runspec", "apply", "--yes", "run.toml"],
+                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def test_kill_9_halfway_then_apply_again_runs_everything_exactly_once(project):
+    values = ["a", "b", "c", "d", "e", "f"]
+    (project / "run.toml").write_text(manifest(values, pause=0.4))
+    apply = _apply_in_background(project)
+    _wait_for(lambda: len(starts(project)) >= 3)
+    apply.send_signal(signal.SIGKILL)
+    apply.wait()
+    assert len(starts(project)) < len(values)
+    lock = project / ".runspec/state/loc.lock"
+    assert lock.exists()  # the killed apply never released it
+    blocked = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert blocked.exit_code == 1
+    assert "locked by a process that is no longer running" in blocked.stderr
+    lock_id = json.loads(lock.read_text())["id"]
+    assert invoke("force-unlock", lock_id, "--manifest", "run.toml", cwd=project).exit_code == 0
+    second = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert second.exit_code == 0, second.output
+    _wait_for(lambda: all((project / m.run_dir / "result.json").exists()
+                          for m in state_of(project).members.values()) and
+              len(state_of(project).members) == len(values))
+    assert sorted(starts(project).values()) == [1] * len(values)
+    final = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert final.stdout.startswith("No changes.")
+
+
+def test_two_applies_at_once_the_second_fails_fast_naming_the_holder(project):
+    (project / "run.toml").write_text(manifest(["a"], pause=3))
+    first = _apply_in_background(project)
+    _wait_for(lambda: (project / ".runspec/state/loc.lock").exists())
+    started = time.monotonic()
+    second = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert time.monotonic() - started < 2
+    assert second.exit_code == 1
+    assert "the state is locked: apply by " in second.stderr
+    assert f"(pid {first.pid})" in second.stderr
+    first.wait(timeout=60)
+    assert starts(project) == {"runs/loc/main/v=a/c1": 1}
+
+
+def test_sigterm_cancels_running_children_and_records_them(project):
+    (project / "run.toml").write_text(manifest(["a", "b"], pause=30))
+    apply = _apply_in_background(project)
+    _wait_for(lambda: len(starts(project)) == 1)
+    member = next(iter(state_of(project).members.values()))
+    child = member.handle["pid"]
+    apply.send_signal(signal.SIGTERM)
+    _out, err = apply.communicate(timeout=30)
+    assert apply.returncode == 1, err
+    assert "cancelled loc/main/v=a/c1" in err
+    members = state_of(project).members
+    assert members["loc/main/v=a/c1"].status == "cancelled"
+    assert "loc/main/v=b/c1" not in members  # never started: planned again next time
+    _wait_for(lambda: not Path(f"/proc/{child}").exists() or
+              Path(f"/proc/{child}/stat").read_text().split()[2] == "Z", timeout=10)
+    assert "↻ loc/main/v=a/c1" in invoke("plan", "run.toml", cwd=project).stdout
+
+
+def test_unwritable_run_directory_is_a_clear_error_and_nothing_is_recorded(project):
+    (project / "blocker").write_text("a file where a directory must go")
+    (project / "run.toml").write_text(manifest(["a"]) + '[outputs]\nroot = "blocker/runs"\n')
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 1
+    assert "cannot write the run directory" in result.output
+    assert "check the permissions of outputs.root" in result.output
+
+
+def test_apply_without_terminal_needs_yes(project):
+    (project / "run.toml").write_text(manifest(["a"]))
+    result = invoke("apply", "run.toml", cwd=project)
+    assert result.exit_code == 1
+    assert result.stderr == ("error: apply needs confirmation and there is no terminal: "
+                             "pass --yes\n")
+    assert not (project / "runs").exists()
+
+
+def test_saved_plan_applies_exactly_and_a_stale_one_is_refused(project):
+    (project / "run.toml").write_text(manifest(["a", "b"]))
+    assert invoke("plan", "run.toml", "--out", "plan.json", cwd=project).exit_code == 0
+    (project / "run.toml").write_text(manifest(["a", "b", "c"]))
+    stale = invoke("apply", "plan.json", cwd=project)
+    assert stale.exit_code == 1
+    assert "refusing a stale plan: the manifest changed since the plan was saved" in stale.stderr
+    (project / "run.toml").write_text(manifest(["a", "b"]))
+    applied = invoke("apply", "plan.json", cwd=project)
+    assert applied.exit_code == 0, applied.output
+    assert sorted(starts(project)) == ["runs/loc/main/v=a/c1", "runs/loc/main/v=b/c1"]
+    again = invoke("apply", "plan.json", cwd=project)
+    assert "the state moved on" in again.stderr
+
+
+def test_missing_secret_fails_before_launching(project, monkeypatch):
+    monkeypatch.delenv("RUNSPEC_TEST_SECRET", raising=False)
+    (project / "run.toml").write_text(manifest(["a"]) + '[env.secrets]\nTOKEN = { from_env = '
+                                      '"RUNSPEC_TEST_SECRET" }\n')
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 1
+    assert "secret variable not set: RUNSPEC_TEST_SECRET" in result.output
+    assert starts(project) == {}
+
+
+def test_status_logs_and_cancel_commands(project):
+    (project / "run.toml").write_text(manifest(["a"]))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    status = invoke("status", "run.toml", cwd=project)
+    assert status.exit_code == 0
+    assert "loc/main/v=a/c1  succeeded  local" in status.stdout
+    assert status.stdout.splitlines()[-1] == "loc: 1 succeeded"
+    rows = json.loads(invoke("status", "--json", "run.toml", cwd=project).stdout)
+    assert rows[0]["key"] == "loc/main/v=a/c1" and rows[0]["status"] == "succeeded"
+    missing = invoke("logs", "run.toml", "loc/main/v=z/c1", cwd=project)
+    assert missing.exit_code == 1 and "no run" in missing.stderr
+    assert invoke("cancel", "run.toml", cwd=project).stdout.startswith("Nothing to cancel")
+    (project / "never.toml").write_text(manifest(["a"]).replace('name = "loc"', 'name = "nev"'))
+    never = invoke("status", "never.toml", cwd=project)
+    assert "nev was never applied" in never.stderr
+
+
+def test_cancel_stops_a_detached_local_run(project):
+    (project / "run.toml").write_text(manifest(["a"], pause=30))
+    apply = _apply_in_background(project)
+    _wait_for(lambda: len(starts(project)) == 1)
+    apply.send_signal(signal.SIGKILL)  # leaves the run going, as a detached one would
+    apply.wait()
+    lock_id = json.loads((project / ".runspec/state/loc.lock").read_text())["id"]
+    invoke("force-unlock", lock_id, "--manifest", "run.toml", cwd=project)
+    result = invoke("cancel", "run.toml", "*v=a*", cwd=project)
+    assert result.stdout == "cancelled loc/main/v=a/c1\n"
+    assert state_of(project).members["loc/main/v=a/c1"].status == "cancelled"
+    pid = state_of(project).members["loc/main/v=a/c1"].handle["pid"]
+    _wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+              Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", timeout=10)
