@@ -100,6 +100,7 @@ class Applier:
         self.state: State = result.state
         self.report = ApplyReport()
         self.stopping = False
+        self.started_ray_head = False
 
     # -- state -------------------------------------------------------------------------------
     def save(self) -> None:
@@ -168,12 +169,19 @@ class Applier:
                 self.run_local(stage, runs, stage_launches)
             else:
                 self.submit_remote(stage, runs, stage_launches)
-                if self._later_stage_needs(stage) or self.options.wait:
+                # A head runspec started is stopped after the apply, so its jobs are followed.
+                if self._later_stage_needs(stage) or self.options.wait or (
+                        self.started_ray_head and not self.options.detach):
                     self.wait_remote(runs)
             if any(self.report.statuses.get(r.key) in ("failed", "lost", "cancelled")
                    for r in runs):
                 failed_stages.add(stage)
         self.destroy([c for c in changes.changes if c.action == "destroy"])
+        if self.started_ray_head and not self.options.detach:
+            from runspec.backends.ray_head import stop_head
+
+            self.reporter.event("stopping the local Ray head")
+            stop_head()
         return self.report
 
     def _stage_failed_before(self, stage: str) -> bool:
@@ -293,6 +301,8 @@ class Applier:
     # -- slurm, ray, nemo-run ------------------------------------------------------------------
     def submit_remote(self, stage: str, runs: list[Run], launches: list[Launch]) -> None:
         backend = backend_for(self.result.plan.stages[stage])
+        if backend.name == "ray" and any(not launch.request.get("address") for launch in launches):
+            self.ensure_ray_head()
         by_key = {run.key: run for run in runs}
         for launch in launches:
             members = [by_key[k] for k in launch.keys]
@@ -322,6 +332,16 @@ class Applier:
             self.reporter.event(f"submitted {len(members)} run{'s' * (len(members) != 1)} of "
                                 f"stage {stage} to {backend.name}: "
                                 + _describe_handle(handles[members[0].key]))
+
+    def ensure_ray_head(self) -> None:
+        """No Ray address: start a local head (and stop it after an attached apply)."""
+        from runspec.backends.ray_head import running_head, start_head
+
+        if running_head() is None:
+            self.reporter.event("starting a local Ray head on 127.0.0.1 …")
+            head = start_head()
+            self.started_ray_head = True
+            self.reporter.event(f"Ray head up at {head['address']}")
 
     def _job_of(self, stage: str) -> str | None:
         for member in self.state.members.values():

@@ -8,12 +8,13 @@ is shell-quoted by the template's ``q`` filter.
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from runspec import __version__
-from runspec.backends.base import run_script, shell_quote
+from runspec.backends.base import BackendError, run_script, shell_quote
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
 
 RDZV_PORT = 29500
@@ -134,3 +135,121 @@ class SlurmBackend:
                    "array_size": len(runs) if array else None,
                    "one_at_a_time": bool(array and context.sequential)}
         return [Launch("slurm", stage, [run.key for run in runs], request, files, launch_dir)]
+
+    def submit(self, launch: Launch, root: Path, after: dict[str, str]) -> dict[str, dict]:
+        """One ``sbatch --parsable`` for the launch (a whole array); handles per run key."""
+        argv = []
+        for arg in launch.request["argv"]:
+            if arg.startswith("--dependency=afterok:"):
+                ids = [after.get(need[5:-1]) for need in arg.removeprefix("--dependency=afterok:")
+                       .split(":") if need.startswith("{job:")]
+                ids = [i for i in ids if i]
+                if ids:
+                    argv.append("--dependency=afterok:" + ":".join(ids))
+                continue
+            argv.append(arg)
+        output = _slurm(argv, root, "sbatch")
+        job_id = output.strip().split(";")[0]
+        if not job_id.isdigit():
+            from runspec.backends.base import BackendError
+
+            raise BackendError(f"sbatch answered {output.strip()!r}, not a job id")
+        if launch.request.get("array_size"):
+            return {key: {"job_id": job_id, "task": index} for index, key in enumerate(launch.keys)}
+        return {launch.keys[0]: {"job_id": job_id}}
+
+    def refresh_many(self, members, root: Path) -> dict[str, str]:
+        """result.json first; then one squeue for everything; scontrol for what left the queue."""
+        from runspec.state import status as run_status
+
+        statuses: dict[str, str] = {}
+        waiting = []
+        for member in members:
+            final = run_status.from_result(root / member.run_dir)
+            if final is not None:
+                statuses[member.key] = final
+            elif member.handle and "job_id" in member.handle:
+                waiting.append(member)
+            else:
+                statuses[member.key] = "lost"  # intent recorded, sbatch never answered
+        if not waiting:
+            return statuses
+        queue = {}
+        for line in _slurm(["squeue", "-h", "-r", "-o", "%i %T"], root, "squeue").splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                queue[parts[0]] = parts[1]
+        gone = []
+        for member in waiting:
+            state = queue.get(_task_id(member.handle))
+            if state is None:
+                gone.append(member)
+            else:
+                statuses[member.key] = _STATES.get(state, "running")
+        known = {}
+        for job_id in sorted({m.handle["job_id"] for m in gone}):
+            # A job purged from the controller is unknown: the run directory is all we have.
+            with contextlib.suppress(BackendError):
+                known.update(_scontrol_states(job_id, root))
+        for member in gone:
+            state = known.get(_task_id(member.handle))
+            statuses[member.key] = _STATES.get(state, "lost") if state else "lost"
+        return statuses
+
+    def cancel_many(self, members, root: Path) -> None:
+        ids = sorted({_task_id(m.handle) for m in members if m.handle and "job_id" in m.handle})
+        if ids:
+            _slurm(["scancel", *ids], root, "scancel")
+
+
+# -- execution: sbatch, squeue, scontrol, scancel --------------------------------------------
+
+SLURM_TIMEOUT_S = 60
+_STATES = {
+    "PENDING": "submitted", "CONFIGURING": "submitted", "REQUEUED": "submitted",
+    "RESIZING": "submitted", "SUSPENDED": "running", "RUNNING": "running",
+    "COMPLETING": "running", "COMPLETED": "succeeded", "CANCELLED": "cancelled",
+    "FAILED": "failed", "TIMEOUT": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
+    "BOOT_FAIL": "failed", "DEADLINE": "failed", "PREEMPTED": "failed",
+}
+
+
+def _slurm(argv: list[str], root: Path, what: str) -> str:
+    import subprocess
+
+    from runspec.backends.base import BackendError, executable_env
+
+    try:
+        completed = subprocess.run(argv, cwd=root, env=executable_env({}), capture_output=True,
+                                   text=True, timeout=SLURM_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise BackendError(f"{argv[0]} not found on PATH",
+                           "install the Slurm client here, or use a profile with another "
+                           "executor") from None
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"{argv[0]} did not answer within {SLURM_TIMEOUT_S} s",
+                           "is the Slurm controller up? (sinfo)") from None
+    if completed.returncode != 0:
+        message = (completed.stderr or completed.stdout).strip().replace("\n", " ")
+        raise BackendError(f"{what} failed: {message or f'exit code {completed.returncode}'}")
+    return completed.stdout
+
+
+
+
+def _task_id(handle: dict) -> str:
+    return f"{handle['job_id']}_{handle['task']}" if "task" in handle else str(handle["job_id"])
+
+
+
+
+def _scontrol_states(job_id: str, root: Path) -> dict[str, str]:
+    """``{"12_3": "FAILED", "13": "COMPLETED"}`` from ``scontrol show job -o``."""
+    found = {}
+    for line in _slurm(["scontrol", "show", "job", "-o", str(job_id)], root, "scontrol").splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        state = fields.get("JobState", "")
+        if "ArrayTaskId" in fields and fields.get("ArrayJobId"):
+            found[f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"] = state
+        found[fields.get("JobId", "")] = state
+    return found
