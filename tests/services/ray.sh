@@ -19,13 +19,13 @@ CLIENT_PORT="${RUNSPEC_RAY_CLIENT_PORT:-10001}"
 AGENT_PORT="${RUNSPEC_RAY_AGENT_PORT:-52365}"
 NUM_CPUS="${RUNSPEC_RAY_NUM_CPUS:-2}"
 START_TIMEOUT="${RUNSPEC_RAY_START_TIMEOUT:-60}"
+STOP_GRACE="${RUNSPEC_RAY_STOP_GRACE:-5}" # seconds per stage (raylet, others, gcs)
 URL="http://127.0.0.1:${DASH_PORT}"
 SIDFILE="${STATE}/ray.sid"
 
 say() { printf 'ray.sh: %s\n' "$*"; }
 die() { printf 'ray.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
-[[ -x "${PYTHON}" ]] || die "python not found: ${PYTHON} (set RUNSPEC_PYTHON)"
 BIN="$(dirname "${PYTHON}")"
 # Jobs run `python` from the head's PATH: the venv's bin dir goes first.
 export PATH="${BIN}:${PATH}"
@@ -43,7 +43,24 @@ readsid() {
   fi
   # Never 0/1 (kernel threads / init).
   [[ "${sid}" == 0 || "${sid}" == 1 ]] && sid=""
+  # A stale file (head died without `stop`, sid recycled): only trust the sid
+  # if a process of that session names our temp dir on its command line.
+  if [[ -n "${sid}" ]] && ! sid_is_ours "${sid}"; then
+    sid=""
+  fi
   printf '%s' "${sid}"
+}
+
+sid_is_ours() {
+  local tmp p
+  tmp="$(cat "${STATE}/temp_dir" 2>/dev/null || true)"
+  [[ -n "${tmp}" ]] || return 1
+  for p in $(ps -eo pid=,sid= | awk -v sid="$1" '$2 == sid { print $1 }'); do
+    if [[ -r "/proc/${p}/cmdline" ]] && tr '\0' ' ' <"/proc/${p}/cmdline" | grep -qF -- "${tmp}/"; then
+      return 0
+    fi
+  done
+  return 1
 }
 
 # session_pids SID: live (non-zombie) pids whose session id is SID, plus all
@@ -68,14 +85,20 @@ is_up() {
   [[ -n "${sid}" && -n "$(session_pids "${sid}")" ]] && http_ok "${URL}/api/version"
 }
 
-ray_version() { "${PYTHON}" -c 'import ray; print(ray.__version__)' 2>/dev/null || echo '?'; }
+ray_version() {
+  "${PYTHON}" -c 'import importlib.metadata as m; print(m.version("ray"))' 2>/dev/null || echo '?'
+}
 
 elapsed() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f s", t1 - t0 }'; }
 
 # --- install -----------------------------------------------------------------
 
 ensure_ray() {
-  if "${PYTHON}" -c 'import ray, aiohttp, aiohttp_cors, prometheus_client' >/dev/null 2>&1 \
+  [[ -x "${PYTHON}" ]] || die "python not found: ${PYTHON} (set RUNSPEC_PYTHON)"
+  # ray[default] (the dashboard, hence the Jobs API) needs these extras.
+  if "${PYTHON}" -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ("ray", "aiohttp", "aiohttp_cors", "prometheus_client", "opencensus")))' \
+    >/dev/null 2>&1 \
     && [[ -x "${BIN}/ray" ]]; then
     return 0
   fi
@@ -89,13 +112,14 @@ ensure_ray() {
   say "installed ray $(ray_version)"
 }
 
-# Ray puts unix sockets at <temp>/session_<date>_<pid>/sockets/<name>; a
-# socket path must fit in 107 bytes. Use <state>/tmp if it is short enough,
-# else a short dir derived from the state dir.
+# Ray puts unix sockets at <temp>/session_<date>_<usec>_<pid>/sockets/<name>
+# (longest name: dash_MetricsHead); a unix socket path must fit in 107 bytes.
+# Use <state>/tmp if it is short enough, else a short dir derived from the
+# state dir. "/session_2026-11-22_18-40-00_123456_1234567/sockets/dash_MetricsHead"
+# is 68 bytes, so the temp dir may have at most 39.
 pick_temp_dir() {
   local t="${STATE}/tmp"
-  # "/session_2026-11-22_18-40-00_123456_1234567/sockets/plasma_store" = 66
-  if (( ${#t} + 66 > 107 )); then
+  if (( ${#t} + 68 > 107 )); then
     local short
     short="/tmp/rsray-$(printf '%s' "${STATE}" | cksum | cut -d' ' -f1)"
     say "temp dir ${t} is too long for Ray's socket paths (${#t} chars); using ${short}" >&2
@@ -153,6 +177,7 @@ cmd_start() {
   fi
   sid="$(readsid)"
   [[ -n "${sid}" ]] || die "could not record the head's session id"
+  say "ray start returned ($(elapsed "${t0}"))"
   say "waiting for ${URL}/api/version (timeout ${START_TIMEOUT}s)"
   for ((i = 0; i < START_TIMEOUT * 5; i++)); do
     http_ok "${URL}/api/version" && http_ok "${URL}/api/jobs/" && break
@@ -170,24 +195,44 @@ cmd_start() {
   say "use: eval \"\$($0 env)\""
 }
 
-# live PIDS...: those of the given pids that exist and are not zombies.
+# live PID...: the given pids that exist and are not zombies (one ps call).
 live() {
-  local p stat
-  for p in "$@"; do
-    stat="$(ps -o stat= -p "${p}" 2>/dev/null || true)"
-    [[ -n "${stat}" && "${stat}" != Z* ]] && printf '%s\n' "${p}"
+  ps -eo pid=,stat= | awk -v want="$*" '
+    BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) keep[w[i]] = 1 }
+    ($1 in keep) && $2 !~ /^Z/ { print $1 }'
+}
+
+# by_comm COMM PID...: those of the given live pids whose comm is COMM
+# (only ever applied to pids of our own session).
+by_comm() {
+  local comm="$1"
+  shift
+  ps -eo pid=,stat=,comm= | awk -v want="$*" -v comm="${comm}" '
+    BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) keep[w[i]] = 1 }
+    ($1 in keep) && $2 !~ /^Z/ && $3 == comm { print $1 }'
+}
+
+# term_wait SECONDS PID...: SIGTERM the pids, wait until they are gone or the
+# time is up. Prints nothing; the caller re-checks with `live`.
+term_wait() {
+  local secs="$1" i
+  shift
+  [[ $# -gt 0 ]] || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  for ((i = 0; i < secs * 10; i++)); do
+    [[ -z "$(live "$@")" ]] && return 0
+    sleep 0.1
   done
-  return 0
 }
 
 cmd_stop() {
-  local sid i t0
-  local -a tracked=() pids=()
+  local sid i t0 tmp
+  local -a tracked=() pids=() raylet=() gcs=() rest=()
   t0="$(date +%s.%N)"
   sid="$(readsid)"
   if [[ -z "${sid}" ]]; then
     rm -f "${SIDFILE}"
-    say "not running (no ${SIDFILE})"
+    say "not running (no live head recorded in ${SIDFILE})"
     return 0
   fi
   mapfile -t tracked < <(session_pids "${sid}")
@@ -197,30 +242,33 @@ cmd_stop() {
     return 0
   fi
   say "stopping Ray head session ${sid} (${#tracked[@]} processes)"
-  kill -TERM "${tracked[@]}" 2>/dev/null || true
-  # Keep tracking every pid seen: a job's entrypoint runs in its own session
-  # under ray::JobSupervisor and is reparented to init once that dies.
-  for ((i = 0; i < 100; i++)); do
-    mapfile -t pids < <(session_pids "${sid}")
-    if [[ ${#pids[@]} -gt 0 ]]; then
-      tracked+=("${pids[@]}")
-      kill -TERM "${pids[@]}" 2>/dev/null || true
-    fi
-    mapfile -t pids < <(live "${tracked[@]}")
-    [[ ${#pids[@]} -eq 0 ]] && break
-    sleep 0.1
-  done
+  # Same order as `ray stop`: raylet (its workers and agents follow it), then
+  # everything else, then gcs_server; SIGKILL what is left.
+  mapfile -t raylet < <(by_comm raylet "${tracked[@]}")
+  mapfile -t gcs < <(by_comm gcs_server "${tracked[@]}")
+  term_wait "${STOP_GRACE}" "${raylet[@]}"
+  # Re-scan: a job's entrypoint runs in its own session under
+  # ray::JobSupervisor; keep every pid seen so none escapes once reparented.
+  mapfile -t pids < <(session_pids "${sid}")
+  mapfile -t tracked < <(printf '%s\n' "${tracked[@]}" "${pids[@]}" | sed '/^$/d' | sort -un)
+  mapfile -t rest < <(live "${tracked[@]}" | grep -vxF -e "${gcs[0]:-x}" -e "${raylet[0]:-x}" || true)
+  term_wait "${STOP_GRACE}" "${rest[@]}"
+  term_wait "${STOP_GRACE}" "${gcs[@]}"
+  mapfile -t pids < <(session_pids "${sid}")
+  mapfile -t pids < <(live "${tracked[@]}" "${pids[@]}")
   if [[ ${#pids[@]} -gt 0 ]]; then
-    say "sending SIGKILL to ${#pids[@]} processes still alive after 10 s: ${pids[*]}"
+    say "sending SIGKILL to ${#pids[@]} processes still alive: ${pids[*]}"
     kill -KILL "${pids[@]}" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
-      mapfile -t pids < <(live "${tracked[@]}")
+      mapfile -t pids < <(live "${pids[@]}")
       [[ ${#pids[@]} -eq 0 ]] && break
       sleep 0.1
     done
   fi
   [[ ${#pids[@]} -eq 0 ]] || die "processes of session ${sid} survived SIGKILL: ${pids[*]}"
   rm -f "${SIDFILE}"
+  tmp="$(cat "${STATE}/temp_dir" 2>/dev/null || true)"
+  [[ -n "${tmp}" ]] && rm -f "${tmp}/ray_current_cluster"
   say "stopped ($(elapsed "${t0}"))"
 }
 

@@ -18,6 +18,9 @@ SLURMD_PORT="${RUNSPEC_SLURMD_PORT:-6818}"
 START_TIMEOUT="${RUNSPEC_SLURM_START_TIMEOUT:-30}"
 FRESH="${RUNSPEC_SLURM_FRESH:-0}" # 1: slurmctld -c (drop saved jobs; job ids restart at 1)
 PACKAGES=(slurmctld slurmd slurm-client munge)
+MUNGE_TAG="runspec-$(printf '%s' "${STATE}" | cksum | cut -d' ' -f1)"
+MUNGE_PID="/run/munge/${MUNGE_TAG}.pid"
+MUNGE_LOG="/var/log/munge/${MUNGE_TAG}.log"
 
 say() { printf 'slurm.sh: %s\n' "$*"; }
 die() { printf 'slurm.sh: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -40,27 +43,28 @@ readpid() { # readpid FILE -> prints pid or nothing
   printf '%s' "${pid}"
 }
 
-# ours PID: the process's command line names our state dir (all our daemons
-# get a path under it), so a recycled pid is never mistaken for ours.
+# ours PID [TAG]: the process's command line contains TAG (default: our state
+# dir; slurmctld/slurmd get `-f <state>/slurm.conf`, munged its pid file
+# named MUNGE_TAG), so a recycled pid is never mistaken for ours.
 ours() {
-  [[ -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "${STATE}/"
+  [[ -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "${2:-${STATE}/}"
 }
 
-pidfile_alive() {
+pidfile_alive() { # pidfile_alive FILE [TAG]
   local pid
   pid="$(readpid "$1")"
-  alive "${pid}" && ours "${pid}"
+  alive "${pid}" && ours "${pid}" "${2:-}"
 }
 
-# kill_wait NAME PIDFILE: SIGTERM, wait up to 10 s, then SIGKILL; remove file.
+# kill_wait NAME PIDFILE [TAG]: SIGTERM, wait up to 10 s, then SIGKILL; remove file.
 kill_wait() {
-  local name="$1" file="$2" pid i
+  local name="$1" file="$2" tag="${3:-}" pid i
   pid="$(readpid "${file}")"
   if [[ -z "${pid}" ]]; then
     rm -f "${file}"
     return 0
   fi
-  if alive "${pid}" && ours "${pid}"; then
+  if alive "${pid}" && ours "${pid}" "${tag}"; then
     kill -TERM "${pid}" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do
       alive "${pid}" || break
@@ -126,9 +130,9 @@ ensure_installed() {
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 
 ensure_munge() {
-  local mdir="${STATE}/munge" i
+  local i
   if munge_ok; then
-    if pidfile_alive "${STATE}/munged.pid"; then
+    if pidfile_alive "${STATE}/munged.pid" "${MUNGE_TAG}"; then
       say "munged already running (pid $(readpid "${STATE}/munged.pid"), started by us)"
     else
       say "munge already works (munged not started by us; reusing it)"
@@ -136,46 +140,65 @@ ensure_munge() {
     return 0
   fi
   # A munged we did not start that does not work: do not touch it.
-  if [[ -S /run/munge/munge.socket.2 ]] && ! pidfile_alive "${STATE}/munged.pid"; then
-    local other
-    other="$(readpid /run/munge/munged.pid)"
-    if alive "${other}"; then
-      die "a munged (pid ${other}) we did not start is running but 'munge -n | unmunge' fails; fix or stop it first"
-    fi
+  local other
+  other="$(readpid /run/munge/munged.pid)"
+  if [[ -S /run/munge/munge.socket.2 ]] && alive "${other}"; then
+    die "a munged (pid ${other}) we did not start is running but 'munge -n | unmunge' fails; fix or stop it first"
   fi
   if [[ ! -s /etc/munge/munge.key ]]; then
     say "creating munge key /etc/munge/munge.key"
     mkdir -p /etc/munge
     mungekey --create --keyfile=/etc/munge/munge.key 2>/dev/null \
-      || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none; }
+      || dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
   fi
-  mkdir -p /etc/munge /run/munge /var/lib/munge /var/log/munge "${mdir}"
-  chown munge:munge /etc/munge /etc/munge/munge.key /run/munge /var/lib/munge /var/log/munge "${mdir}"
-  chmod 0700 /etc/munge /var/log/munge "${mdir}"
+  mkdir -p /etc/munge /run/munge /var/lib/munge /var/log/munge
+  chown munge:munge /etc/munge /etc/munge/munge.key /run/munge /var/lib/munge /var/log/munge
+  chmod 0700 /etc/munge /var/log/munge
   chmod 0400 /etc/munge/munge.key
   chmod 0755 /run/munge
-  say "starting munged (as user munge)"
-  rm -f "${mdir}/munged.pid"
-  runuser -u munge -- munged --pid-file="${mdir}/munged.pid" --log-file="${mdir}/munged.log" \
-    </dev/null >"${mdir}/munged.out" 2>&1 \
-    || { cat "${mdir}/munged.out" >&2; die "munged failed to start"; }
+  # munged runs as user munge and checks its pid/log paths, which must be
+  # reachable by munge (the state dir may not be, e.g. under pytest's
+  # 0700 tmp dirs): use munge's own dirs, named after our state dir.
+  say "starting munged (as user munge; log ${MUNGE_LOG})"
+  rm -f "${MUNGE_PID}"
+  runuser -u munge -- munged --pid-file="${MUNGE_PID}" --log-file="${MUNGE_LOG}" \
+    </dev/null >"${LOGDIR}/munged.out" 2>&1 \
+    || { cat "${LOGDIR}/munged.out" >&2; die "munged failed to start"; }
   for ((i = 0; i < 50; i++)); do
-    [[ -s "${mdir}/munged.pid" ]] && munge_ok && break
+    [[ -s "${MUNGE_PID}" ]] && munge_ok && break
     sleep 0.1
   done
-  munge_ok || { tail -n 20 "${mdir}/munged.log" >&2 2>/dev/null || true; die "munged started but 'munge -n | unmunge' fails"; }
-  cp "${mdir}/munged.pid" "${STATE}/munged.pid"
+  munge_ok || { tail -n 20 "${MUNGE_LOG}" >&2 2>/dev/null || true; die "munged started but 'munge -n | unmunge' fails"; }
+  cp "${MUNGE_PID}" "${STATE}/munged.pid"
   say "munged up (pid $(readpid "${STATE}/munged.pid"))"
 }
 
 # --- config ------------------------------------------------------------------
 
+# slurmstepd creates unix sockets <spool>/<node>_<jobid>.<stepid> (stepid up
+# to 10 digits); a socket path must fit in 107 bytes. Use <state>/spool if it
+# is short enough (with room for 8-digit job ids), else a short dir derived
+# from the state dir.
+pick_spool_dir() {
+  local nodename="$1" d="${STATE}/spool"
+  if (( ${#d} + 1 + ${#nodename} + 1 + 8 + 1 + 10 > 107 )); then
+    local short
+    short="/tmp/rsslurm-$(printf '%s' "${STATE}" | cksum | cut -d' ' -f1)/spool"
+    say "spool dir ${d} is too long for slurmstepd's socket paths (${#d} chars); using ${short}" >&2
+    d="${short}"
+  fi
+  printf '%s' "${d}"
+}
+
 write_conf() {
-  local host node
+  local host node nodename spool
   host="$(hostname -s)"
   node="$(slurmd -C 2>/dev/null | head -n 1)"
   [[ "${node}" == NodeName=* ]] || die "'slurmd -C' did not print a NodeName line: ${node}"
-  mkdir -p "${STATE}/ctld" "${STATE}/spool" "${LOGDIR}"
+  nodename="${node#NodeName=}"
+  nodename="${nodename%% *}"
+  spool="$(pick_spool_dir "${nodename}")"
+  mkdir -p "${STATE}/ctld" "${spool}" "${LOGDIR}"
   cat >"${CONF}.tmp" <<EOF
 # Written by tests/services/slurm.sh; do not edit (rewritten on each start).
 ClusterName=runspec
@@ -203,7 +226,7 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=${STATE}/jobcomp.txt
 StateSaveLocation=${STATE}/ctld
-SlurmdSpoolDir=${STATE}/spool
+SlurmdSpoolDir=${spool}
 SlurmctldPidFile=${STATE}/slurmctld.pid
 SlurmdPidFile=${STATE}/slurmd.pid
 SlurmctldLogFile=${LOGDIR}/slurmctld.log
@@ -257,6 +280,7 @@ cmd_start() {
     say "already running (slurmctld pid $(readpid "${STATE}/slurmctld.pid"), slurmd pid $(readpid "${STATE}/slurmd.pid")); node: $(node_state)"
     return 0
   fi
+  mkdir -p "${LOGDIR}"
   ensure_munge
   export_conf
   if ! pidfile_alive "${STATE}/slurmctld.pid" && ! pidfile_alive "${STATE}/slurmd.pid"; then
@@ -332,8 +356,8 @@ cmd_stop() {
   done
   if [[ -f "${STATE}/munged.pid" ]]; then
     any=1
-    kill_wait munged "${STATE}/munged.pid"
-    rm -f "${STATE}/munge/munged.pid"
+    kill_wait munged "${STATE}/munged.pid" "${MUNGE_TAG}"
+    rm -f "${MUNGE_PID}"
   fi
   if [[ "${any}" -eq 0 ]]; then
     say "not running (no pid files in ${STATE})"
