@@ -11,7 +11,9 @@ STAMP  := $(VENV)/.installed-dev
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# torch first, pinned: pip takes the CPU build from the local wheel directory.
+	$(BIN)/python -m pip install --quiet 'torch==2.13.0' numpy
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,torch]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,7 +28,8 @@ demo: setup
 	@echo "== The quickstart recipe itself:"
 	cd examples/quickstart && ../../$(BIN)/python train.py --config config/tiny.yaml
 
-## test: lint, check generated files, run the whole suite
+## test: lint, check generated files, run the whole suite (integration tests start a real
+## single-node Slurm and a real Ray head through tests/services/, and stop them after)
 test: setup
 	$(BIN)/ruff check runspec tests bench
 	$(BIN)/runspec schema --check

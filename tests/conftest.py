@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,3 +57,47 @@ class JsonTextSnapshotExtension(SingleFileSnapshotExtension):
 @pytest.fixture
 def text_snapshot(snapshot):
     return snapshot.use_extension(TextSnapshotExtension)
+
+
+# -- real services for the integration tests (tests/integration/, markers slurm and ray) -----
+# A single-node Slurm and a Ray head on 127.0.0.1, started by the project's own scripts
+# (tests/services/) the first time a test needs them, stopped when the session ends.
+
+SERVICES = Path(__file__).resolve().parent / "services"
+
+
+def _service(name: str) -> dict[str, str]:
+    script = SERVICES / f"{name}.sh"
+    started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True,
+                             timeout=600, check=False)
+    if started.returncode != 0:
+        pytest.fail(f"{name}.sh start failed:\n{started.stdout}\n{started.stderr}")
+    exported = subprocess.run(["bash", str(script), "env"], capture_output=True, text=True,
+                              timeout=60, check=True).stdout
+    env = {}
+    for line in exported.splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    env = _service("slurm")
+    previous = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    subprocess.run(["bash", str(SERVICES / "slurm.sh"), "stop"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    env = _service("ray")
+    yield env
+    subprocess.run(["bash", str(SERVICES / "ray.sh"), "stop"], capture_output=True, timeout=120)

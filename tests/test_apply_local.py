@@ -246,3 +246,31 @@ def test_cancel_stops_a_detached_local_run(project):
     pid = state_of(project).members["loc/main/v=a/c1"].handle["pid"]
     _wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
               Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", timeout=10)
+
+
+DDP = textwrap.dedent('''\
+    import torch
+    import torch.distributed as dist
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    value = torch.tensor([float(rank + 1)])
+    dist.all_reduce(value)
+    if rank == 0:
+        print(f"world={world} sum={value.item()}", flush=True)
+    dist.destroy_process_group()
+    ''')
+
+
+def test_torchrun_ddp_with_two_processes(project):
+    pytest.importorskip("torch", reason="the torch extra is installed by `make test`")
+    (project / "ddp.py").write_text(DDP)
+    (project / "run.toml").write_text(
+        'schema = "runspec/v1"\nname = "ddp"\n[recipe]\nscript = "ddp.py"\nlaunch = "torchrun"\n'
+        '[resources]\nprocs_per_node = 2\n[env.vars]\nGLOO_SOCKET_IFNAME = "lo"\n'
+        'OMP_NUM_THREADS = "1"\n')
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    run_dir = project / "runs/ddp/main/_/c1"
+    assert json.loads((run_dir / "local.json").read_text())["argv"][6:9] == [
+        "torchrun", "--standalone", "--nproc_per_node=2"]
+    assert "world=2 sum=3.0" in (run_dir / "stdout.log").read_text()

@@ -77,7 +77,8 @@ class ApplyReport:
         if self.destroyed:
             parts.append(f"{len(self.destroyed)} removed from state")
         lines = [f"error: {e}" for e in self.errors]
-        return "\n".join([*lines, "Apply complete: " + ", ".join(parts) + "."])
+        verdict = "Apply stopped by an error" if self.errors else "Apply complete"
+        return "\n".join([*lines, f"{verdict}: " + ", ".join(parts) + "."])
 
     @property
     def ok(self) -> bool:
@@ -317,8 +318,7 @@ class Applier:
                 handles = backend.submit(launch, self.root, {k: v for k, v in after.items() if v})
                 self.report.backend_calls += 1
             except BackendError as error:
-                self.report.errors.append(error.message)
-                self.reporter.event(f"error: {error}")
+                self.report.errors.append(str(error))
                 for run in members:
                     self.state.members.pop(run.key, None)  # never submitted: plan creates it again
                 self.save()
@@ -365,7 +365,8 @@ class Applier:
                 break
             time.sleep(poll_s)
         for key in keys:
-            self.report.statuses[key] = self.state.members[key].status
+            if key in self.state.members:  # a launch that failed to submit left no member
+                self.report.statuses[key] = self.state.members[key].status
 
     # -- destroy -----------------------------------------------------------------------------
     def destroy(self, changes) -> None:

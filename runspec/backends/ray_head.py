@@ -62,7 +62,8 @@ def start_head() -> dict:
     if not ray.exists():
         raise BackendError("Ray is not installed in this environment",
                            "pip install 'runspec[ray]', or set env.address to a Ray cluster")
-    dashboard, gcs = _free_port(), _free_port()
+    # Every port free and our own, so this head can run beside another one (defaults clash).
+    dashboard, gcs, client, agent = (_free_port() for _ in range(4))
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
            "PATH": os.pathsep.join([str(ray.parent), os.environ.get("PATH", "")])}
     log = head_file().parent / "start.log"
@@ -70,8 +71,10 @@ def start_head() -> dict:
     with log.open("w") as out:
         process = subprocess.Popen(
             ["setsid", str(ray), "start", "--head", f"--num-cpus={os.cpu_count() or 1}",
-             f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-             "--disable-usage-stats"], env=env, stdout=out, stderr=subprocess.STDOUT)
+             f"--port={gcs}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+             f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
+             f"--dashboard-agent-listen-port={agent}", "--disable-usage-stats"],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
     head = {"sid": process.pid, "address": f"http://127.0.0.1:{dashboard}", "gcs_port": gcs}
     head_file().write_text(json.dumps(head))
     try:

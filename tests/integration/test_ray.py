@@ -1,0 +1,137 @@
+"""apply on a real Ray head on 127.0.0.1 (Ray Jobs REST API), started by tests/services."""
+
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import invoke
+
+from runspec.state.store import StateStore
+
+pytestmark = pytest.mark.ray
+
+RECIPE = textwrap.dedent('''\
+    import sys, time
+    marker, value, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    with open(marker, "a") as handle:
+        handle.write(value + "\\n")
+    time.sleep(pause)
+    print("ran", value)
+    sys.exit(1 if value == "bad" else 0)
+    ''')
+
+
+def manifest(values, address: str, pause=0.0, name="ry") -> str:
+    address_line = f'address = "{address}"\n' if address else ""
+    return textwrap.dedent(f'''\
+        schema = "runspec/v1"
+        name = "{name}"
+        [recipe]
+        command = ["python", "recipe.py", "${{run.dir}}/marker.txt", "${{sweep.v}}", "{pause}"]
+        [env]
+        executor = "ray"
+        timeout = 5
+        ''') + address_line + f"[sweep.parameters]\nv = {json.dumps(values)}\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "recipe.py").write_text(RECIPE)
+    return tmp_path
+
+
+def members(project: Path, name: str = "ry"):
+    return StateStore(str(project / f".runspec/state/{name}.json"), name).read().members
+
+
+def starts(project: Path) -> dict[str, int]:
+    return {str(p.parent.relative_to(project)): len(p.read_text().splitlines())
+            for p in project.glob("runs/**/marker.txt")}
+
+
+def test_a_sweep_on_ray_and_reapply_submits_nothing(project, ray_head):
+    address = ray_head["RUNSPEC_RAY_ADDRESS"]
+    (project / "run.toml").write_text(manifest(["a", "b", "c", "bad"], address))
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert "Apply complete: 4 launched, 3 succeeded, 1 failed." in result.stdout, result.output
+    state = members(project)
+    assert {m.handle["submission_id"] for m in state.values()} == {
+        f"runspec-{m.digest[:20]}" for m in state.values()}
+    assert state["ry/main/v=bad/c1"].status == "failed"
+    logs = invoke("logs", "run.toml", "ry/main/v=a/c1", cwd=project)
+    assert "ran a" in logs.stdout
+    (project / "run.toml").write_text(manifest(["a", "b", "c"], address))
+    again = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert "0 launched" in again.stdout or again.stdout.startswith("No changes.")
+    assert sorted(starts(project).values()) == [1, 1, 1, 1]
+
+
+def test_rerun_of_a_failed_ray_job_gets_a_new_submission_id(project, ray_head):
+    address = ray_head["RUNSPEC_RAY_ADDRESS"]
+    (project / "run.toml").write_text(manifest(["bad"], address, name="rerun"))
+    invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    first = members(project, "rerun")["rerun/main/v=bad/c1"]
+    assert first.handle["submission_id"] == f"runspec-{first.digest[:20]}"
+    invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    second = members(project, "rerun")["rerun/main/v=bad/c1"].handle["submission_id"]
+    assert second == f"runspec-{first.digest[:20]}-r2"  # the same id again would be refused
+    assert starts(project) == {"runs/rerun/main/v=bad/c1": 2}
+
+
+def test_cancel_a_running_ray_job(project, ray_head):
+    address = ray_head["RUNSPEC_RAY_ADDRESS"]
+    (project / "run.toml").write_text(manifest(["slow"], address, pause=120))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    deadline = time.monotonic() + 60
+    while not starts(project) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert invoke("cancel", "run.toml", cwd=project).stdout == "cancelled ry/main/v=slow/c1\n"
+    member = members(project)["ry/main/v=slow/c1"]
+    assert member.status == "cancelled"
+    from runspec.backends.ray import RayClient
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _, job = RayClient(address).call("GET", f"/api/jobs/{member.handle['submission_id']}")
+        if job.get("status") == "STOPPED":
+            break
+        time.sleep(0.5)
+    assert job["status"] == "STOPPED"
+
+
+def test_an_address_that_never_answers_times_out_cleanly(project):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never replies
+    port = silent.getsockname()[1]
+    held = []
+    threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
+    (project / "run.toml").write_text(manifest(["a"], f"http://127.0.0.1:{port}"))
+    started = time.monotonic()
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 1
+    assert f"Ray at http://127.0.0.1:{port} did not answer within 5 s" in result.output
+    assert members(project) == {}
+    silent.close()
+
+
+@pytest.mark.slow
+def test_no_address_starts_and_stops_a_local_head(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNSPEC_RAY_DIR", str(tmp_path / "ray-head"))
+    (project / "run.toml").write_text(manifest(["a"], ""))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    assert "starting a local Ray head on 127.0.0.1" in result.stderr
+    assert "stopping the local Ray head" in result.stderr
+    assert members(project)["ry/main/v=a/c1"].status == "succeeded"
+    from runspec.backends.ray_head import running_head
+
+    assert running_head() is None

@@ -1,0 +1,192 @@
+"""apply on a real single-node Slurm cluster (Debian slurm-wlm), started by tests/services."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import invoke
+
+from runspec.state.store import StateStore
+
+pytestmark = pytest.mark.slurm
+
+RECIPE = textwrap.dedent('''\
+    import os, sys, time
+    marker, value, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    with open(marker, "a") as handle:
+        handle.write(value + "\\n")
+    time.sleep(pause)
+    sys.exit(1 if value == "bad" and not os.path.exists("fixed") else 0)
+    ''')
+
+
+def manifest(values, pause=0.0, extra=""):
+    return textwrap.dedent(f'''\
+        schema = "runspec/v1"
+        name = "sl"
+        [recipe]
+        command = ["python", "recipe.py", "${{run.dir}}/marker.txt", "${{sweep.v}}", "{pause}"]
+        [resources]
+        cpus_per_task = 1
+        time = "00:05:00"
+        [env]
+        executor = "slurm"
+        partition = "debug"
+        [sweep.parameters]
+        v = {json.dumps(values)}
+        ''') + extra
+
+
+@pytest.fixture
+def project(tmp_path: Path, slurm) -> Path:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "recipe.py").write_text(RECIPE)
+    return tmp_path
+
+
+def members(project: Path, name: str = "sl"):
+    return StateStore(str(project / f".runspec/state/{name}.json"), name).read().members
+
+
+def starts(project: Path) -> dict[str, int]:
+    return {p.parent.name if False else str(p.parent.relative_to(project)):
+            len(p.read_text().splitlines()) for p in project.glob("runs/**/marker.txt")}
+
+
+def scontrol(job_id: str) -> list[dict[str, str]]:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                         text=True, check=True).stdout
+    return [dict(item.split("=", 1) for item in line.split() if "=" in item)
+            for line in out.splitlines()]
+
+
+def test_a_sweep_is_one_array_job_and_reapply_submits_nothing(project):
+    (project / "run.toml").write_text(manifest(["a", "b", "c", "d"]))
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    assert "Apply complete: 4 launched, 4 succeeded." in result.stdout
+    state = members(project)
+    job_ids = {m.handle["job_id"] for m in state.values()}
+    assert len(job_ids) == 1, job_ids  # ONE sbatch: an array
+    (job_id,) = job_ids
+    tasks = scontrol(job_id)
+    assert sorted(int(t["ArrayTaskId"]) for t in tasks) == [0, 1, 2, 3]
+    assert {t["ArrayJobId"] for t in tasks} == {job_id}
+    assert {t["JobState"] for t in tasks} == {"COMPLETED"}
+    assert sorted(starts(project).values()) == [1, 1, 1, 1]
+    again = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert again.stdout.startswith("No changes.")
+    assert {m.handle["job_id"] for m in members(project).values()} == {job_id}
+
+
+def test_a_failing_member_is_recorded_and_only_it_is_rerun(project):
+    (project / "run.toml").write_text(manifest(["good", "bad"]))
+    first = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert first.exit_code == 1
+    assert members(project)["sl/main/v=bad/c1"].status == "failed"
+    (project / "fixed").write_text("")
+    second = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert second.exit_code == 0, second.output
+    assert "1 launched, 1 succeeded" in second.stdout
+    assert starts(project) == {"runs/sl/main/v=good/c1": 1, "runs/sl/main/v=bad/c1": 2}
+
+
+def test_cancel_a_running_job(project):
+    (project / "run.toml").write_text(manifest(["slow"], pause=120))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    deadline = time.monotonic() + 60
+    while not starts(project) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status = invoke("status", "run.toml", cwd=project)
+    assert "running" in status.stdout
+    result = invoke("cancel", "run.toml", cwd=project)
+    assert result.stdout == "cancelled sl/main/v=slow/c1\n"
+    member = members(project)["sl/main/v=slow/c1"]
+    assert member.status == "cancelled"
+    deadline = time.monotonic() + 60
+    while scontrol(member.handle["job_id"])[0]["JobState"] not in ("CANCELLED",) and \
+            time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert scontrol(member.handle["job_id"])[0]["JobState"] == "CANCELLED"
+
+
+def test_a_job_slurm_rejects_is_a_clear_error_and_nothing_is_recorded(project):
+    (project / "run.toml").write_text(manifest(["a"]).replace("cpus_per_task = 1",
+                                                              "cpus_per_task = 512"))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 1
+    assert "sbatch failed:" in result.output
+    assert "More processors requested than permitted" in result.output
+    assert result.output.count("More processors requested") == 1
+    assert members(project) == {}
+
+
+def test_no_sbatch_on_path_is_a_clear_error(project, monkeypatch):
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    (project / "run.toml").write_text(manifest(["a"]))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 1
+    assert "sbatch not found on PATH" in result.output
+    assert members(project) == {}
+
+
+def test_a_controller_that_is_down_is_a_clear_error(project, tmp_path, monkeypatch):
+    conf = Path(os.environ["SLURM_CONF"]).read_text()
+    dead = tmp_path / "dead-slurm.conf"
+    port = conf.split("SlurmctldPort=")[1].split()[0] if "SlurmctldPort=" in conf else "6817"
+    dead.write_text(conf.replace(f"SlurmctldPort={port}", "SlurmctldPort=1")
+                    if "SlurmctldPort=" in conf else conf + "\nSlurmctldPort=1\n")
+    monkeypatch.setenv("SLURM_CONF", str(dead))
+    (project / "run.toml").write_text(manifest(["a"]))
+    started = time.monotonic()
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 1
+    assert "sbatch" in result.output and ("controller" in result.output.lower()
+                                          or "did not answer" in result.output)
+    assert time.monotonic() - started < 90
+    assert members(project) == {}
+
+
+def test_torchrun_ddp_with_two_processes_inside_a_slurm_job(project):
+    pytest.importorskip("torch", reason="the torch extra is installed by `make test`")
+    (project / "ddp.py").write_text(DDP)
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "ddp"
+        [recipe]
+        script = "ddp.py"
+        launch = "torchrun"
+        [resources]
+        procs_per_node = 2
+        time = "00:05:00"
+        [env]
+        executor = "slurm"
+        [env.vars]
+        GLOO_SOCKET_IFNAME = "lo"
+        OMP_NUM_THREADS = "1"
+        '''))
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    member = members(project, "ddp")["ddp/main/_/c1"]
+    out = (project / member.run_dir / "stdout.log").read_text()
+    assert "world=2 sum=3.0" in out
+
+
+DDP = textwrap.dedent('''\
+    import torch
+    import torch.distributed as dist
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    value = torch.tensor([float(rank + 1)])
+    dist.all_reduce(value)
+    if rank == 0:
+        print(f"world={world} sum={value.item()}", flush=True)
+    dist.destroy_process_group()
+    ''')
