@@ -68,7 +68,7 @@ def test_a_sweep_runs_once_and_reapplying_makes_no_backend_call(project):
     assert {m.status for m in members.values()} == {"succeeded"}
     run_dir = project / members["loc/main/v=a/c1"].run_dir
     assert {"config.yaml", "job.yaml", "local.json", "stdout.log", "stderr.log", "result.json",
-            "started.json"} - {p.name for p in run_dir.iterdir()} == {"config.yaml"}
+            "started.json"} <= {p.name for p in run_dir.iterdir()}
     assert json.loads((run_dir / "result.json").read_text())["exit_code"] == 0
     again = invoke("apply", "--yes", "run.toml", cwd=project)
     assert again.exit_code == 0
@@ -274,3 +274,29 @@ def test_torchrun_ddp_with_two_processes(project):
     assert json.loads((run_dir / "local.json").read_text())["argv"][6:9] == [
         "torchrun", "--standalone", "--nproc_per_node=2"]
     assert "world=2 sum=3.0" in (run_dir / "stdout.log").read_text()
+
+
+def test_unchanged_reapply_stops_before_rendering_and_input_edits_are_seen(project, monkeypatch):
+    (project / "cfg.yaml").write_text("x: 1\n")
+    (project / "run.toml").write_text(manifest(["a", "b"]).replace(
+        '[recipe]\n', '[recipe]\n').replace('[sweep.parameters]', '[recipe.overrides]\n'
+                                             '"+y" = 2\n[sweep.parameters]'))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    import runspec.apply.engine as engine
+
+    def fake_build_plan_must_not_run(resolved):
+        raise AssertionError("an unchanged re-apply rendered the plan")
+
+    monkeypatch.setattr(engine, "build_plan", fake_build_plan_must_not_run)
+    fast = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert fast.stdout.startswith("No changes."), fast.output
+    monkeypatch.undo()
+    # Any edit to an input file takes the full path again (and still finds what changed).
+    (project / "recipe.py").write_text(RECIPE + "# edited\n")
+    slow = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert slow.stdout.startswith("No changes."), slow.output  # a command recipe's script
+    # is not an input of its request; a change in the manifest is:
+    (project / "run.toml").write_text((project / "run.toml").read_text().replace('"+y" = 2',
+                                                                                 '"+y" = 3'))
+    changed = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert "2 launched, 2 succeeded" in changed.stdout

@@ -257,7 +257,8 @@ def test_local_command_interpolates_sweep_and_run(tmp_path: Path):
                                    f"{run.run_dir}/result.json", f"--tag={run.key}"]
         assert request["env"]["BENCH_OUT"] == run.run_dir
         assert request["env"]["BENCH_SIZE"] == size
-        assert "config.yaml" not in run.files
+        # No --config for a command, but its config.yaml holds the point for ${run.dir}/config.yaml
+        assert run.files["config.yaml"] == f"size: {size}\n"
 
 
 # -- 3. Slurm ------------------------------------------------------------------------------

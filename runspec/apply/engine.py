@@ -21,10 +21,10 @@ from runspec.apply.refresh import refresh_state
 from runspec.backends import backend_for
 from runspec.backends.base import BackendError
 from runspec.measure import RESULT_FILE, STARTED_FILE
-from runspec.plan.diff import diff_plan
 from runspec.plan.ir import Launch, Run
-from runspec.plan.launches import plan_launches
-from runspec.plan.pipeline import PlanResult, Selection, make_plan
+from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
+from runspec.plan.render import build_plan
+from runspec.plan.resolve import Resolved
 from runspec.state.lock import state_lock
 from runspec.state.status import ACTIVE, FINAL
 from runspec.state.store import Member, State, StateError
@@ -93,7 +93,9 @@ def _now() -> str:
 class Applier:
     """One apply of one manifest, holding the state lock for its whole duration."""
 
-    def __init__(self, result: PlanResult, options: ApplyOptions, reporter: Reporter):
+    def __init__(self, result: PlanResult, options: ApplyOptions, reporter: Reporter,
+                 fingerprint: str | None = None):
+        self.fingerprint = fingerprint
         self.result = result
         self.options = options
         self.reporter = reporter
@@ -183,7 +185,19 @@ class Applier:
 
             self.reporter.event("stopping the local Ray head")
             stop_head()
+        self.remember_inputs()
         return self.report
+
+    def remember_inputs(self) -> None:
+        """When everything planned has succeeded, record the inputs' fingerprint: the next
+        apply of unchanged inputs then stops before rendering anything."""
+        complete = (not self.report.errors and self.state.members
+                    and all(m.status == "succeeded" for m in self.state.members.values())
+                    and len(self.state.members) == len(self.result.plan.runs))
+        fingerprint = self.fingerprint if complete else None
+        if fingerprint != self.state.fingerprint:
+            self.state.fingerprint = fingerprint
+            self.save()
 
     def _stage_failed_before(self, stage: str) -> bool:
         members = [m for m in self.state.members.values() if m.stage == stage]
@@ -391,23 +405,20 @@ def _describe_handle(handle: dict) -> str:
     return str(handle)
 
 
-def prepare(path: str | Path, selection: Selection) -> tuple[PlanResult, Any]:
-    """Plan, then take the lock, refresh active runs, and re-diff under the lock."""
-    result = make_plan(path, selection)
-    if not result.store.is_local:
+def prepare(resolved: Resolved, selection: Selection) -> tuple[PlanResult, Any]:
+    """Build the plan, then take the lock, refresh active runs and diff under the lock."""
+    plan = build_plan(resolved)
+    store = store_for(resolved)
+    if not store.is_local:
         raise StateError("apply needs a local state file to lock",
-                         f"{result.store.location} is remote; remote locking is not supported yet")
-    lock = state_lock(result.store.local_path, "apply")
+                         f"{store.location} is remote; remote locking is not supported yet")
+    lock = state_lock(store.local_path, "apply")
     lock.__enter__()
     try:
-        state = result.store.read()
-        if refresh_state(state, result.plan.root):
-            result.store.write(state)
-        changes = diff_plan(result.plan, state, selection.targets, selection.excludes,
-                            selection.replace)
-        campaigns = {s.name: s.campaign for s in result.resolved.stages}
-        result = PlanResult(result.resolved, result.plan, result.store, state, changes,
-                            plan_launches(result.plan, changes, campaigns))
+        state = store.read()
+        if refresh_state(state, plan.root):
+            store.write(state)
+        result = against_state(resolved, plan, store, state, selection)
     except BaseException:
         lock.__exit__(None, None, None)
         raise

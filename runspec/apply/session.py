@@ -13,7 +13,9 @@ from typing import Any
 
 from runspec.apply.engine import Applier, ApplyAborted, ApplyOptions, ApplyReport, Reporter, prepare
 from runspec.plan import report
-from runspec.plan.pipeline import PlanResult, Selection
+from runspec.plan.pipeline import PlanResult, Selection, store_for
+from runspec.plan.resolve import fingerprint, resolve
+from runspec.state.lock import lock_path
 
 SAVED_FORMAT = report.JSON_FORMAT
 
@@ -58,7 +60,12 @@ def run_apply(target: Path, selection: Selection, options: ApplyOptions,
         saved = load_saved(target)
         selection = Selection(**saved["apply"]["selection"])
         target = Path(saved["apply"]["manifest_file"])
-    result, lock = prepare(target, selection)
+    resolved = resolve(target, selection.sets)
+    unfiltered = not (selection.targets or selection.excludes or selection.replace)
+    inputs = fingerprint(resolved, selection.sets) if unfiltered else None
+    if saved is None and inputs is not None and _unchanged_since_last_apply(resolved, inputs):
+        return ApplyReport(no_changes=True)
+    result, lock = prepare(resolved, selection)
     try:
         if saved is not None:
             reasons = stale_reasons(saved, result)
@@ -67,13 +74,25 @@ def run_apply(target: Path, selection: Selection, options: ApplyOptions,
                                    + " — run `runspec plan` again")
         destroys_to_do = [c for c in result.changes.changes if c.action == "destroy"
                           and (options.prune or c.member.status not in ("submitted", "running"))]
+        applier = Applier(result, options, reporter, inputs)
         if not result.changes.to_submit() and not destroys_to_do:
+            applier.remember_inputs()
             return ApplyReport(no_changes=True)
         if saved is None and not confirm(report.plan_text(result)):
             raise ApplyAborted("apply cancelled; nothing was launched")
-        return Applier(result, options, reporter).run()
+        return applier.run()
     finally:
         lock.__exit__(None, None, None)
+
+
+def _unchanged_since_last_apply(resolved, inputs: str) -> bool:
+    """The fast path: same inputs as the last complete apply, every run succeeded, and no
+    apply holding the lock. Reads the state only; no backend is asked anything."""
+    store = store_for(resolved)
+    if store.is_local and lock_path(store.local_path).exists():
+        return False
+    recorded, complete = store.read_summary()
+    return complete and recorded == inputs
 
 
 def saved_plan_json(result: PlanResult, selection: Selection) -> dict[str, Any]:

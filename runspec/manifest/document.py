@@ -40,6 +40,7 @@ class Document:
     display: str = ""
     positions: dict[KeyPath, Located] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)   # every file read (extends bases too)
 
     @property
     def notation(self) -> str:

@@ -228,7 +228,7 @@ def load_document(path: str | Path, display: str | None = None) -> Document:
             else None
         raise _fail(file, f"expected a table of settings at the top level, got {kind}", hint)
     return Document(path=path, data=data, display=file, positions=positions,
-                    sources={file: text.splitlines()})
+                    sources={file: text.splitlines()}, files=[path])
 
 
 def load_manifest(path: str | Path) -> Document:
@@ -276,6 +276,7 @@ def merge_documents(base: Document, top: Document) -> Document:
     positions = {p: loc for p, loc in base.positions.items() if _kept(p, top.data)}
     positions.update(top.positions)
     return Document(path=top.path, data=data, display=top.display, positions=positions,
+                    files=[*base.files, *top.files],
                     sources={**base.sources, **top.sources})
 
 

@@ -42,9 +42,18 @@ def make_plan(path: str | Path, selection: Selection | None = None) -> PlanResul
     selection = selection or Selection()
     resolved = resolve(path, selection.sets)
     plan = build_plan(resolved)
-    store = StateStore(state_path(resolved.root, resolved.manifest.name, resolved.state_location),
-                       resolved.manifest.name)
-    state = store.read()
+    store = store_for(resolved)
+    return against_state(resolved, plan, store, store.read(), selection)
+
+
+def store_for(resolved: Resolved) -> StateStore:
+    return StateStore(state_path(resolved.root, resolved.manifest.name, resolved.state_location),
+                      resolved.manifest.name)
+
+
+def against_state(resolved: Resolved, plan: Plan, store: StateStore, state: State,
+                  selection: Selection) -> PlanResult:
+    """Diff a built plan against a state, and group what changes into launches."""
     changes = diff_plan(plan, state, selection.targets, selection.excludes, selection.replace)
     campaigns = {s.name: s.campaign for s in resolved.stages}
     return PlanResult(resolved, plan, store, state, changes,

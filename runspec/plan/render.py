@@ -79,9 +79,10 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         return []
     backend = backend_for(stage.env.executor)
     recipe = stage.recipe
-    renders_config = recipe.kind != "command" and (
-        recipe.config is not None or bool(recipe.overrides) or bool(stage.sweep and stage.sweep.parameters)
-        or bool(stage.artifacts))
+    # A command recipe gets no --config argument, but its config.yaml is still rendered (it
+    # can name ${run.dir}/config.yaml itself), so overrides are never silently dropped.
+    renders_config = (recipe.config is not None or bool(recipe.overrides)
+                      or bool(stage.sweep and stage.sweep.parameters) or bool(stage.artifacts))
     per_run_config = has_reference(stage.base_config) or has_reference(recipe.overrides)
     resources = stage.resources.model_dump(exclude_none=True)
     if stage.env.executor in ("local", "ray") and resources["nodes"] > 1:
@@ -113,7 +114,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                 configs[slot.point_index] = _config(stage, slot.point, config_keys, interpolator,
                                                     problems)
             config = configs.get(slot.point_index, {})
-            config_path = here(f"{run_dir}/config.yaml") if renders_config else None
+            config_path = (here(f"{run_dir}/config.yaml")
+                           if renders_config and recipe.kind != "command" else None)
             argv = recipe_argv(recipe, resources["procs_per_node"], config_path,
                                None if stage.env.executor == "local" or resources["nodes"] == 1
                                else [])

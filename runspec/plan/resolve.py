@@ -94,6 +94,7 @@ class Resolved:
     outputs_root: str
     state_location: str | None
     stages: list[ResolvedStage]
+    inputs: list[Path] = field(default_factory=list)   # every file the plan depends on
 
 
 def parse_set(assignment: str) -> tuple[list[str], Any]:
@@ -142,7 +143,7 @@ def apply_sets(document: Document, assignments: list[str]) -> Document:
             positions.setdefault(tuple(parts[:length]), Located(here, here))
         positions[tuple(parts)] = Located(here, here)
     sources = {**document.sources, "--set": list(assignments)}
-    return Document(document.path, data, document.display, positions, sources)
+    return Document(document.path, data, document.display, positions, sources, document.files)
 
 
 def resolve(path: str | Path, sets: list[str] | None = None) -> Resolved:
@@ -157,10 +158,12 @@ def resolve(path: str | Path, sets: list[str] | None = None) -> Resolved:
     stages_raw = raw.get("stages") or {SINGLE_STAGE: {k: raw[k] for k in (
         "recipe", "artifacts", "sweep") if k in raw}}
     stages = []
+    inputs: list[Path] = list(document.files)
     for name, stage_raw in stages_raw.items():
         at = ("stages", name) if raw.get("stages") else ()
-        stages.append(_resolve_stage(document, root, name, stage_raw, at))
+        stages.append(_resolve_stage(document, root, name, stage_raw, at, inputs))
     return Resolved(
+        inputs=inputs,
         document=document, manifest=manifest, root=root,
         manifest_file=_relative(root, Path(document.path)),
         manifest_digest=digest(raw), outputs_root=manifest.outputs.root,
@@ -169,14 +172,15 @@ def resolve(path: str | Path, sets: list[str] | None = None) -> Resolved:
 
 
 def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, Any],
-                   at: tuple[str, ...]) -> ResolvedStage:
+                   at: tuple[str, ...], inputs: list[Path]) -> ResolvedStage:
     raw = document.data
     recipe_raw = stage["recipe"]
     script_spec = ScriptSpec(Path(), {})
     if "script" in recipe_raw:
         script_path = _declared_dir(document, at + ("recipe", "script")) / recipe_raw["script"]
         script_spec = read_script_spec(script_path)
-    env = _resolve_env(root, raw.get("env") or {}, (stage.get("env") or {}) if at else {})
+        inputs.append(script_path)
+    env = _resolve_env(root, raw.get("env") or {}, (stage.get("env") or {}) if at else {}, inputs)
     resources = _resolve_resources(script_spec, env[1], raw.get("resources") or {},
                                    (stage.get("resources") or {}) if at else {})
     recipe = _resolve_recipe(document, root, recipe_raw, script_spec, at)
@@ -186,7 +190,10 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
     base_config, config_document = {}, None
     if recipe.config is not None:
         config_document = load_document(root / recipe.config, display=recipe.config)
+        inputs.append(root / recipe.config)
         base_config = config_document.data
+    if env[0].settings.get("template"):
+        inputs.append(root / env[0].settings["template"])
     return ResolvedStage(
         name=name,
         needs=list(stage.get("needs") or []),
@@ -240,7 +247,7 @@ def _resolve_recipe(document: Document, root: Path, recipe: dict[str, Any], spec
     )
 
 
-def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any]
+def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any], inputs: list[Path]
                  ) -> tuple[ResolvedEnv, dict[str, Any]]:
     """The stage's execution environment, and the resource keys its profile sets."""
     inline = deep_merge(top, stage)
@@ -250,6 +257,8 @@ def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any]
     if profile_name is not None:
         env_path = (root / inline["file"]) if inline.get("file") else find_env_file(root)
         env_file = load_env_file(env_path) if env_path else None
+        if env_path:
+            inputs.append(env_path)
         profile = resolve_profile(env_file, profile_name)
         profile_data, chain = profile.data, profile.chain
     merged = deep_merge(profile_data, {k: v for k, v in inline.items() if k != "executor"})
@@ -307,3 +316,22 @@ def _in_dependency_order(stages: list[ResolvedStage]) -> list[ResolvedStage]:
 def position_of(document: Document, path: tuple[str | int, ...]) -> Diagnostic:
     """A diagnostic skeleton at ``path`` (for errors found after validation)."""
     return Diagnostic.at(document.value_position(path), format_path(path), "", document=document)
+
+
+def fingerprint(resolved: Resolved, selection_sets: list[str]) -> str:
+    """One digest of everything a plan of this manifest is a function of: runspec's version,
+    the manifest data (with --set), and the bytes of every file it read (extends bases,
+    env.toml, recipe configs and scripts, sbatch templates). Equal fingerprints mean an
+    equal plan, so an unchanged re-apply can stop before rendering anything."""
+    import hashlib
+
+    from runspec import __version__
+
+    files = {}
+    for path in sorted(set(resolved.inputs)):
+        try:
+            files[str(path.resolve())] = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            files[str(path)] = None
+    return digest({"runspec": __version__, "manifest": resolved.manifest_digest,
+                   "sets": selection_sets, "root": str(resolved.root), "files": files})

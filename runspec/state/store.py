@@ -54,12 +54,18 @@ class State:
     lineage: str | None = None
     serial: int = 0
     members: dict[str, Member] = field(default_factory=dict)
+    fingerprint: str | None = None     # inputs of the last complete apply (see resolve.fingerprint)
+
+    def complete(self) -> bool:
+        """Has every recorded run succeeded?"""
+        return bool(self.members) and all(m.status == "succeeded" for m in self.members.values())
 
     def to_json(self) -> dict[str, Any]:
         from runspec import __version__
 
         return {"format": STATE_FORMAT, "runspec_version": __version__, "manifest": self.manifest,
-                "lineage": self.lineage, "serial": self.serial,
+                "lineage": self.lineage, "serial": self.serial, "fingerprint": self.fingerprint,
+                "complete": self.complete(),
                 "members": {k: asdict(m) for k, m in sorted(self.members.items())}}
 
 
@@ -119,7 +125,24 @@ class StateStore:
             raise StateError(f"state {self.location} is corrupt: {error}",
                              "runspec will not overwrite it") from None
         return State(raw.get("manifest", self.manifest), raw.get("lineage"),
-                     int(raw.get("serial", 0)), members)
+                     int(raw.get("serial", 0)), members, raw.get("fingerprint"))
+
+    def read_summary(self) -> tuple[str | None, bool]:
+        """``(fingerprint, complete)`` from the head of the file, without parsing 10,000
+        members: what the unchanged-re-apply check needs, in a millisecond."""
+        import re
+
+        try:
+            if self.is_local:
+                with self.local_path.open("r", encoding="utf-8") as handle:
+                    head = handle.read(4096)
+            else:
+                head = self._read_text()[:4096]
+        except OSError:
+            return None, False
+        fingerprint = re.search(r'^ "fingerprint": "([0-9a-f]+)",$', head, re.M)
+        complete = re.search(r'^ "complete": true,$', head, re.M)
+        return (fingerprint.group(1) if fingerprint else None), bool(complete)
 
     def _read_text(self) -> str:
         if self.is_local:
