@@ -184,7 +184,8 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking (needed without a terminal).")
-@click.option("--detach", is_flag=True, help="Local runs: do not wait for them to finish.")
+@click.option("--detach", is_flag=True,
+              help="Local runs: continue in a background process instead of waiting.")
 @click.option("--wait", is_flag=True, help="Slurm and Ray: follow the jobs until they finish.")
 @click.option("--prune", is_flag=True, help="Cancel running runs that left the manifest.")
 @_TARGET

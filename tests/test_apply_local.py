@@ -300,3 +300,64 @@ def test_unchanged_reapply_stops_before_rendering_and_input_edits_are_seen(proje
                                                                                  '"+y" = 3'))
     changed = invoke("apply", "--yes", "run.toml", cwd=project)
     assert "2 launched, 2 succeeded" in changed.stdout
+
+
+def test_detach_continues_in_the_background(project):
+    (project / "run.toml").write_text(manifest(["a", "b"], pause=0.5))
+    result = invoke("apply", "--yes", "--detach", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    assert "Applying 2 runs in the background (pid " in result.stdout
+    _wait_for(lambda: len(state_of(project).members) == 2 and all(
+        m.status == "succeeded" for m in state_of(project).members.values()), timeout=60)
+    assert sorted(starts(project).values()) == [1, 1]
+
+
+def test_prune_cancels_running_runs_that_left_the_manifest(project):
+    (project / "run.toml").write_text(manifest(["a", "gone"], pause=60, parallel=2))
+    apply = _apply_in_background(project)
+    _wait_for(lambda: len(starts(project)) == 2)
+    apply.send_signal(signal.SIGKILL)
+    apply.wait()
+    lock_id = json.loads((project / ".runspec/state/loc.lock").read_text())["id"]
+    invoke("force-unlock", lock_id, "--manifest", "run.toml", cwd=project)
+    (project / "run.toml").write_text(manifest(["a"], pause=60, parallel=2))
+    plan = invoke("plan", "run.toml", cwd=project)
+    assert "# running: cancelled only with --prune" in plan.stdout
+    kept = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert kept.stdout.startswith("No changes.")  # a running run is not cancelled without --prune
+    assert state_of(project).members["loc/main/v=gone/c1"].status == "running"
+    pruned = invoke("apply", "--yes", "--prune", "run.toml", cwd=project)
+    assert "1 removed from state" in pruned.stdout, pruned.output
+    assert "loc/main/v=gone/c1" not in state_of(project).members
+    invoke("cancel", "run.toml", cwd=project)  # and stop the other one
+
+
+def test_stages_run_in_order_and_a_failed_stage_stops_its_dependants(project):
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "loc"
+        [stages.prep.recipe]
+        command = ["python", "recipe.py", "${run.dir}/marker.txt", "prep", "0"]
+        [stages.prep.outputs.artifacts.data]
+        path = "${run.dir}/data"
+        [stages.train]
+        needs = ["prep"]
+        [stages.train.recipe]
+        command = ["python", "-c", "import os; print(os.environ['RUNSPEC_RUN_KEY'])"]
+        [stages.bad.recipe]
+        command = ["python", "recipe.py", "${run.dir}/marker.txt", "bad", "0"]
+        [stages.after_bad]
+        needs = ["bad"]
+        [stages.after_bad.recipe]
+        command = ["true"]
+        '''))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 1
+    members = state_of(project).members
+    assert members["loc/prep/_/c1"].status == "succeeded"
+    assert members["loc/train/_/c1"].status == "succeeded"
+    assert members["loc/bad/_/c1"].status == "failed"
+    assert "loc/after_bad/_/c1" not in members
+    assert "skipped stage after_bad: bad did not succeed" in result.stderr
+    prep_env = json.loads((project / members["loc/prep/_/c1"].run_dir / "local.json").read_text())
+    assert prep_env["env"]["RUNSPEC_OUTPUT_DATA"] == "runs/loc/prep/_/c1/data"

@@ -65,11 +65,17 @@ class ApplyReport:
     destroyed: list[str] = field(default_factory=list)
     backend_calls: int = 0
     errors: list[str] = field(default_factory=list)
+    detached_log: str | None = None
+    detached_pid: int | None = None
 
     def count(self, status: str) -> int:
         return sum(s == status for s in self.statuses.values())
 
     def summary(self) -> str:
+        if self.detached_log:
+            return (f"Applying {len(self.submitted)} run{'s' * (len(self.submitted) != 1)} in the "
+                    f"background (pid {self.detached_pid}); log: {self.detached_log}. Follow it "
+                    "with `runspec status --watch`.")
         parts = [f"{len(self.submitted)} launched"]
         for status in ("succeeded", "failed", "cancelled", "lost"):
             if self.count(status):
@@ -262,10 +268,6 @@ class Applier:
             self._restore_signals(previous_handlers)
             if self.stopping:
                 self._cancel_local(backend, running)
-            elif running and self.options.detach:
-                pass
-        if self.options.detach:
-            return
 
     def _start_local(self, backend, run: Run, launch: Launch, attempt: int) -> dict | None:
         try:

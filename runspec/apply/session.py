@@ -80,9 +80,37 @@ def run_apply(target: Path, selection: Selection, options: ApplyOptions,
             return ApplyReport(no_changes=True)
         if saved is None and not confirm(report.plan_text(result)):
             raise ApplyAborted("apply cancelled; nothing was launched")
+        if options.detach and any(result.plan.stages[c.stage] == "local"
+                                  for c in result.changes.to_submit()):
+            lock.__exit__(None, None, None)
+            lock = None
+            return detach_local(target, selection, result)
         return applier.run()
     finally:
-        lock.__exit__(None, None, None)
+        if lock is not None:
+            lock.__exit__(None, None, None)
+
+
+def detach_local(target: Path, selection: Selection, result: PlanResult) -> ApplyReport:
+    """Local runs without waiting: the confirmed apply continues in a background process
+    (in its own session, so closing the terminal does not stop it), logging to a file."""
+    import subprocess
+    import sys
+    import time
+
+    log = result.plan.root / ".runspec" / "logs" / f"apply-{result.plan.name}-{int(time.time())}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "runspec", "apply", "--yes", str(Path(target).resolve())]
+    for flag, values in (("--target", selection.targets), ("--exclude", selection.excludes),
+                         ("--replace", selection.replace), ("--set", selection.sets)):
+        for value in values:
+            argv += [flag, value]
+    with log.open("ab") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    detached = ApplyReport(detached_log=str(log), detached_pid=process.pid)
+    detached.submitted = [c.key for c in result.changes.to_submit()]
+    return detached
 
 
 def _unchanged_since_last_apply(resolved, inputs: str) -> bool:
