@@ -157,6 +157,16 @@ class Applier:
 
     # -- the apply ---------------------------------------------------------------------------
     def run(self) -> ApplyReport:
+        try:
+            return self._run()
+        finally:
+            if self.started_ray_head and not self.options.detach:
+                from runspec.backends.ray_head import stop_head
+
+                self.reporter.event("stopping the local Ray head")
+                stop_head()  # also when the apply failed: a head runspec started never leaks
+
+    def _run(self) -> ApplyReport:
         changes = self.result.changes
         by_key = self.result.plan.by_key()
         to_submit = [by_key[c.key] for c in changes.to_submit()]
@@ -186,11 +196,6 @@ class Applier:
                    for r in runs):
                 failed_stages.add(stage)
         self.destroy([c for c in changes.changes if c.action == "destroy"])
-        if self.started_ray_head and not self.options.detach:
-            from runspec.backends.ray_head import stop_head
-
-            self.reporter.event("stopping the local Ray head")
-            stop_head()
         self.remember_inputs()
         return self.report
 

@@ -7,6 +7,7 @@ import socket
 import textwrap
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -75,14 +76,16 @@ def test_a_sweep_on_ray_and_reapply_submits_nothing(project, ray_head):
 
 def test_rerun_of_a_failed_ray_job_gets_a_new_submission_id(project, ray_head):
     address = ray_head["RUNSPEC_RAY_ADDRESS"]
-    (project / "run.toml").write_text(manifest(["bad"], address, name="rerun"))
+    # A name of its own: the head may remember jobs of earlier sessions with equal digests.
+    name = f"rerun-{uuid.uuid4().hex[:8]}"
+    (project / "run.toml").write_text(manifest(["bad"], address, name=name))
     invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
-    first = members(project, "rerun")["rerun/main/v=bad/c1"]
+    first = members(project, name)[f"{name}/main/v=bad/c1"]
     assert first.handle["submission_id"] == f"runspec-{first.digest[:20]}"
     invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
-    second = members(project, "rerun")["rerun/main/v=bad/c1"].handle["submission_id"]
+    second = members(project, name)[f"{name}/main/v=bad/c1"].handle["submission_id"]
     assert second == f"runspec-{first.digest[:20]}-r2"  # the same id again would be refused
-    assert starts(project) == {"runs/rerun/main/v=bad/c1": 2}
+    assert starts(project) == {f"runs/{name}/main/v=bad/c1": 2}
 
 
 def test_cancel_a_running_ray_job(project, ray_head):
