@@ -59,6 +59,43 @@ def text_snapshot(snapshot):
     return snapshot.use_extension(TextSnapshotExtension)
 
 
+# -- recipes and state readers shared by the apply tests (local, Slurm, Ray) --------------
+
+MARKER_RECIPE = """\
+import os, sys, time
+marker, value, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+with open(marker, "a") as handle:  # one line per start: runs are counted, not assumed
+    handle.write(value + "\\n")
+time.sleep(pause)
+print("ran", value)
+sys.exit(1 if value == "bad" and not os.path.exists("fixed") else 0)
+"""
+
+DDP_SCRIPT = """\
+import torch
+import torch.distributed as dist
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+value = torch.tensor([float(rank + 1)])
+dist.all_reduce(value)
+if rank == 0:
+    print(f"world={world} sum={value.item()}", flush=True)
+dist.destroy_process_group()
+"""
+
+
+def starts(project: Path) -> dict[str, int]:
+    """Run directory → how many times the marker recipe started there."""
+    return {str(p.parent.relative_to(project)): len(p.read_text().splitlines())
+            for p in project.glob("runs/**/marker.txt")}
+
+
+def state_members(project: Path, name: str):
+    from runspec.state.store import StateStore
+
+    return StateStore(str(project / f".runspec/state/{name}.json"), name).read().members
+
+
 # -- real services for the integration tests (tests/integration/, markers slurm and ray) -----
 # A single-node Slurm and a Ray head on 127.0.0.1, started by the project's own scripts
 # (tests/services/) the first time a test needs them, stopped when the session ends.

@@ -12,19 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import invoke
+from conftest import DDP_SCRIPT, MARKER_RECIPE, invoke, starts
 
 from runspec.state.store import StateStore
 
-RECIPE = textwrap.dedent('''\
-    """Appends one line per start to a marker file, sleeps, fails when told to."""
-    import os, sys, time
-    marker, value, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    with open(marker, "a") as handle:
-        handle.write(value + "\\n")
-    time.sleep(pause)
-    sys.exit(1 if value == "bad" and not os.path.exists("fixed") else 0)
-    ''')
+RECIPE = MARKER_RECIPE
 
 
 def manifest(values: list[str], pause: float = 0.0, cycles: int = 1, parallel: int = 1,
@@ -52,10 +44,6 @@ def project(tmp_path: Path) -> Path:
 def state_of(project: Path):
     return StateStore(str(project / ".runspec/state/loc.json"), "loc").read()
 
-
-def starts(project: Path) -> dict[str, int]:
-    return {str(p.parent.relative_to(project)): len(p.read_text().splitlines())
-            for p in project.glob("runs/**/marker.txt")}
 
 
 def test_a_sweep_runs_once_and_reapplying_makes_no_backend_call(project):
@@ -248,17 +236,7 @@ def test_cancel_stops_a_detached_local_run(project):
               Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", timeout=10)
 
 
-DDP = textwrap.dedent('''\
-    import torch
-    import torch.distributed as dist
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    value = torch.tensor([float(rank + 1)])
-    dist.all_reduce(value)
-    if rank == 0:
-        print(f"world={world} sum={value.item()}", flush=True)
-    dist.destroy_process_group()
-    ''')
+DDP = DDP_SCRIPT
 
 
 def test_torchrun_ddp_with_two_processes(project):

@@ -11,21 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import invoke
-
-from runspec.state.store import StateStore
+from conftest import MARKER_RECIPE, invoke, starts, state_members
 
 pytestmark = pytest.mark.ray
 
-RECIPE = textwrap.dedent('''\
-    import sys, time
-    marker, value, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    with open(marker, "a") as handle:
-        handle.write(value + "\\n")
-    time.sleep(pause)
-    print("ran", value)
-    sys.exit(1 if value == "bad" else 0)
-    ''')
+RECIPE = MARKER_RECIPE
 
 
 def manifest(values, address: str, pause=0.0, name="ry") -> str:
@@ -49,12 +39,8 @@ def project(tmp_path: Path) -> Path:
 
 
 def members(project: Path, name: str = "ry"):
-    return StateStore(str(project / f".runspec/state/{name}.json"), name).read().members
+    return state_members(project, name)
 
-
-def starts(project: Path) -> dict[str, int]:
-    return {str(p.parent.relative_to(project)): len(p.read_text().splitlines())
-            for p in project.glob("runs/**/marker.txt")}
 
 
 def test_a_sweep_on_ray_and_reapply_submits_nothing(project, ray_head):

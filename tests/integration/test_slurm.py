@@ -11,20 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import invoke
-
-from runspec.state.store import StateStore
+from conftest import DDP_SCRIPT, MARKER_RECIPE, invoke, starts, state_members
 
 pytestmark = pytest.mark.slurm
 
-RECIPE = textwrap.dedent('''\
-    import os, sys, time
-    marker, value, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    with open(marker, "a") as handle:
-        handle.write(value + "\\n")
-    time.sleep(pause)
-    sys.exit(1 if value == "bad" and not os.path.exists("fixed") else 0)
-    ''')
+RECIPE = MARKER_RECIPE
 
 
 def manifest(values, pause=0.0, extra=""):
@@ -52,12 +43,8 @@ def project(tmp_path: Path, slurm) -> Path:
 
 
 def members(project: Path, name: str = "sl"):
-    return StateStore(str(project / f".runspec/state/{name}.json"), name).read().members
+    return state_members(project, name)
 
-
-def starts(project: Path) -> dict[str, int]:
-    return {p.parent.name if False else str(p.parent.relative_to(project)):
-            len(p.read_text().splitlines()) for p in project.glob("runs/**/marker.txt")}
 
 
 def scontrol(job_id: str) -> list[dict[str, str]]:
@@ -179,14 +166,4 @@ def test_torchrun_ddp_with_two_processes_inside_a_slurm_job(project):
     assert "world=2 sum=3.0" in out
 
 
-DDP = textwrap.dedent('''\
-    import torch
-    import torch.distributed as dist
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    value = torch.tensor([float(rank + 1)])
-    dist.all_reduce(value)
-    if rank == 0:
-        print(f"world={world} sum={value.item()}", flush=True)
-    dist.destroy_process_group()
-    ''')
+DDP = DDP_SCRIPT
