@@ -313,6 +313,53 @@ def cancel(path, glob) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "md"]),
+              default="table", show_default=True)
+@click.option("--group-by", default=None, metavar="PARAM,…",
+              help="Group by these sweep parameters only (default: the whole point).")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a PNG: the primary metric against the first sweep parameter.")
+@click.option("--strict/--no-strict", default=True, show_default=True,
+              help="Exit 1 if any run of the campaign has no result (--no-strict: warn).")
+def results(path, fmt, group_by, plot_file, strict) -> None:
+    """Summarize what the runs measured: per sweep point, over cycles (warmups left out),
+    n, mean, std, CV, min, max and a 95% t-interval for every metric, wall time and energy.
+    Sorted by measure.primary; n < 3 is flagged unreliable."""
+    from runspec.apply import inspect
+    from runspec.manifest.errors import ManifestError
+    from runspec.manifest.load import load_manifest
+    from runspec.measure.results import collect, plot, render
+    from runspec.state.store import StateError
+
+    try:
+        target = inspect.tracked(path)
+        inspect.refresh(target)
+        measure = (load_manifest(path).data.get("measure") or {})
+        primary = measure.get("primary")
+        found = collect(target, group_by.split(",") if group_by else None, primary)
+    except (ManifestError, StateError) as error:
+        _fail(error)
+    if primary and primary not in found.metrics and found.groups:
+        click.echo(f'error: measure.primary "{primary}" was reported by no run (metrics seen: '
+                   f'{", ".join(found.metrics) or "none"})', err=True)
+        sys.exit(1)
+    click.echo(render(found, fmt), nl=False)
+    if plot_file:
+        try:
+            click.echo(f"wrote {plot(found, plot_file)}", err=True)
+        except ValueError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+    if found.missing:
+        word = "error" if strict else "warning"
+        click.echo(f"{word}: {len(found.missing)} run(s) have no result: "
+                   + ", ".join(found.missing), err=True)
+        if strict:
+            sys.exit(1)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write the rendered files into.")
 @_SET

@@ -43,7 +43,7 @@ def test_env_schema_top_level_takes_profiles():
     assert env["additionalProperties"]["oneOf"][0] == {"$ref": "#/$defs/LocalProfile"}
 
 
-@pytest.mark.parametrize("kind", sorted(schemas.SCHEMA_FILES))
+@pytest.mark.parametrize("kind", ["env", "run"])  # result.json is written by runspec itself
 def test_every_property_is_described_for_editors(kind):
     generated = schemas.generate(kind)
     for name, definition in generated["$defs"].items():

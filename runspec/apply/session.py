@@ -74,6 +74,7 @@ def run_apply(target: Path, selection: Selection, options: ApplyOptions,
                                    + " — run `runspec plan` again")
         destroys_to_do = [c for c in result.changes.changes if c.action == "destroy"
                           and (options.prune or c.member.status not in ("submitted", "running"))]
+        require_clean(result)
         applier = Applier(result, options, reporter, inputs)
         if not result.changes.to_submit() and not destroys_to_do:
             applier.remember_inputs()
@@ -89,6 +90,23 @@ def run_apply(target: Path, selection: Selection, options: ApplyOptions,
     finally:
         if lock is not None:
             lock.__exit__(None, None, None)
+
+
+def require_clean(result: PlanResult) -> None:
+    """``measure.require_clean``: refuse to launch anything from a dirty git tree."""
+    if not any(stage.measure.require_clean for stage in result.resolved.stages):
+        return
+    if not result.changes.to_submit():
+        return
+    from runspec.measure.provenance import git_state
+
+    git = git_state(result.plan.root)
+    if git is None:
+        raise ApplyAborted("measure.require_clean is set but the manifest is not in a git "
+                           "repository, so cleanliness cannot be checked")
+    if git["dirty"]:
+        raise ApplyAborted("measure.require_clean: the git tree has uncommitted changes; "
+                           "commit or stash them, then apply (nothing was launched)")
 
 
 def detach_local(target: Path, selection: Selection, result: PlanResult) -> ApplyReport:

@@ -15,6 +15,7 @@ from typing import Any
 SCHEMA_FILES = {
     "run": "run.schema.json",
     "env": "env.schema.json",
+    "result": "result.schema.json",
 }
 SCHEMA_BASE_URL = "https://runspec.dev/schemas/"
 
@@ -29,11 +30,12 @@ def schema_dir() -> Path:
 
 
 def generate(kind: str) -> dict[str, Any]:
-    """Build the JSON Schema for ``run`` (a manifest) or ``env`` (env.toml) from the models."""
+    """The JSON Schema for ``run`` (a manifest), ``env`` (env.toml) or ``result`` (result.json)."""
     from pydantic.json_schema import GenerateJsonSchema
 
     from runspec.manifest.executors import EnvFile
     from runspec.manifest.models import Manifest
+    from runspec.measure.result_schema import Result
 
     class _Generator(GenerateJsonSchema):
         # Optional fields are omitted, never null: TOML has no null, and a YAML ``~`` is
@@ -41,9 +43,12 @@ def generate(kind: str) -> dict[str, Any]:
         def nullable_schema(self, schema):
             return self.generate_inner(schema["schema"])
 
-    model = {"run": Manifest, "env": EnvFile}[kind]
-    body = model.model_json_schema(schema_generator=_Generator)
-    _drop_null_defaults(body)
+    model = {"run": Manifest, "env": EnvFile, "result": Result}[kind]
+    if kind == "result":  # written by a program, where null means "measured nothing"
+        body = model.model_json_schema()
+    else:
+        body = model.model_json_schema(schema_generator=_Generator)
+        _drop_null_defaults(body)
     header = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_BASE_URL + SCHEMA_FILES[kind],

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from runspec.measure import RESULT_FILE, RESULT_FORMAT, STARTED_FILE
 from runspec.measure.files import write_json
+from runspec.measure.metrics import METRICS_FILE, read_metrics
+from runspec.measure.rss import PeakRss
 
 
 def _now() -> str:
@@ -27,29 +29,43 @@ def _now() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runspec.measure", description=__doc__)
     parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--energy", action="store_true", help="measure energy with codecarbon")
+    parser.add_argument("--country", help="ISO 3166-1 alpha-3 code (required with --energy)")
+    parser.add_argument("--power-interval", type=float, default=1.0)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command after --")
+    if args.energy and not args.country:
+        parser.error("--energy needs --country (codecarbon must not guess it from the network)")
     # On multi-node jobs every node runs this wrapper; only the first node records.
     if os.environ.get("SLURM_NODEID", "0") != "0":
         os.execvp(command[0], command)
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname()
+    metrics_path = (run_dir / METRICS_FILE).resolve()
+    env = {**os.environ, "RUNSPEC_METRICS": str(metrics_path)}
+    meter = None
+    if args.energy:
+        from runspec.measure.energy import EnergyMeter
+
+        meter = EnergyMeter(args.country, args.power_interval)
+        meter.start()  # before the clock: its start-up is overhead, not run time
     started_at = _now()
     try:
-        child = subprocess.Popen(command)
+        child = subprocess.Popen(command, env=env)
     except OSError as error:
         write_json(run_dir / RESULT_FILE, {
             "format": RESULT_FORMAT, "exit_code": 127, "error": f"cannot start {command[0]}: {error}",
             "host": host, "started_at": started_at, "ended_at": _now(), "wall_s": 0.0})
         print(f"runspec.measure: cannot start {command[0]}: {error}", file=sys.stderr)
         return 127
+    clock = time.perf_counter()
     write_json(run_dir / STARTED_FILE, {"pid": os.getpid(), "child_pid": child.pid,
                                         "host": host, "started_at": started_at})
-    clock = time.perf_counter()
+    memory = PeakRss(child.pid).start()
 
     def forward(signum, _frame):
         if child.poll() is None:
@@ -59,11 +75,24 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, forward)
     returncode = child.wait()
     wall = time.perf_counter() - clock
+    ended_at = _now()
+    peak = memory.stop()
+    if meter is not None:
+        meter.stop()
     exit_code = 128 - returncode if returncode < 0 else returncode
+    metrics, warnings = read_metrics(metrics_path)
+    for warning in warnings:
+        print(f"runspec.measure: warning: {warning}", file=sys.stderr)
+    from runspec.measure.provenance import collect
+
     write_json(run_dir / RESULT_FILE, {
         "format": RESULT_FORMAT, "exit_code": exit_code, "host": host,
-        "started_at": started_at, "ended_at": _now(), "wall_s": round(wall, 6),
+        "started_at": started_at, "ended_at": ended_at, "wall_s": round(wall, 6),
         **({"signal": -returncode} if returncode < 0 else {}),
+        "peak_rss_mb": round(peak / 2**20, 3),
+        "metrics": metrics, "metric_warnings": warnings,
+        "energy": meter.result() if meter is not None else None,
+        "provenance": collect(Path.cwd()),
     })
     return exit_code
 

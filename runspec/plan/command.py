@@ -42,7 +42,10 @@ def recipe_argv(recipe: ResolvedRecipe, procs_per_node: int, config_path: str | 
 MEASURE = ["-m", "runspec.measure"]
 
 
-def measured(argv: list[str], run_dir: str) -> list[str]:
+def measured(argv: list[str], run_dir: str, energy: bool = False, country: str | None = None,
+             power_interval: float = 1.0) -> list[str]:
     """Every run executes under the in-job wrapper, which records how it went in the run
-    directory (DESIGN §6): ``python -m runspec.measure --run-dir D -- CMD…``."""
-    return [PYTHON, *MEASURE, "--run-dir", run_dir, "--", *argv]
+    directory (DESIGN §6): ``python -m runspec.measure --run-dir D [--energy …] -- CMD…``."""
+    flags = (["--energy", "--country", str(country), "--power-interval", f"{power_interval:g}"]
+             if energy else [])
+    return [PYTHON, *MEASURE, "--run-dir", run_dir, *flags, "--", *argv]

@@ -123,7 +123,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             if argv_refs:
                 argv = [as_text(a) for a in
                         _interpolated(interpolator, argv, at + ("recipe",), problems)]
-            argv = measured(argv, here(run_dir))
+            argv = measured(argv, here(run_dir), stage.measure.energy, stage.measure.country,
+                            stage.measure.power_interval)
             variables = ({k: as_text(v) for k, v in _interpolated(
                 interpolator, stage.env.vars, ("env", "vars"), problems).items()}
                 if vars_refs else stage.env.vars)
