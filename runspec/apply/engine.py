@@ -139,12 +139,28 @@ class Applier:
                 if old.exists():
                     old.replace(run_dir / f"{old.stem}.previous.json")
             for name, text in run.files.items():
+                if name == "job.yaml":
+                    text += self.provenance_yaml()
                 (run_dir / name).write_text(text, encoding="utf-8")
         except OSError as error:
             raise BackendError(f"cannot write the run directory {run_dir}: "
                                f"{error.strerror or error}",
                                "check the permissions of outputs.root") from None
         return run_dir
+
+    def provenance_yaml(self) -> str:
+        """job.yaml's provenance, added when the run is launched (plans stay pure): the git
+        state and software of the machine that launched it."""
+        if not hasattr(self, "_provenance"):
+            from runspec.measure.provenance import collect
+            from runspec.plan import yamltext
+
+            launched = collect(self.root)
+            self._provenance = yamltext.dump({"provenance": {
+                "git": launched["git"], "python": launched["python"],
+                "runspec": launched["runspec"], "torch": launched["torch"],
+                "launched_at": _now()}})
+        return self._provenance
 
     def write_launch_files(self, launch: Launch) -> None:
         directory = self.root / launch.directory

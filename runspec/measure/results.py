@@ -67,6 +67,9 @@ def collect(target, group_by: list[str] | None = None, primary: str | None = Non
     for group in groups.values():
         group.summaries = {n: s for n, v in group.values.items() if (s := summarize(v))}
     metrics = [n for n in names if n not in BUILTIN] + [n for n in BUILTIN if n in names]
+    if primary in metrics:
+        metrics.remove(primary)
+        metrics.insert(0, primary)
     ordered = list(groups.values())
     if primary:
         ordered.sort(key=lambda g: (g.stage, -(g.summaries[primary].mean

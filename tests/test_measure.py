@@ -1,0 +1,210 @@
+"""The in-job wrapper and `runspec results`: real energy, metrics, statistics, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import ROOT, invoke
+
+from runspec.measure.metrics import read_metrics
+from runspec.measure.stats import summarize, t_critical
+
+RESULT_SCHEMA = json.loads((ROOT / "schemas/result.schema.json").read_text())
+
+
+def wrap(tmp_path: Path, *flags: str, code: str = "pass") -> dict:
+    run_dir = tmp_path / "run"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "runspec.measure", "--run-dir", str(run_dir),
+                           *flags, "--", sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    result = json.loads((run_dir / "result.json").read_text())
+    jsonschema.validate(result, RESULT_SCHEMA)
+    result["_stderr"] = done.stderr
+    result["_returncode"] = done.returncode
+    return result
+
+
+BURN = "import time\nend = time.time() + 2\nwhile time.time() < end: pass\n"
+
+
+@pytest.mark.slow
+def test_real_energy_of_a_cpu_burn_is_labelled_cpu_load_tdp(tmp_path):
+    result = wrap(tmp_path, "--energy", "--country", "USA", "--power-interval", "0.5", code=BURN)
+    energy = result["energy"]
+    assert energy["error"] is None
+    assert energy["method"] == {"cpu": "cpu_load_tdp", "gpu": "none", "ram": "estimate"}
+    assert energy["energy_kwh"] > 0 and energy["cpu_kwh"] > 0
+    assert energy["cpu_tdp_w"] and energy["tracking_mode"] == "machine"
+    assert energy["overhead_s"] > 0.5  # the tracker's start-up is reported ...
+    assert 1.9 < result["wall_s"] < 3.5  # ... and not part of the run's wall time
+
+
+def test_a_failing_tracker_gives_null_energy_and_the_error(tmp_path):
+    result = wrap(tmp_path, "--energy", "--country", "ZZZ", code="print('ran')")
+    assert result["exit_code"] == 0
+    assert result["energy"]["energy_kwh"] is None
+    assert "no energy mix for country 'ZZZ'" in result["energy"]["error"]
+
+
+def test_exit_codes_memory_and_provenance(tmp_path):
+    result = wrap(tmp_path, code="import sys, time; x = b'x' * 60_000_000; time.sleep(0.6); "
+                                 "sys.exit(3)")
+    assert result["exit_code"] == 3 and result["_returncode"] == 3
+    assert result["peak_rss_mb"] > 50
+    assert result["energy"] is None
+    provenance = result["provenance"]
+    assert provenance["runspec"] and provenance["python"] and provenance["cpu_model"]
+
+
+def test_metrics_protocol_ranks_and_malformed_lines(tmp_path):
+    code = textwrap.dedent('''\
+        import json, os
+        import runspec
+        runspec.report(loss=1.0, tokens_per_s=10.0)
+        runspec.report(loss=0.5, tokens_per_s=20.0)
+        os.environ["RANK"] = "1"
+        runspec.report(loss=9.0, tokens_per_s=30.0)
+        with open(os.environ["RUNSPEC_METRICS"], "a") as f:
+            f.write("{broken\\n")
+            f.write(json.dumps({"acc": "high"}) + "\\n")
+        ''')
+    result = wrap(tmp_path, code=code)
+    assert result["exit_code"] == 0
+    assert result["metrics"] == {"loss": 0.5, "tokens_per_s": 50.0}  # sum of ranks' last values
+    assert result["metric_warnings"][0].startswith("metrics.jsonl:4: skipped a malformed line")
+    assert result["metric_warnings"][1] == "metrics.jsonl:5: skipped acc='high' (not a finite number)"
+    assert "runspec.measure: warning: metrics.jsonl:4" in result["_stderr"]
+
+
+def test_report_outside_runspec_does_nothing(monkeypatch):
+    import runspec
+
+    monkeypatch.delenv("RUNSPEC_METRICS", raising=False)
+    runspec.report(loss=1.0)  # no file, no error
+
+
+def test_statistics_are_exact_on_fixed_samples():
+    s = summarize([10.0, 12.0, 14.0])
+    assert (s.n, s.mean, s.std, s.min, s.max) == (3, 12.0, 2.0, 10.0, 14.0)
+    assert s.cv == pytest.approx(2 / 12)
+    half = 4.302653 * 2.0 / math.sqrt(3)
+    assert (s.ci95_low, s.ci95_high) == pytest.approx((12 - half, 12 + half))
+    assert not s.unreliable
+    one = summarize([5.0])
+    assert one.std is None and one.ci95_low is None and one.unreliable
+    assert t_critical(30) == pytest.approx(2.042272)
+    assert t_critical(60) == pytest.approx(2.000298, abs=1e-4)
+    assert t_critical(1000) == pytest.approx(1.962339, abs=1e-4)
+
+
+def test_read_metrics_of_a_missing_file(tmp_path):
+    assert read_metrics(tmp_path / "none.jsonl") == ({}, [])
+
+
+# -- `runspec results` ------------------------------------------------------------------------
+
+RECIPE = textwrap.dedent('''\
+    import json, os, sys
+    lr, cycle = float(sys.argv[1]), os.environ["RUNSPEC_RUN_KEY"].rsplit("/", 1)[1]
+    speed = {"c1": 100.0, "c2": 110.0, "c3": 120.0, "w1": 1.0}[cycle] * lr * 1000
+    with open(os.environ["RUNSPEC_METRICS"], "a") as f:
+        f.write(json.dumps({"tokens_per_s": speed, "loss": 1 / lr}) + "\\n")
+    ''')
+
+
+@pytest.fixture
+def campaign(tmp_path: Path) -> Path:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "r.py").write_text(RECIPE)
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "res"
+        [recipe]
+        command = ["python", "r.py", "${sweep.lr}"]
+        [sweep.parameters]
+        lr = [0.001, 0.003]
+        [campaign]
+        cycles = 3
+        warmup_runs = 1
+        [measure]
+        metrics = ["tokens_per_s", "loss"]
+        primary = "tokens_per_s"
+        '''))
+    assert invoke("apply", "--yes", "run.toml", cwd=tmp_path).exit_code == 0
+    return tmp_path
+
+
+def test_results_table_json_csv_md_and_plot(campaign, text_snapshot):
+    table = invoke("results", "run.toml", cwd=campaign)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[1].split()[:5] == ["main", "lr=0.003", "tokens_per_s", "3", "330"]  # primary first
+    data = json.loads(invoke("results", "--format", "json", "run.toml", cwd=campaign).stdout)
+    speed = next(r for r in data["rows"] if r["point"] == "lr=0.001" and r["metric"] == "tokens_per_s")
+    assert (speed["n"], speed["mean"], speed["min"], speed["max"]) == (3, 110.0, 100.0, 120.0)
+    assert speed["std"] == pytest.approx(10.0) and speed["unreliable"] is False
+    assert speed["ci95_low"] == pytest.approx(110 - 4.302653 * 10 / math.sqrt(3))
+    assert data["missing"] == []
+    csv_text = invoke("results", "--format", "csv", "run.toml", cwd=campaign).stdout
+    assert csv_text.splitlines()[0].startswith("stage,point,metric,n,mean,std")
+    md = invoke("results", "--format", "md", "run.toml", cwd=campaign).stdout
+    assert md.startswith("| stage | point | metric |")
+    plotted = invoke("results", "--plot", "p.png", "run.toml", cwd=campaign)
+    assert plotted.exit_code == 0
+    assert (campaign / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grouped = json.loads(invoke("results", "--format", "json", "--group-by", "", "run.toml",
+                                cwd=campaign).stdout)
+    assert grouped["rows"]
+
+
+def test_results_strict_about_missing_runs_and_unknown_primary(campaign):
+    (campaign / "runs/res/main/lr=0.001/c2/result.json").unlink()
+    strict = invoke("results", "run.toml", cwd=campaign)
+    assert strict.exit_code == 1
+    assert "error: 1 run(s) have no result: res/main/lr=0.001/c2 (succeeded)" in strict.stderr
+    lenient = invoke("results", "--no-strict", "run.toml", cwd=campaign)
+    assert lenient.exit_code == 0 and "warning: 1 run(s)" in lenient.stderr
+    text = (campaign / "run.toml").read_text().replace('primary = "tokens_per_s"',
+                                                        'primary = "tokens_per_sec"')
+    (campaign / "run.toml").write_text(text.replace('"tokens_per_s", "loss"',
+                                                    '"tokens_per_sec", "loss"'))
+    unknown = invoke("results", "--no-strict", "run.toml", cwd=campaign)
+    assert unknown.exit_code == 1
+    assert 'measure.primary "tokens_per_sec" was reported by no run' in unknown.stderr
+
+
+def test_results_of_a_manifest_never_applied(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text('schema = "runspec/v1"\nname = "nope"\n[recipe]\n'
+                                       'command = ["true"]\n')
+    result = invoke("results", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert "nope was never applied" in result.stderr
+
+
+def test_require_clean_refuses_a_dirty_tree_before_launching(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text('schema = "runspec/v1"\nname = "clean"\n[recipe]\n'
+                                       'command = ["true"]\n[measure]\nrequire_clean = true\n')
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=tmp_path, check=True)
+    (tmp_path / "run.toml").write_text((tmp_path / "run.toml").read_text() + "# edited\n")
+    dirty = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert dirty.exit_code == 1
+    assert "measure.require_clean: the git tree has uncommitted changes" in dirty.stderr
+    assert not (tmp_path / "runs").exists()
+    subprocess.run([*git, "commit", "-qam", "edit"], cwd=tmp_path, check=True)
+    clean = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert clean.exit_code == 0, clean.output
+    job = (tmp_path / "runs/clean/main/_/c1/job.yaml").read_text()
+    assert "provenance:" in job and "dirty: false" in job
