@@ -208,3 +208,44 @@ def test_require_clean_refuses_a_dirty_tree_before_launching(tmp_path):
     assert clean.exit_code == 0, clean.output
     job = (tmp_path / "runs/clean/main/_/c1/job.yaml").read_text()
     assert "provenance:" in job and "dirty: false" in job
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_wandb_offline_is_hermetic_and_logs_the_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="the wandb extra is installed by `make test`")
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / ".config" / "keep.txt").write_text("mine")
+    monkeypatch.setenv("HOME", str(home))
+    for variable in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR",
+                     "WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    before = _tree(home)
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("")
+    (project / "r.py").write_text(RECIPE)
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "wb"
+        [recipe]
+        command = ["python", "r.py", "${sweep.lr}"]
+        [sweep.parameters]
+        lr = [0.001]
+        [measure.wandb]
+        project = "runspec-test"
+        mode = "offline"
+        tags = ["ci"]
+        '''))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    run_dir = project / "runs/wb/main/lr=0.001/c1"
+    recorded = json.loads((run_dir / "result.json").read_text())
+    assert recorded["wandb"]["mode"] == "offline" and recorded["wandb"].get("error") is None
+    jsonschema.validate(recorded, RESULT_SCHEMA)
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+    assert _tree(home) == before  # nothing written to $HOME (~/.cache, ~/.local, ~/.config)

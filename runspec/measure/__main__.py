@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--energy", action="store_true", help="measure energy with codecarbon")
     parser.add_argument("--country", help="ISO 3166-1 alpha-3 code (required with --energy)")
     parser.add_argument("--power-interval", type=float, default=1.0)
+    parser.add_argument("--wandb", metavar="JSON", help="W&B settings: project, entity, mode, …")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runspec.measure: warning: {warning}", file=sys.stderr)
     from runspec.measure.provenance import collect
 
-    write_json(run_dir / RESULT_FILE, {
+    result = {
         "format": RESULT_FORMAT, "exit_code": exit_code, "host": host,
         "started_at": started_at, "ended_at": ended_at, "wall_s": round(wall, 6),
         **({"signal": -returncode} if returncode < 0 else {}),
@@ -93,7 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": metrics, "metric_warnings": warnings,
         "energy": meter.result() if meter is not None else None,
         "provenance": collect(Path.cwd()),
-    })
+    }
+    if args.wandb:
+        import json
+
+        from runspec.measure.wandb_log import log_run
+
+        result["wandb"] = log_run(run_dir.resolve(), json.loads(args.wandb), result)
+    write_json(run_dir / RESULT_FILE, result)
     return exit_code
 
 

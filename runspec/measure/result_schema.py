@@ -69,6 +69,14 @@ class Provenance(_Open):
     ray_submission_id: str | None
 
 
+class WandbRecord(_Open):
+    mode: str
+    project: str | None
+    run_id: str | None = None
+    dir: str | None = None
+    error: str | None = None
+
+
 class Result(_Open):
     """What ``python -m runspec.measure`` writes to ``<run dir>/result.json``."""
 
@@ -85,3 +93,4 @@ class Result(_Open):
     metric_warnings: list[str] = Field(default_factory=list)
     energy: Energy | None = None
     provenance: Provenance | None = None
+    wandb: WandbRecord | None = Field(None, description="Where the run was logged in W&B.")

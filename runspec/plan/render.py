@@ -101,6 +101,10 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     argv_refs = has_reference(recipe.args) or (recipe.kind == "command" and has_reference(recipe.entry))
     vars_refs = has_reference(stage.env.vars)
     job_head, job_tail = _job_yaml_static(resolved, stage, resources)
+    wandb = stage.measure.wandb
+    wandb_settings = None if wandb is None else {
+        "project": wandb.project, "entity": wandb.entity, "mode": wandb.mode,
+        "group": wandb.group or name, "job_type": stage.name, "tags": wandb.tags}
     backend_files = backend.render_run
     runs: list[Run] = []
     for slot in slots:
@@ -124,7 +128,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                 argv = [as_text(a) for a in
                         _interpolated(interpolator, argv, at + ("recipe",), problems)]
             argv = measured(argv, here(run_dir), stage.measure.energy, stage.measure.country,
-                            stage.measure.power_interval)
+                            stage.measure.power_interval, wandb_settings)
             variables = ({k: as_text(v) for k, v in _interpolated(
                 interpolator, stage.env.vars, ("env", "vars"), problems).items()}
                 if vars_refs else stage.env.vars)
