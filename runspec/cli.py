@@ -246,10 +246,13 @@ def status(path, as_json, watch, interval) -> None:
     from runspec.state.status import ACTIVE
     from runspec.state.store import StateError
 
+    def warn(text: str) -> None:
+        click.echo(text, err=True)
+
     try:
         target = inspect.tracked(path)
         while True:
-            written = inspect.refresh(target)
+            written = inspect.refresh(target, warn)
             members = inspect.select(target.state, None)
             if as_json:
                 from dataclasses import asdict
@@ -367,7 +370,7 @@ def render(path, out_dir, sets) -> None:
     """Write every rendered file of PATH's plan into a directory, for inspection.
 
     Per run: config.yaml, job.yaml and the backend's request (local.json, launch.sh,
-    ray.json); per stage: the launch files (job.sbatch and runs.txt for Slurm).
+    ray.json); per stage: the launch files (job.sbatch for Slurm).
     """
     from runspec.manifest.errors import ManifestError
     from runspec.plan.export import write_rendered

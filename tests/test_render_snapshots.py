@@ -1,5 +1,5 @@
 """Every rendered artifact of a plan, snapshot-tested: config.yaml, job.yaml, local.json,
-launch.sh, ray.json, nemo_run.json, job.sbatch, runs.txt, and the plan text and JSON.
+launch.sh, ray.json, nemo_run.json, job.sbatch, and the plan text and JSON.
 
 The snapshots are what a user reads before submitting: review them as you would an sbatch
 script written by hand. Regenerate with
@@ -299,7 +299,10 @@ def test_slurm_sweep_is_one_array(tmp_path: Path):
     found = directives(launch.files["job.sbatch"].splitlines())
     assert "--array=0-5%2" in found
     assert launch.request["array_size"] == 6
-    assert launch.files["runs.txt"].splitlines() == [r.run_dir for r in result.plan.runs]
+    script = launch.files["job.sbatch"]
+    listed = script[script.index("RUNS=(\n") + 7:script.index("\n)\n")].split()
+    assert listed == [r.run_dir for r in result.plan.runs]  # in the script: immutable once sent
+    assert set(launch.files) == {"job.sbatch"}
     assert sum(line.startswith("srun ") for line in launch.files["job.sbatch"].splitlines()) == 1
 
 
@@ -491,7 +494,7 @@ def test_shell_metacharacters_stay_inert_when_launch_sh_runs(index: int, tmp_pat
 
 def test_rendered_array_job_runs_every_task_inertly(tmp_path: Path):
     """job.sbatch under a stand-in ``srun``: from --chdir, each array index finds its run
-    directory in runs.txt, redirects to its logs and runs its launch.sh."""
+    directory in the script, redirects to its logs and runs its launch.sh."""
     root = fixture_root(tmp_path)
     assert invoke("render", "shell-meta.run.toml", "--out", ".", cwd=root).exit_code == 0
     result = plan_of(root, "shell-meta.run.toml")

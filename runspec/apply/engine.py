@@ -9,6 +9,7 @@ handed to their backends. Nothing in the plan stages is repeated here: the reque
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -200,13 +201,16 @@ class Applier:
                 continue
             executor = self.result.plan.stages[stage]
             stage_launches = [launch for launch in launches if launch.stage == stage]
+            self.supersede([c for c in changes.to_submit() if c.stage == stage])
             if executor == "local":
                 self.run_local(stage, runs, stage_launches)
             else:
                 self.submit_remote(stage, runs, stage_launches)
-                # A head runspec started is stopped after the apply, so its jobs are followed.
-                if self._later_stage_needs(stage) or self.options.wait or (
-                        self.started_ray_head and not self.options.detach):
+                # Follow the jobs when asked, when runspec's own Ray head must be stopped
+                # afterwards, or when a later stage needs them and cannot wait in the queue
+                # itself (a Slurm stage after a Slurm stage waits through --dependency).
+                if self.options.wait or (self.started_ray_head and not self.options.detach) \
+                        or self._later_stage_must_wait_for(stage):
                     self.wait_remote(runs)
             if any(self.report.statuses.get(r.key) in ("failed", "lost", "cancelled")
                    for r in runs):
@@ -227,11 +231,36 @@ class Applier:
             self.save()
 
     def _stage_failed_before(self, stage: str) -> bool:
-        members = [m for m in self.state.members.values() if m.stage == stage]
-        return bool(members) and any(m.status != "succeeded" for m in members)
+        """Did a needed stage fail (a run still queued or running is not a failure)?"""
+        return any(m.status in ("failed", "cancelled", "lost")
+                   for m in self.state.members.values() if m.stage == stage)
 
-    def _later_stage_needs(self, stage: str) -> bool:
-        return any(stage in needs for needs in self.result.plan.needs.values())
+    def _later_stage_must_wait_for(self, stage: str) -> bool:
+        stages = self.result.plan.stages
+        return any(stage in needs and not (stages[stage] == stages[later] == "slurm")
+                   for later, needs in self.result.plan.needs.items())
+
+    def supersede(self, changes) -> None:
+        """Before a replace or rerun is submitted: cancel the run it supersedes if that one
+        is still queued or running (it would keep the GPUs busy and write into the same run
+        directory), and drop a moved sweep point's old key from the state."""
+        active: dict[str, list[Member]] = {}
+        for change in changes:
+            old = change.member
+            if old is None:
+                continue
+            if old.status in ACTIVE:
+                active.setdefault(old.backend, []).append(old)
+            if old.key != change.key:
+                self.state.members.pop(old.key, None)
+        for backend, members in active.items():
+            self.reporter.event(f"cancelling {len(members)} superseded run(s) on {backend}")
+            backend_for(backend).cancel_many(members, self.root)
+            self.report.backend_calls += 1
+            for member in members:
+                member.status = "cancelled"
+        if changes:
+            self.save()
 
     # -- local -------------------------------------------------------------------------------
     def run_local(self, stage: str, runs: list[Run], launches: list[Launch]) -> None:
@@ -286,9 +315,9 @@ class Applier:
         except KeyboardInterrupt:
             self.stopping = True
         finally:
-            self._restore_signals(previous_handlers)
             if self.stopping:
                 self._cancel_local(backend, running)
+            self._restore_signals(previous_handlers)
 
     def _start_local(self, backend, run: Run, launch: Launch, attempt: int) -> dict | None:
         try:
@@ -319,22 +348,32 @@ class Applier:
         self.reporter.event(f"{status} {run.key} ({seconds:.1f} s)")
 
     def _cancel_local(self, backend, running: dict) -> None:
-        for key, (run, _process, began) in running.items():
-            backend.cancel(self.state.members[key].handle)
-            self._finish(run, "cancelled", time.monotonic() - began)
+        """Stop every running run at once (one grace period), deaf to repeated signals."""
+        ignored = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError):
+                ignored[signum] = signal.signal(signum, signal.SIG_IGN)
+        try:
+            backend.cancel_pids([self.state.members[key].handle for key in running])
+            for _key, (run, _process, began) in running.items():
+                self._finish(run, "cancelled", time.monotonic() - began)
+        finally:
+            for signum, handler in ignored.items():
+                signal.signal(signum, handler)
 
     def _trap_signals(self):
         def on_term(signum, frame):
             raise KeyboardInterrupt
 
-        try:
-            return signal.signal(signal.SIGTERM, on_term)
-        except ValueError:  # not the main thread
-            return None
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError):  # not the main thread
+                previous[signum] = signal.signal(signum, on_term)
+        return previous
 
     def _restore_signals(self, previous) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in (previous or {}).items():
+            signal.signal(signum, handler)
 
     # -- slurm, ray, nemo-run ------------------------------------------------------------------
     def submit_remote(self, stage: str, runs: list[Run], launches: list[Launch]) -> None:
@@ -390,14 +429,12 @@ class Applier:
     def wait_remote(self, runs: list[Run], poll_s: float = 1.0) -> None:
         keys = {run.key for run in runs}
         while not self.stopping:
-            try:
-                refresh_state(self.state, self.root)
-                self.report.backend_calls += 1
-            except BackendError as error:
-                self.report.errors.append(error.message)
-                return
-            pending = [k for k in keys if self.state.members[k].status not in FINAL + ("lost",)]
-            self.save()
+            changed = refresh_state(self.state, self.root, self.reporter.event)
+            self.report.backend_calls += 1
+            pending = [k for k in keys if k in self.state.members
+                       and self.state.members[k].status not in FINAL + ("lost",)]
+            if changed:
+                self.save()
             if not pending:
                 break
             time.sleep(poll_s)

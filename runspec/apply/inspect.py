@@ -45,24 +45,27 @@ def tracked(manifest: Path) -> Tracked:
     return Tracked(name, root, store, state)
 
 
-def refresh(target: Tracked) -> bool:
-    """Refresh active runs; write the state back if nobody holds the lock. Returns whether
-    it was written (False: shown fresh, but an apply is running and owns the state)."""
-    if not refresh_state(target.state, target.root):
-        return True
+def refresh(target: Tracked, warn=None) -> bool:
+    """Refresh active runs from a fresh read of the state; write it back when the lock is
+    free. Returns False when an apply holds the lock: the result is shown, not written."""
     if not target.store.is_local:
-        target.store.write(target.state)
+        target.state = target.store.read()
+        if refresh_state(target.state, target.root, warn):
+            target.store.write(target.state)
         return True
     try:
-        with state_lock(target.store.local_path, "status"):
-            latest = target.store.read()
-            for key, member in target.state.members.items():
-                if key in latest.members and latest.members[key].digest == member.digest:
-                    latest.members[key].status = member.status
-            target.store.write(latest)
-            target.state = latest
+        lock = state_lock(target.store.local_path, "status")
+        lock.__enter__()
     except StateError:
+        target.state = target.store.read()  # the apply's latest writes, refreshed in memory
+        refresh_state(target.state, target.root, warn)
         return False
+    try:
+        target.state = target.store.read()
+        if refresh_state(target.state, target.root, warn):
+            target.store.write(target.state)
+    finally:
+        lock.__exit__(None, None, None)
     return True
 
 

@@ -10,12 +10,15 @@ from collections import defaultdict
 from pathlib import Path
 
 from runspec.backends import backend_for
+from runspec.backends.base import BackendError
 from runspec.state.status import ACTIVE
 from runspec.state.store import Member, State
 
 
-def refresh_state(state: State, root: Path) -> int:
-    """Update active members in place; returns how many changed status."""
+def refresh_state(state: State, root: Path, warn=None) -> int:
+    """Update active members in place; returns how many changed status. A backend that
+    cannot be asked (a torn-down Ray cluster, Slurm down) leaves its members as they were,
+    with a warning, rather than blocking every later command on this manifest."""
     active: dict[str, list[Member]] = defaultdict(list)
     for member in state.members.values():
         if member.status in ACTIVE:
@@ -23,7 +26,12 @@ def refresh_state(state: State, root: Path) -> int:
     changed = 0
     for backend_name, members in active.items():
         backend = backend_for(backend_name)
-        statuses = backend.refresh_many(members, root)
+        try:
+            statuses = backend.refresh_many(members, root)
+        except BackendError as error:
+            if warn is not None:
+                warn(f"warning: could not refresh {len(members)} {backend_name} run(s): {error}")
+            continue
         for member in members:
             new = statuses.get(member.key, member.status)
             if new != member.status:

@@ -85,7 +85,7 @@ def run_apply(target: Path, selection: Selection, options: ApplyOptions,
                                   for c in result.changes.to_submit()):
             lock.__exit__(None, None, None)
             lock = None
-            return detach_local(target, selection, result)
+            return detach_local(selection, result, options)
         return applier.run()
     finally:
         if lock is not None:
@@ -109,20 +109,25 @@ def require_clean(result: PlanResult) -> None:
                            "commit or stash them, then apply (nothing was launched)")
 
 
-def detach_local(target: Path, selection: Selection, result: PlanResult) -> ApplyReport:
-    """Local runs without waiting: the confirmed apply continues in a background process
-    (in its own session, so closing the terminal does not stop it), logging to a file."""
+def detach_local(selection: Selection, result: PlanResult, options: ApplyOptions
+                 ) -> ApplyReport:
+    """Local runs without waiting: the confirmed plan is saved and applied by a background
+    process (its own session, so closing the terminal does not stop it). Being a saved plan,
+    it is refused there if anything moved on in between: what runs is what was confirmed."""
     import subprocess
     import sys
     import time
 
-    log = result.plan.root / ".runspec" / "logs" / f"apply-{result.plan.name}-{int(time.time())}.log"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = result.plan.root / ".runspec"
+    plan_file = base / "plans" / f"{result.plan.name}-{stamp}.json"
+    log = base / "logs" / f"apply-{result.plan.name}-{stamp}.log"
+    plan_file.parent.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "runspec", "apply", "--yes", str(Path(target).resolve())]
-    for flag, values in (("--target", selection.targets), ("--exclude", selection.excludes),
-                         ("--replace", selection.replace), ("--set", selection.sets)):
-        for value in values:
-            argv += [flag, value]
+    plan_file.write_text(report.dumps(saved_plan_json(result, selection)), encoding="utf-8")
+    argv = [sys.executable, "-m", "runspec", "apply", str(plan_file)]
+    argv += ["--prune"] if options.prune else []
+    argv += ["--wait"] if options.wait else []
     with log.open("ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)

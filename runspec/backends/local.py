@@ -51,34 +51,51 @@ class LocalBackend:
                                        start_new_session=True)
         return {"pid": process.pid, "host": socket.gethostname(), "_process": process}
 
-    def refresh(self, handle: dict | None, run_dir: Path) -> str:
-        """succeeded / failed / cancelled from the run's files; running; or lost."""
+    def refresh(self, handle: dict | None, run_dir: Path, current: str = "running") -> str:
+        """succeeded / failed / cancelled from the run's files; running; or lost.
+
+        A run recorded without a pid (an apply died between starting it and saving the pid)
+        is found through the wrapper's started.json; a run started on another host cannot be
+        checked from here and keeps its status instead of being declared lost."""
         final = run_status.from_result(run_dir)
         if final is not None:
             return final
-        if handle and handle.get("host") == socket.gethostname() and _alive(handle.get("pid")):
-            return "running"
+        here = socket.gethostname()
+        candidates = [handle or {}]
+        began = run_status.started(run_dir)
+        if began:
+            candidates.append({"host": began.get("host"), "pid": began.get("pid")})
+        for candidate in candidates:
+            if candidate.get("host") == here and _alive(candidate.get("pid")):
+                return "running"
+        if any(c.get("host") not in (None, here) for c in candidates):
+            return current
         return "lost"
 
     def refresh_many(self, members, root: Path) -> dict[str, str]:
         """Statuses of local members, from their files and pids (no process is asked)."""
-        return {m.key: self.refresh(m.handle, root / m.run_dir) for m in members}
+        return {m.key: self.refresh(m.handle, root / m.run_dir, m.status) for m in members}
 
     def cancel_many(self, members, root: Path) -> None:
-        for member in members:
-            self.cancel(member.handle)
+        self.cancel_pids([m.handle for m in members])
 
     def cancel(self, handle: dict | None) -> None:
-        """Stop the run's whole session: SIGTERM, then SIGKILL after a grace period."""
-        if not handle or handle.get("host") != socket.gethostname() or not handle.get("pid"):
-            return
-        pid = handle["pid"]
-        _signal_group(pid, signal.SIGTERM)
+        self.cancel_pids([handle])
+
+    @staticmethod
+    def cancel_pids(handles: list[dict | None]) -> None:
+        """Stop every run's whole session at once: SIGTERM to all, one shared grace period
+        (so a recipe can checkpoint), then SIGKILL to whatever is left."""
+        here = socket.gethostname()
+        pids = [h["pid"] for h in handles if h and h.get("host") == here and h.get("pid")]
+        for pid in pids:
+            _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + KILL_GRACE_S
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
             time.sleep(0.05)
-        if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
+        for pid in pids:
+            if _alive(pid):
+                _signal_group(pid, signal.SIGKILL)
 
 
 def _signal_group(pid: int, signum: int) -> None:

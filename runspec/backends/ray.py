@@ -65,8 +65,8 @@ class RayBackend:
             if "already exists" not in message:
                 raise BackendError(f"Ray refused the job: {message[:500]}")
             _, existing = client.call("GET", f"/api/jobs/{body['submission_id']}")
-            if existing.get("status") in ("PENDING", "RUNNING", "SUCCEEDED"):
-                # The same request was submitted before (a crashed apply): adopt it.
+            if existing.get("status") in ("PENDING", "RUNNING"):
+                # The same request is already queued or running (a crashed apply): adopt it.
                 return {launch.keys[0]: {"submission_id": body["submission_id"],
                                          "address": client.address, "adopted": True}}
         raise BackendError(f"Ray keeps refusing {base_id}: too many earlier attempts")

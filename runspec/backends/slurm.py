@@ -1,7 +1,8 @@
 """The Slurm backend: an sbatch script per stage; a sweep becomes ONE job array.
 
 Each run's command lives in its own ``launch.sh``; the array script picks the run
-directory by ``$SLURM_ARRAY_TASK_ID`` from ``runs.txt`` and runs it under ``srun``
+directory by ``$SLURM_ARRAY_TASK_ID`` from a list inside the script (which Slurm copies
+at submission, so a later apply cannot change what a pending task runs), under ``srun``
 (with pyxis container flags when the profile names an image). Every interpolated value
 is shell-quoted by the template's ``q`` filter.
 """
@@ -20,6 +21,17 @@ from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
 RDZV_PORT = 29500
 DIRECTIVE_KEYS = ("partition", "account", "qos", "time", "nodes", "ntasks-per-node",
                   "gpus-per-node", "cpus-per-task", "mem", "constraint")
+
+
+def select_run(run_dirs: list[str], array: bool) -> str:
+    """Bash that sets ``RUN_DIR`` (templates use ``{{ select_run }}``). For an array the
+    list is part of the script, which Slurm copies at submission, so a later apply cannot
+    change what a pending task runs."""
+    if not array:
+        return f"RUN_DIR={shell_quote(run_dirs[0])}"
+    listed = "".join(f"  {shell_quote(d)}\n" for d in run_dirs)
+    return ("# The array index selects the run.\n"
+            f"RUNS=(\n{listed})\nRUN_DIR=${{RUNS[$SLURM_ARRAY_TASK_ID]}}")
 
 
 def is_torchrun(spec: RunSpec) -> bool:
@@ -119,7 +131,7 @@ class SlurmBackend:
         script = _template(first.settings.get("template"), root).render(
             version=__version__, manifest=manifest, stage=stage, directives=directives,
             array=array, runs=[run.run_dir for run in runs],
-            runs_file=f"{launch_dir}/runs.txt",
+            select_run=select_run([run.run_dir for run in runs], array),
             multi_node=is_torchrun(first) and first.resources["nodes"] > 1,
             rdzv_port=RDZV_PORT, srun_flags=self.srun_flags(first, chdir),
             gap=context.gap if array else 0,
@@ -129,8 +141,6 @@ class SlurmBackend:
             argv.append("--dependency=afterok:" + ":".join(f"{{job:{n}}}" for n in needs))
         argv.append(f"{launch_dir}/job.sbatch")
         files = {"job.sbatch": script}
-        if array:
-            files["runs.txt"] = "".join(f"{run.run_dir}\n" for run in runs)
         request = {"argv": argv, "cwd": ".", "script": f"{launch_dir}/job.sbatch",
                    "array_size": len(runs) if array else None,
                    "one_at_a_time": bool(array and context.sequential)}

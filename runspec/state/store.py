@@ -170,21 +170,32 @@ class StateStore:
             fs.mv(temporary, path)
             return state
         path = self.local_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            _copy(path, Path(f"{path}.backup"))
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                _atomic_write(Path(f"{path}.backup"), path.read_text(encoding="utf-8"))
+            _atomic_write(path, text)
+        except OSError as error:
+            raise StateError(f"cannot write state {path}: {error.strerror or error}",
+                             "free space or fix permissions; the previous state is unchanged"
+                             ) from None
         return state
 
 
-def _copy(source: Path, target: Path) -> None:
-    target.write_bytes(source.read_bytes())
+def _atomic_write(path: Path, text: str) -> None:
+    """temp file + fsync + rename + fsync of the directory: all of it, or none of it."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
