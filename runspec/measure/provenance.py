@@ -34,13 +34,24 @@ def git_state(directory: Path) -> dict[str, Any] | None:
             "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None}
 
 
-def _version(package: str) -> str | None:
-    from importlib import metadata
+def _torch_version() -> str | None:
+    """torch's version without importing torch or scanning every installed distribution
+    (importlib.metadata takes ~70 ms): read torch/version.py where the package lives."""
+    import importlib.util
+    import re
 
     try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
         return None
+    if spec is None or not spec.origin:
+        return None
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        return None
+    found = re.search(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", text, re.M)
+    return found.group(1) if found else None
 
 
 def _cpu_model() -> str | None:
@@ -65,7 +76,7 @@ def collect(directory: Path) -> dict[str, Any]:
     from runspec import __version__
 
     env = os.environ
-    torch = _version("torch")
+    torch = _torch_version()
     return {
         "git": git_state(directory),
         "python": platform.python_version(), "runspec": __version__, "torch": torch,
