@@ -18,15 +18,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## demo: validate the examples, show what a typo looks like, run the quickstart recipe
+## demo: validate the examples, show what a typo looks like, then apply the quickstart
+## campaign locally (2 learning rates x 3 cycles + warmups) and print its results and plot
 demo: setup
 	$(BIN)/runspec validate examples/ specs/
 	@echo "== examples/ and specs/ are valid. Now a copy with typos:"
 	@tmp=$$(mktemp -d) && cp -r examples/quickstart/. $$tmp/ && \
 	  sed -i -e 's/procs_per_node/procs_per_nod/' -e 's/"interleaved"/"interleave"/' $$tmp/run.toml && \
 	  (cd $$tmp && $(CURDIR)/$(BIN)/runspec validate run.toml; echo "(exit code $$?)"); rm -rf $$tmp
-	@echo "== The quickstart recipe itself:"
-	cd examples/quickstart && ../../$(BIN)/python train.py --config config/tiny.yaml
+	@echo "== Plan and apply the quickstart campaign:"
+	cd examples/quickstart && $(CURDIR)/$(BIN)/runspec apply --yes run.toml
+	@echo "== Applying again changes nothing:"
+	cd examples/quickstart && $(CURDIR)/$(BIN)/runspec apply --yes run.toml
+	cd examples/quickstart && $(CURDIR)/$(BIN)/runspec results run.toml --plot runs/quickstart.png
 
 ## test: lint, check generated files, run the whole suite (integration tests start a real
 ## single-node Slurm and a real Ray head through tests/services/, and stop them after)
