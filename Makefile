@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: pip takes the CPU build from the local wheel directory.
 	$(BIN)/python -m pip install --quiet 'torch==2.13.0' numpy
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray,torch,energy,plot]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,torch,energy,plot,wandb]'
 	touch $(STAMP)
 
 setup: $(STAMP)

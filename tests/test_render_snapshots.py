@@ -59,7 +59,9 @@ def fixture_root(tmp_path: Path) -> Path:
 def repo_root(tmp_path: Path) -> Path:
     """examples/ and specs/ (and pyproject.toml, where the env.toml search stops) copied."""
     for name in ("examples", "specs"):
-        shutil.copytree(ROOT / name, tmp_path / name)
+        # Only what git tracks: a local `make demo` leaves runs/ and .runspec/ state behind.
+        shutil.copytree(ROOT / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns(".runspec", "runs"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -383,20 +384,30 @@ class Applier:
         by_key = {run.key: run for run in runs}
         for launch in launches:
             members = [by_key[k] for k in launch.keys]
+            previous = {run.key: self.state.members.get(run.key) for run in members}
+            tag = uuid.uuid4().hex[:12]
             try:
                 for run in members:
                     self.materialize(run)
                 self.write_launch_files(launch)
-                for run in members:
-                    self.record(run, "submitted", {"launch": launch.directory}, backend.name)
+                for index, run in enumerate(members):
+                    self.record(run, "submitted", self._intent(launch, tag, index), backend.name)
                 self.save()  # intent, before the scheduler hears of it
                 after = {n: self._job_of(n) for n in self.result.plan.needs.get(stage, [])}
-                handles = backend.submit(launch, self.root, {k: v for k, v in after.items() if v})
+                handles = backend.submit(launch, self.root, {k: v for k, v in after.items() if v},
+                                         tag)
                 self.report.backend_calls += 1
             except BackendError as error:
                 self.report.errors.append(str(error))
-                for run in members:
-                    self.state.members.pop(run.key, None)  # never submitted: plan creates it again
+                if error.ambiguous:
+                    self.report.errors.append("the submission may have arrived; it is kept as "
+                                              "an intent that `runspec status` reconciles")
+                else:  # refused: put back what the state held before
+                    for key, old in previous.items():
+                        if old is None:
+                            self.state.members.pop(key, None)
+                        else:
+                            self.state.members[key] = old
                 self.save()
                 self.stopping = True
                 return
@@ -408,6 +419,19 @@ class Applier:
             self.reporter.event(f"submitted {len(members)} run{'s' * (len(members) != 1)} of "
                                 f"stage {stage} to {backend.name}: "
                                 + _describe_handle(handles[members[0].key]))
+
+    @staticmethod
+    def _intent(launch: Launch, tag: str, index: int) -> dict:
+        """What is recorded before submitting: enough to find the job again if the answer
+        is lost (Slurm: the comment tag and array task; Ray: the submission id)."""
+        intent = {"launch": launch.directory, "tag": tag}
+        if launch.request.get("array_size"):
+            intent["task"] = index
+        body = launch.request.get("body")
+        if body:  # Ray: the id is chosen by us, so the job can be asked about directly
+            intent["submission_id"] = body["submission_id"]
+            intent["address"] = launch.request.get("address")
+        return intent
 
     def ensure_ray_head(self) -> None:
         """No Ray address: start a local head (and stop it after an attached apply)."""

@@ -49,11 +49,14 @@ def run_script(spec: RunSpec) -> str:
 
 
 class BackendError(Exception):
-    """A backend could not do what was asked (no sbatch, controller down, address silent…)."""
+    """A backend could not do what was asked (no sbatch, controller down, address silent…).
 
-    def __init__(self, message: str, hint: str | None = None):
+    ``ambiguous`` means the request may have arrived anyway (a timeout after sending it): the
+    submission is kept as an intent for the next refresh to find, never simply dropped."""
+
+    def __init__(self, message: str, hint: str | None = None, ambiguous: bool = False):
         super().__init__(message + (f" — {hint}" if hint else ""))
-        self.message, self.hint = message, hint
+        self.message, self.hint, self.ambiguous = message, hint, ambiguous
 
 
 def executable_env(env: dict[str, str]) -> dict[str, str]:

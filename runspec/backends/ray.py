@@ -47,7 +47,8 @@ class RayBackend:
                        self.request(specs[run.key], context.root, run.digest),
                        directory=run.run_dir) for run in runs]
 
-    def submit(self, launch: Launch, root: Path, after: dict[str, str]) -> dict[str, dict]:
+    def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
+               ) -> dict[str, dict]:
         from runspec.backends.base import BackendError, resolve_secrets
 
         client = _client(launch.request)
@@ -84,7 +85,7 @@ class RayBackend:
             if "submission_id" not in handle:
                 statuses[member.key] = "lost"
                 continue
-            code, answer = RayClient(handle["address"]).call(
+            code, answer = _client_for(handle).call(
                 "GET", f"/api/jobs/{handle['submission_id']}")
             statuses[member.key] = _STATES.get(answer.get("status"), "lost") if code < 300 else "lost"
         return statuses
@@ -93,13 +94,13 @@ class RayBackend:
         for member in members:
             handle = member.handle or {}
             if "submission_id" in handle:
-                RayClient(handle["address"]).call("POST", f"/api/jobs/{handle['submission_id']}/stop")
+                _client_for(handle).call("POST", f"/api/jobs/{handle['submission_id']}/stop")
 
     def log_text(self, member, root: Path) -> str:
         handle = member.handle or {}
         if "submission_id" not in handle:
             return ""
-        _, answer = RayClient(handle["address"]).call("GET", f"/api/jobs/{handle['submission_id']}/logs")
+        _, answer = _client_for(handle).call("GET", f"/api/jobs/{handle['submission_id']}/logs")
         return answer.get("logs", "")
 
 
@@ -148,9 +149,18 @@ class RayClient:
                 return error.code, {"message": text}
         except (urllib.error.URLError, TimeoutError, OSError) as error:
             reason = getattr(error, "reason", error)
+            # A POST that timed out may have arrived: the caller keeps it as an intent.
+            sent = method == "POST" and isinstance(reason, TimeoutError | OSError) and not \
+                isinstance(reason, ConnectionRefusedError)
             raise BackendError(f"Ray at {self.address} did not answer within {self.timeout:g} s "
                                f"({reason})", "is the Ray head running? (set env.address or "
-                               "leave it unset to let runspec start one)") from None
+                               "leave it unset to let runspec start one)",
+                               ambiguous=sent) from None
+
+
+def _client_for(handle: dict) -> RayClient:
+    """A client for a recorded job (an intent may not know the managed head's address)."""
+    return _client({"address": handle.get("address")})
 
 
 def _client(request: dict) -> RayClient:

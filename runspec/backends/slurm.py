@@ -146,8 +146,11 @@ class SlurmBackend:
                    "one_at_a_time": bool(array and context.sequential)}
         return [Launch("slurm", stage, [run.key for run in runs], request, files, launch_dir)]
 
-    def submit(self, launch: Launch, root: Path, after: dict[str, str]) -> dict[str, dict]:
-        """One ``sbatch --parsable`` for the launch (a whole array); handles per run key."""
+    def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
+               ) -> dict[str, dict]:
+        """One ``sbatch --parsable`` for the launch (a whole array); handles per run key.
+        ``--comment=runspec:<tag>`` is added so that a submission whose answer was lost (a
+        crash, a timeout) can be found again in the queue."""
         argv = []
         for arg in launch.request["argv"]:
             if arg.startswith("--dependency=afterok:"):
@@ -158,6 +161,8 @@ class SlurmBackend:
                     argv.append("--dependency=afterok:" + ":".join(ids))
                 continue
             argv.append(arg)
+        if tag:
+            argv.insert(2, f"--comment=runspec:{tag}")
         output = _slurm(argv, root, "sbatch")
         job_id = output.strip().split(";")[0]
         if not job_id.isdigit():
@@ -174,6 +179,10 @@ class SlurmBackend:
 
         statuses: dict[str, str] = {}
         waiting = []
+        untracked = [m for m in members if not (m.handle or {}).get("job_id")
+                     and (m.handle or {}).get("tag")]
+        if untracked:
+            self.reconcile(untracked, root)
         for member in members:
             final = run_status.from_result(root / member.run_dir)
             if final is not None:
@@ -181,7 +190,7 @@ class SlurmBackend:
             elif member.handle and "job_id" in member.handle:
                 waiting.append(member)
             else:
-                statuses[member.key] = "lost"  # intent recorded, sbatch never answered
+                statuses[member.key] = "lost"  # intent recorded, and no such job in the queue
         if not waiting:
             return statuses
         queue = {}
@@ -205,6 +214,21 @@ class SlurmBackend:
             state = known.get(_task_id(member.handle))
             statuses[member.key] = _STATES.get(state, "lost") if state else "lost"
         return statuses
+
+    def reconcile(self, members, root: Path) -> None:
+        """Intents without a job id (the apply died, or sbatch timed out, after sending):
+        look the job up by its ``runspec:<tag>`` comment and record its id in place."""
+        found = {}
+        for line in _slurm(["squeue", "-h", "-o", "%F %k"], root, "squeue").splitlines():
+            job_id, _, comment = line.partition(" ")
+            if comment.startswith("runspec:"):
+                found[comment.removeprefix("runspec:").strip()] = job_id.strip()
+        for member in members:
+            job_id = found.get(member.handle["tag"])
+            if job_id:
+                member.handle = {"job_id": job_id, **({"task": member.handle["task"]}
+                                                      if member.handle.get("task") is not None
+                                                      else {})}
 
     def cancel_many(self, members, root: Path) -> None:
         ids = sorted({_task_id(m.handle) for m in members if m.handle and "job_id" in m.handle})
@@ -238,7 +262,8 @@ def _slurm(argv: list[str], root: Path, what: str) -> str:
                            "executor") from None
     except subprocess.TimeoutExpired:
         raise BackendError(f"{argv[0]} did not answer within {SLURM_TIMEOUT_S} s",
-                           "is the Slurm controller up? (sinfo)") from None
+                           "is the Slurm controller up? (sinfo)",
+                           ambiguous=argv[0] == "sbatch") from None
     if completed.returncode != 0:
         message = (completed.stderr or completed.stdout).strip().replace("\n", " ")
         raise BackendError(f"{what} failed: {message or f'exit code {completed.returncode}'}")
