@@ -16,7 +16,7 @@ from runspec.state.store import Member, State
 
 
 def refresh_state(state: State, root: Path, warn=None) -> int:
-    """Update active members in place; returns how many changed status. A backend that
+    """Update active members in place; returns how many changed (status or handle). A backend that
     cannot be asked (a torn-down Ray cluster, Slurm down) leaves its members as they were,
     with a warning, rather than blocking every later command on this manifest."""
     active: dict[str, list[Member]] = defaultdict(list)
@@ -26,6 +26,7 @@ def refresh_state(state: State, root: Path, warn=None) -> int:
     changed = 0
     for backend_name, members in active.items():
         backend = backend_for(backend_name)
+        handles = {m.key: m.handle for m in members}  # a refresh may complete an intent's handle
         try:
             statuses = backend.refresh_many(members, root)
         except BackendError as error:
@@ -34,7 +35,7 @@ def refresh_state(state: State, root: Path, warn=None) -> int:
             continue
         for member in members:
             new = statuses.get(member.key, member.status)
-            if new != member.status:
+            if new != member.status or member.handle != handles[member.key]:
                 member.status = new
                 changed += 1
     return changed

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import DDP_SCRIPT, MARKER_RECIPE, invoke, starts, state_members
 
+from runspec.state.store import StateStore
+
 pytestmark = pytest.mark.slurm
 
 RECIPE = MARKER_RECIPE
@@ -167,3 +169,29 @@ def test_torchrun_ddp_with_two_processes_inside_a_slurm_job(project):
 
 
 DDP = DDP_SCRIPT
+
+
+def test_a_submission_whose_answer_was_lost_is_found_again_by_its_tag(project):
+    """A crash between sbatch answering and the state being written leaves only the intent;
+    refreshing finds the job by its runspec:<tag> comment instead of submitting it again."""
+    (project / "run.toml").write_text(manifest(["a", "b"], pause=60))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    state_file = project / ".runspec/state/sl.json"
+    store = StateStore(str(state_file), "sl")
+    state = store.read()
+    job_id = next(iter(state.members.values())).handle["job_id"]
+    queue = subprocess.run(["squeue", "-h", "-o", "%F %k"], capture_output=True, text=True,
+                           check=True).stdout
+    tag = next(line.split()[1] for line in queue.splitlines()
+               if line.split()[0] == job_id).removeprefix("runspec:")
+    for member in state.members.values():  # what a crash right after sbatch leaves behind
+        member.handle = {"launch": "x", "tag": tag, "task": member.handle["task"]}
+        member.status = "submitted"
+    store.write(state)
+    status = invoke("status", "run.toml", cwd=project)
+    assert status.exit_code == 0, status.output
+    recovered = store.read().members
+    assert {m.handle["job_id"] for m in recovered.values()} == {job_id}
+    assert sorted(m.handle["task"] for m in recovered.values()) == [0, 1]
+    assert invoke("plan", "run.toml", cwd=project).stdout.count("No changes.") == 1
+    invoke("cancel", "run.toml", cwd=project)
