@@ -40,6 +40,14 @@ def cli():
     return invoke
 
 
+@pytest.fixture(autouse=True)
+def artifact_registry(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own artifact registry: nothing is published into ~/.runspec."""
+    root = tmp_path_factory.mktemp("artifacts")
+    monkeypatch.setenv("RUNSPEC_ARTIFACTS", str(root))
+    return root
+
+
 class TextSnapshotExtension(SingleFileSnapshotExtension):
     """One plain .txt file per snapshot: exactly what a person sees, readable in a diff."""
 

@@ -340,8 +340,34 @@ class Applier:
         self.report.submitted.append(run.key)
         return handle
 
+    def register_outputs(self, run: Run) -> str | None:
+        """A run that succeeded publishes its outputs.artifacts, with lineage (its key and
+        the input versions it used). Returns why it must count as failed, if it must."""
+        if not run.outputs:
+            return None
+        from runspec.artifacts.registry import Registry
+        from runspec.artifacts.uri import ArtifactError
+
+        registry = Registry(self.result.resolved.artifacts_root)
+        inputs = {name: pin["version"] for name, pin in (run.request.get("inputs") or {}).items()}
+        for name, (path, type_) in run.outputs.items():
+            produced = self.root / path
+            if not produced.exists():
+                return f"output {name} is missing: {path} was not written"
+            try:
+                version = registry.publish(name, produced, type_, producer=run.key, inputs=inputs)
+            except ArtifactError as error:
+                return f"output {name} could not be registered: {error.message}"
+            self.reporter.event(f"registered {version.label} from {run.key}")
+        return None
+
     def _finish(self, run: Run, status: str, seconds: float) -> None:
         member = self.state.members[run.key]
+        if status == "succeeded":
+            problem = self.register_outputs(run)
+            if problem:
+                self.report.errors.append(f"{run.key}: {problem}")
+                status = "failed"
         member.status = status
         member.finished_at = _now()
         self.save()
@@ -462,9 +488,18 @@ class Applier:
             if not pending:
                 break
             time.sleep(poll_s)
+        by_key = {run.key: run for run in runs}
         for key in keys:
-            if key in self.state.members:  # a launch that failed to submit left no member
-                self.report.statuses[key] = self.state.members[key].status
+            member = self.state.members.get(key)
+            if member is None:  # a launch that failed to submit left no member
+                continue
+            if member.status == "succeeded":
+                problem = self.register_outputs(by_key[key])
+                if problem:
+                    self.report.errors.append(f"{key}: {problem}")
+                    member.status = "failed"
+                    self.save()
+            self.report.statuses[key] = member.status
 
     # -- destroy -----------------------------------------------------------------------------
     def destroy(self, changes) -> None:

@@ -142,6 +142,14 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                  if before.get(k, _MISSING) != after.get(k, _MISSING)]
         if edits:
             reasons.append(f"{section} changed: " + ", ".join(edits))
+    before_inputs, after_inputs = old.get("inputs") or {}, new.get("inputs") or {}
+    for name in sorted(before_inputs.keys() | after_inputs.keys()):
+        was, now = before_inputs.get(name, {}), after_inputs.get(name, {})
+        if was != now:
+            old_label = (was.get("version") or "(none)").rsplit(":", 1)[-1]
+            new_label = (now.get("version") or "(none)").rsplit(":", 1)[-1]
+            detail = f"{old_label} → {new_label}" if old_label != new_label else "content changed"
+            reasons.append(f"input {name}: {detail}")
     names = sorted(k for k in (old.get("env") or {}).keys() | (new.get("env") or {}).keys()
                    if (old.get("env") or {}).get(k) != (new.get("env") or {}).get(k))
     if names:

@@ -47,10 +47,12 @@ class Interpolator:
     """Resolves plan-time references against one run's context."""
 
     def __init__(self, sweep: Mapping[str, Any], run: Mapping[str, Any],
-                 stage: Callable[[str], Any] | None = None):
+                 stage: Callable[[str], Any] | None = None,
+                 artifact: Callable[[str, str], Any] | None = None):
         self.sweep = sweep
         self.run = run
         self.stage = stage
+        self.artifact = artifact
 
     def resolve(self, value: Any, _stack: tuple[str, ...] = ()) -> Any:
         if isinstance(value, dict):
@@ -80,8 +82,10 @@ class Interpolator:
             cycle = " → ".join(f"${{{e}}}" for e in (*stack, expression))
             raise InterpolationError(f"interpolation cycle: {cycle}")
         if expression.startswith("art:"):
-            raise InterpolationError(f"${{{expression}}} is not yet resolvable",
-                                     "artifact interpolation arrives with the artifact registry")
+            name, _, field = expression[4:].partition(",")
+            if self.artifact is None:
+                raise InterpolationError(f"${{{expression}}} is not available here")
+            return self.artifact(name.strip(), field.strip() or "path")
         namespace, _, name = expression.partition(".")
         if namespace == "sweep":
             if name not in self.sweep:

@@ -43,6 +43,7 @@ class Run:
     request: dict[str, Any]            # the canonical request the digest covers
     digest: str
     renderer: Callable[[], dict[str, str]] | None = field(default=None, repr=False, compare=False)
+    outputs: dict[str, tuple[str, str]] = field(default_factory=dict)  # name → (path, type)
     _files: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property

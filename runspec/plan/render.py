@@ -75,8 +75,12 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         problems.at(at + ("sweep", *error.path), error.message, error.hint, on_key=True)
         return []
     config_keys = _checked_config_keys(stage, problems)
-    if config_keys is None:
+    pinned = _pin_inputs(resolved, stage, problems)
+    if config_keys is None or pinned is None:
         return []
+    inputs = {n: {"version": v.label, "digest": v.metadata.get("digest")}
+              for n, (v, _) in sorted(pinned.items())}
+    artifact_field = _artifact_field(pinned, stage)
     backend = backend_for(stage.env.executor)
     recipe = stage.recipe
     # A command recipe gets no --config argument, but its config.yaml is still rendered (it
@@ -112,11 +116,12 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         run_dir = f"{resolved.outputs_root}/{key_path(key)}"
         context = {"key": key, "dir": run_dir, "stage": stage.name, "slot": slot.label,
                    "cycle": slot.cycle, "name": name}
-        interpolator = Interpolator(slot.point, context, _stage_lookup(stage_runs, resolved))
+        interpolator = Interpolator(slot.point, context, _stage_lookup(stage_runs, resolved),
+                                    artifact_field)
         try:
             if renders_config and (per_run_config or slot.point_index not in configs):
                 configs[slot.point_index] = _config(stage, slot.point, config_keys, interpolator,
-                                                    problems)
+                                                    problems, pinned)
             config = configs.get(slot.point_index, {})
             config_path = (here(f"{run_dir}/config.yaml")
                            if renders_config and recipe.kind != "command" else None)
@@ -132,9 +137,10 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             variables = ({k: as_text(v) for k, v in _interpolated(
                 interpolator, stage.env.vars, ("env", "vars"), problems).items()}
                 if vars_refs else stage.env.vars)
-            outputs = {f"RUNSPEC_OUTPUT_{_env_name(n)}": here(str(_interpolated(
-                interpolator, o.path, at + ("outputs", "artifacts", n, "path"), problems)))
-                for n, o in stage.outputs.items()}
+            produced = {n: (str(_interpolated(interpolator, o.path,
+                                              at + ("outputs", "artifacts", n, "path"), problems)),
+                            o.type) for n, o in stage.outputs.items()}
+            outputs = {f"RUNSPEC_OUTPUT_{_env_name(n)}": here(p) for n, (p, _) in produced.items()}
         except _Stop:
             return []
         env = {**variables, "RUNSPEC_RUN_KEY": key, "RUNSPEC_RUN_DIR": here(run_dir), **outputs}
@@ -153,6 +159,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         }
         if upstream:
             request["upstream"] = upstream  # a changed upstream stage replaces this one too
+        if inputs:
+            request["inputs"] = inputs  # pinned versions: a moved alias replaces the run
         if template_digest:
             request["template_digest"] = template_digest
         run_digest = digest(request)
@@ -165,7 +173,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
 
         runs.append(Run(key=key, stage=stage.name, point=slot.point, slot=slot.label,
                         warmup=bool(slot.warmup), run_dir=run_dir, request=request,
-                        digest=run_digest, renderer=files))
+                        digest=run_digest, renderer=files, outputs=produced))
         plan.specs[key] = spec
     return runs
 
@@ -233,7 +241,8 @@ def _checked_config_keys(stage: ResolvedStage, problems: _Problems) -> dict[str,
 
 
 def _config(stage: ResolvedStage, point: dict[str, Any], keys: dict[str, str],
-            interpolator: Interpolator, problems: _Problems) -> dict[str, Any] | None:
+            interpolator: Interpolator, problems: _Problems, pinned: dict[str, Any]
+            ) -> dict[str, Any] | None:
     at = stage.at
     values: dict[str, Any] = {}
     for key, value in stage.recipe.overrides.items():
@@ -242,7 +251,8 @@ def _config(stage: ResolvedStage, point: dict[str, Any], keys: dict[str, str],
     for name, artifact in stage.artifacts.items():
         if artifact.bind:
             values[keys[artifact.bind]] = _artifact_path(artifact.uri, interpolator,
-                                                         at + ("artifacts", name, "uri"), problems)
+                                                         at + ("artifacts", name, "uri"), problems,
+                                                         pinned, name)
     for key, value in point.items():
         values[keys[key]] = _interpolated(interpolator, value, at + ("sweep", "parameters", key),
                                           problems)
@@ -267,13 +277,67 @@ def _interpolate_config(node: Any, interpolator: Interpolator, document: Documen
         raise _Stop from None
 
 
-def _artifact_path(uri: str, interpolator: Interpolator, path: KeyPath, problems: _Problems) -> str:
-    if uri.startswith(("art://", "wandb://")):
-        problems.at(path, f'"{uri}" is not yet resolvable',
-                    "artifact registry URIs arrive with the artifacts issue; use a path for now")
+def _artifact_path(uri: str, interpolator: Interpolator, path: KeyPath, problems: _Problems,
+                   pinned: dict[str, Any] | None = None, name: str = "") -> str:
+    if uri.startswith("art://") and pinned is not None and name in pinned:
+        version, subpath = pinned[name]
+        return f"{version.path}/{subpath}" if subpath else version.path
+    if uri.startswith("wandb://"):
+        problems.at(path, f'"{uri}" cannot be resolved at plan time',
+                    "runspec resolves inputs from its own registry (art://); W&B artifacts are "
+                    "recorded, not resolved (offline W&B cannot resolve them at all)")
         raise _Stop
     resolved = _interpolated(interpolator, uri, path, problems)
     return str(resolved).removeprefix("file://")
+
+
+def _pin_inputs(resolved: Resolved, stage: ResolvedStage, problems: _Problems
+                ) -> dict[str, Any] | None:
+    """Every art:// input resolved once per plan to a concrete version: the plan pins it, so a
+    moved ``latest`` shows up as a replace (``input data: v3 → v4``)."""
+    from runspec.artifacts.registry import Registry
+    from runspec.artifacts.uri import ArtifactError, parse
+
+    registry = Registry(resolved.artifacts_root)
+    pinned: dict[str, Any] = {}
+    ok = True
+    for name, artifact in stage.artifacts.items():
+        if not artifact.uri.startswith("art://"):
+            continue
+        where = stage.at + ("artifacts", name, "uri")
+        try:
+            ref = parse(artifact.uri)
+            pinned[name] = (registry.resolve(ref), ref.subpath)
+        except ArtifactError as error:
+            problems.at(where, error.message, error.hint)
+            ok = False
+    return pinned if ok else None
+
+
+def _artifact_field(pinned: dict[str, Any], stage: ResolvedStage):
+    """``${art:NAME,FIELD}`` (Nemotron's syntax): FIELD is ``path`` or a metadata field."""
+
+    def lookup(name: str, field: str) -> Any:
+        if name not in stage.artifacts:
+            declared = ", ".join(stage.artifacts) or "none"
+            raise InterpolationError(f"${{art:{name},{field}}}: no input artifact \"{name}\"",
+                                     f"declare [artifacts.{name}] (inputs here: {declared})")
+        if name not in pinned:
+            if field == "path":
+                return stage.artifacts[name].uri.removeprefix("file://")
+            raise InterpolationError(f"${{art:{name},{field}}}: {name} is a plain path, which "
+                                     "has no metadata")
+        version, subpath = pinned[name]
+        if field == "path":
+            return f"{version.path}/{subpath}" if subpath else version.path
+        if field == "version":
+            return version.number
+        if field not in version.metadata:
+            raise InterpolationError(f"${{art:{name},{field}}}: no field \"{field}\"",
+                                     f"fields: path, version, {', '.join(sorted(version.metadata))}")
+        return version.metadata[field]
+
+    return lookup
 
 
 def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved):

@@ -95,6 +95,7 @@ class Resolved:
     state_location: str | None
     stages: list[ResolvedStage]
     inputs: list[Path] = field(default_factory=list)   # every file the plan depends on
+    artifacts_root: str = ""                           # the artifact registry (env.toml)
 
 
 def parse_set(assignment: str) -> tuple[list[str], Any]:
@@ -162,8 +163,14 @@ def resolve(path: str | Path, sets: list[str] | None = None) -> Resolved:
     for name, stage_raw in stages_raw.items():
         at = ("stages", name) if raw.get("stages") else ()
         stages.append(_resolve_stage(document, root, name, stage_raw, at, inputs))
+    artifacts_root = _artifacts_root(root, raw.get("env") or {})
+    for stage in stages:
+        for artifact in stage.artifacts.values():
+            if artifact.uri.startswith("art://"):
+                name = artifact.uri.removeprefix("art://").split(":")[0].split("/")[0]
+                inputs.append(Path(os.path.expanduser(artifacts_root)) / name / "aliases.json")
     return Resolved(
-        inputs=inputs,
+        inputs=inputs, artifacts_root=artifacts_root,
         document=document, manifest=manifest, root=root,
         manifest_file=_relative(root, Path(document.path)),
         manifest_digest=digest(raw), outputs_root=manifest.outputs.root,
@@ -210,6 +217,14 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
         config_document=config_document,
         at=at,
     )
+
+
+def _artifacts_root(root: Path, env: dict[str, Any]) -> str:
+    from runspec.artifacts.registry import registry_root
+
+    env_path = (root / env["file"]) if isinstance(env.get("file"), str) else find_env_file(root)
+    data = load_env_file(env_path).document.data if env_path and env_path.is_file() else None
+    return registry_root(data)
 
 
 def _declared_dir(document: Document, path: tuple[str, ...]) -> Path:

@@ -1,0 +1,1 @@
+"""Artifacts: versioned, path-centric inputs and outputs with lineage (art:// URIs)."""
