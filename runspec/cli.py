@@ -361,6 +361,65 @@ def results(path, fmt, group_by, plot_file, strict) -> None:
             sys.exit(1)
 
 
+@main.group()
+@click.option("--root", default=None, metavar="PATH",
+              help="Registry root (default: env.toml [artifacts] root near here, else "
+                   "$RUNSPEC_ARTIFACTS, else ~/.runspec/artifacts).")
+@click.pass_context
+def artifacts(ctx, root) -> None:
+    """The artifact registry: what runs produced, their versions, aliases and lineage."""
+    from runspec.artifacts.registry import Registry, registry_root
+    from runspec.manifest.profiles import find_env_file, load_env_file
+
+    if root is None:
+        env_path = find_env_file(Path.cwd())
+        root = registry_root(load_env_file(env_path).document.data if env_path else None)
+    ctx.obj = Registry(root)
+
+
+@artifacts.command("list")
+@click.pass_obj
+def artifacts_list(registry) -> None:
+    """Every artifact with its versions and aliases."""
+    from runspec.artifacts.report import listing
+
+    click.echo(listing(registry), nl=False)
+
+
+@artifacts.command("show")
+@click.argument("ref", metavar="NAME[:vN|:ALIAS]")
+@click.pass_obj
+def artifacts_show(registry, ref) -> None:
+    """One version's metadata (the latest without a version)."""
+    import json
+
+    from runspec.artifacts.report import resolve_ref
+
+    version = _or_fail(lambda: resolve_ref(registry, ref))
+    click.echo(json.dumps(version.metadata, indent=2))
+
+
+@artifacts.command("lineage")
+@click.argument("ref", metavar="NAME[:vN|:ALIAS]")
+@click.pass_obj
+def artifacts_lineage(registry, ref) -> None:
+    """The tree of runs and input versions that produced a version."""
+    from runspec.artifacts.report import lineage_tree, resolve_ref
+
+    version = _or_fail(lambda: resolve_ref(registry, ref))
+    click.echo(lineage_tree(registry.lineage(version)), nl=False)
+
+
+def _or_fail(action):
+    from runspec.artifacts.uri import ArtifactError
+
+    try:
+        return action()
+    except ArtifactError as error:
+        click.echo(f"error: {error.message}" + (f" — {error.hint}" if error.hint else ""), err=True)
+        sys.exit(1)
+
+
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),

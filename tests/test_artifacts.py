@@ -1,0 +1,198 @@
+"""Artifacts: URIs, the registry (versions, aliases, concurrent publishing), plan-time
+pinning, ${art:…} in configs, outputs registered with lineage by a real 2-stage pipeline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import invoke
+
+from runspec.artifacts.registry import Registry
+from runspec.artifacts.uri import ArtifactError, parse
+
+
+def test_uris():
+    ref = parse("art://tiny-shakespeare:v3/train.txt")
+    assert (ref.scheme, ref.name, ref.version, ref.alias, ref.subpath) == (
+        "art", "tiny-shakespeare", 3, None, "train.txt")
+    assert parse("art://data").alias == "latest"
+    assert parse("art://data:best").alias == "best"
+    assert parse("file:///data/x").path == "/data/x" and parse("data/x").scheme == "file"
+    wandb = parse("wandb://team/proj/data:v2")
+    assert (wandb.entity, wandb.project, wandb.name, wandb.alias) == ("team", "proj", "data", "v2")
+    for bad in ("art://", "art://:v1", "art://a b", "s3://bucket/x", "wandb://x"):
+        with pytest.raises(ArtifactError):
+            parse(bad)
+
+
+def test_publish_resolve_and_alias(tmp_path):
+    registry = Registry(tmp_path / "reg")
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "a.txt").write_text("one")
+    first = registry.publish("ds", source, "dataset", producer="m/prep/_/c1")
+    (source / "a.txt").write_text("two")
+    second = registry.publish("ds", source, "dataset")
+    assert (first.number, second.number) == (1, 2)
+    assert first.metadata["digest"] != second.metadata["digest"]
+    assert registry.resolve(parse("art://ds")).number == 2
+    registry.set_alias("ds", "best", 1)
+    assert registry.resolve(parse("art://ds:best")).number == 1
+    with pytest.raises(ArtifactError) as caught:
+        registry.resolve(parse("art://ds:v9"))
+    assert caught.value.hint == "versions: v1, v2; aliases: best → v1, latest → v2"
+    with pytest.raises(ArtifactError, match='no artifact "dsx"') as caught:
+        registry.resolve(parse("art://dsx"))
+    assert caught.value.hint == 'did you mean "ds"?'
+
+
+CONCURRENT = """
+import sys
+from pathlib import Path
+from runspec.artifacts.registry import Registry
+registry = Registry(sys.argv[1])
+for i in range(50):
+    registry.publish("shared", Path(sys.argv[2]), "dataset", producer=f"{sys.argv[3]}-{i}")
+"""
+
+
+def test_two_processes_publishing_50_versions_each_lose_none(tmp_path):
+    (tmp_path / "f").write_text("x")
+    root = tmp_path / "reg"
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(root), str(tmp_path / "f"),
+                               name]) for name in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    registry = Registry(root)
+    assert registry.versions("shared") == list(range(1, 101))
+    producers = {registry.get("shared", n).metadata["producer"] for n in range(1, 101)}
+    assert len(producers) == 100
+    assert registry.aliases("shared")["latest"] in range(1, 101)
+
+
+def test_unwritable_registry_root_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    registry = Registry(tmp_path / "file" / "reg")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ArtifactError, match="cannot write the artifact registry"):
+        registry.publish("x", tmp_path / "d", "dataset")
+
+
+PREP = textwrap.dedent('''\
+    schema = "runspec/v1"
+    name = "prep"
+    [recipe]
+    command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[1]); open(sys.argv[1] + '/shard.txt', 'w').write('tokens')", "${run.dir}/shards"]
+    [outputs.artifacts.shards]
+    path = "${run.dir}/shards"
+    type = "dataset"
+    ''')
+
+TRAIN = textwrap.dedent('''\
+    schema = "runspec/v1"
+    name = "train"
+    [recipe]
+    command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[1]); open(sys.argv[1] + '/model.pt', 'w').write(open(sys.argv[2]).read())", "${run.dir}/ckpt", "${art:data,path}/shard.txt"]
+    [artifacts.data]
+    uri = "art://shards:latest"
+    [outputs.artifacts.model]
+    path = "${run.dir}/ckpt"
+    type = "model"
+    ''')
+
+
+def test_published_outputs_are_consumed_pinned_and_traced(tmp_path, artifact_registry):
+    """prep publishes a dataset; train consumes art://shards:latest, publishes a model whose
+    lineage names both runs; a new shards version then replaces train, with the reason."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "prep.toml").write_text(PREP)
+    (tmp_path / "train.toml").write_text(TRAIN)
+    first = invoke("apply", "--yes", "prep.toml", cwd=tmp_path)
+    assert first.exit_code == 0, first.output
+    assert "registered shards:v1 from prep/main/_/c1" in first.stderr
+    second = invoke("apply", "--yes", "train.toml", cwd=tmp_path)
+    assert second.exit_code == 0, second.output
+    assert "registered model:v1 from train/main/_/c1" in second.stderr
+    registry = Registry(artifact_registry)
+    model = registry.resolve(parse("art://model"))
+    assert model.metadata["inputs"] == {"data": "shards:v1"}
+    assert Path(model.path, "model.pt").read_text() == "tokens"
+    root = ["artifacts", "--root", str(artifact_registry)]
+    tree = invoke(*root, "lineage", "model", cwd=tmp_path)
+    assert tree.stdout == ("model:v1  [model] produced by train/main/_/c1\n"
+                           "└── shards:v1  [dataset] produced by prep/main/_/c1\n")
+    listing = invoke(*root, "list", cwd=tmp_path)
+    assert "model  (model) versions v1…v1 [1]  aliases: latest → v1" in listing.stdout
+    shown = invoke(*root, "show", "shards:v1", cwd=tmp_path)
+    assert '"producer": "prep/main/_/c1"' in shown.stdout
+    missing = invoke(*root, "show", "shards:v7", cwd=tmp_path)
+    assert missing.exit_code == 1 and "versions: v1; aliases: latest → v1" in missing.stderr
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "shard.txt").write_text("more tokens")
+    registry.publish("shards", tmp_path / "other", "dataset")
+    plan = invoke("plan", "train.toml", cwd=tmp_path)
+    assert "-/+ train/main/_/c1" in plan.stdout
+    assert "# input data: v1 → v2" in plan.stdout
+
+
+def test_a_missing_output_fails_the_run_with_the_reason(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "noout"
+        [recipe]
+        command = ["true"]
+        [outputs.artifacts.ckpt]
+        path = "${run.dir}/ckpt"
+        '''))
+    result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert ("noout/main/_/c1: output ckpt is missing: runs/noout/main/_/c1/ckpt was not written"
+            in result.stdout)
+
+
+def test_unknown_artifact_and_malformed_uri_are_plan_errors(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "bad"
+        [recipe]
+        command = ["echo", "${art:data,path}"]
+        [artifacts.data]
+        uri = "art://nothing:v2"
+        [artifacts.broken]
+        uri = "art://"
+        '''))
+    result = invoke("plan", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert 'run.toml:6:7: error: artifacts.data.uri: no artifact "nothing" in the registry' in result.stderr
+    assert 'run.toml:8:7: error: artifacts.broken.uri: malformed artifact URI "art://"' in result.stderr
+
+
+def test_art_interpolation_in_a_rendered_config(tmp_path, artifact_registry, text_snapshot):
+    (tmp_path / "pyproject.toml").write_text("")
+    data = tmp_path / "corpus"
+    data.mkdir()
+    (data / "x.txt").write_text("abc")
+    Registry(artifact_registry).publish("corpus", data, "dataset", producer="by-hand")
+    (tmp_path / "config.yaml").write_text(
+        "data:\n  path: null\n  blend: ${art:corpus,path}/blend.json\n  version: ${art:corpus,version}\n"
+        "  kind: ${art:corpus,type}\n")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "art"
+        [recipe]
+        script = "train.py"
+        config = "config.yaml"
+        [artifacts.corpus]
+        uri = "art://corpus:latest"
+        bind = "data.path"
+        '''))
+    result = invoke("render", "run.toml", "--out", "out", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    config = (tmp_path / "out/runs/art/main/_/c1/config.yaml").read_text()
+    assert config.replace(str(data.resolve()), "<corpus>") == text_snapshot
