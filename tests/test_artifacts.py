@@ -196,3 +196,28 @@ def test_art_interpolation_in_a_rendered_config(tmp_path, artifact_registry, tex
     assert result.exit_code == 0, result.output
     config = (tmp_path / "out/runs/art/main/_/c1/config.yaml").read_text()
     assert config.replace(str(data.resolve()), "<corpus>") == text_snapshot
+
+
+def test_consuming_a_stage_output_without_needing_the_stage_is_an_error(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "order"
+        [stages.prep.recipe]
+        command = ["true"]
+        [stages.prep.outputs.artifacts.data]
+        path = "${run.dir}/data"
+        [stages.train.recipe]
+        command = ["echo", "${stage.prep.outputs.data}"]
+        '''))
+    result = invoke("plan", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert ('stage "train" consumes ${stage.prep.outputs.data} from stage "prep" but does not '
+            'need it, so they could run in parallel — add "prep" to stages.train.needs'
+            in result.stderr)
+    fixed = (tmp_path / "run.toml").read_text().replace("[stages.train.recipe]",
+                                                        '[stages.train]\nneeds = ["prep"]\n'
+                                                        "[stages.train.recipe]")
+    (tmp_path / "run.toml").write_text(fixed)
+    planned = invoke("plan", "run.toml", cwd=tmp_path)
+    assert planned.exit_code == 0, planned.output

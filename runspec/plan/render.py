@@ -116,7 +116,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         run_dir = f"{resolved.outputs_root}/{key_path(key)}"
         context = {"key": key, "dir": run_dir, "stage": stage.name, "slot": slot.label,
                    "cycle": slot.cycle, "name": name}
-        interpolator = Interpolator(slot.point, context, _stage_lookup(stage_runs, resolved),
+        interpolator = Interpolator(slot.point, context,
+                                    _stage_lookup(stage_runs, resolved, stage.name),
                                     artifact_field)
         try:
             if renders_config and (per_run_config or slot.point_index not in configs):
@@ -340,12 +341,32 @@ def _artifact_field(pinned: dict[str, Any], stage: ResolvedStage):
     return lookup
 
 
-def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved):
-    """``${stage.NAME.outputs.ART}`` → the path the single upstream run produces."""
+def _upstream(stage: str, needs: dict[str, list[str]]) -> set[str]:
+    """Every stage ``stage`` needs, directly or through others."""
+    seen: set[str] = set()
+    todo = list(needs.get(stage, []))
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(needs.get(current, []))
+    return seen
+
+
+def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved, consumer: str = ""):
+    """``${stage.NAME.outputs.ART}`` → the path the single upstream run produces. The
+    producing stage must be one the consumer (transitively) needs: otherwise the two could
+    run in parallel, and the data would be read before it is written."""
     by_name = {s.name: s for s in resolved.stages}
+    needs = {s.name: list(s.needs) for s in resolved.stages}
 
     def lookup(expression: str) -> Any:
         name, _, rest = expression.partition(".")
+        if name in by_name and consumer and name not in _upstream(consumer, needs):
+            raise InterpolationError(
+                f'stage "{consumer}" consumes ${{stage.{expression}}} from stage "{name}" but '
+                f'does not need it, so they could run in parallel',
+                f'add "{name}" to stages.{consumer}.needs')
         if name not in stage_runs:
             known = [s for s in stage_runs] or ["none planned before this stage"]
             raise InterpolationError(f"${{stage.{expression}}}: no earlier stage \"{name}\"",
