@@ -155,6 +155,7 @@ def print_status(name: str, members, stream: TextIO | None = None) -> None:
     for m in members:
         counts[m.status] = counts.get(m.status, 0) + 1
     footer = f"{name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    footer += "".join(f"\n  {m.key}: {m.error}" for m in members if getattr(m, "error", None))
     if not is_terminal(stream):
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:

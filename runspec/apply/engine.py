@@ -126,6 +126,8 @@ class Applier:
             request=run.request, submitted_at=_now(), point=run.point, slot=run.slot,
             run_dir=run.run_dir, backend=backend,
             attempts=attempts if attempts is not None else (previous.attempts if previous else 0) + 1,
+            outputs={name: list(value) for name, value in run.outputs.items()},
+            registry=self.result.resolved.artifacts_root,
         )
         self.state.members[run.key] = member
         return member
@@ -343,23 +345,15 @@ class Applier:
     def register_outputs(self, run: Run) -> str | None:
         """A run that succeeded publishes its outputs.artifacts, with lineage (its key and
         the input versions it used). Returns why it must count as failed, if it must."""
-        if not run.outputs:
-            return None
-        from runspec.artifacts.registry import Registry
-        from runspec.artifacts.uri import ArtifactError
+        from runspec.artifacts.publish import register_outputs
 
-        registry = Registry(self.result.resolved.artifacts_root)
-        inputs = {name: pin["version"] for name, pin in (run.request.get("inputs") or {}).items()}
-        for name, (path, type_) in run.outputs.items():
-            produced = self.root / path
-            if not produced.exists():
-                return f"output {name} is missing: {path} was not written"
-            try:
-                version = registry.publish(name, produced, type_, producer=run.key, inputs=inputs)
-            except ArtifactError as error:
-                return f"output {name} could not be registered: {error.message}"
-            self.reporter.event(f"registered {version.label} from {run.key}")
-        return None
+        member = self.state.members[run.key]
+        published, problem = register_outputs(member, self.root)
+        for label in published:
+            self.reporter.event(f"registered {label} from {run.key}")
+        if problem:
+            member.error = problem
+        return problem
 
     def _finish(self, run: Run, status: str, seconds: float) -> None:
         member = self.state.members[run.key]

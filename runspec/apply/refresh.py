@@ -35,6 +35,13 @@ def refresh_state(state: State, root: Path, warn=None) -> int:
             continue
         for member in members:
             new = statuses.get(member.key, member.status)
+            if new == "succeeded" and member.outputs and not member.registered:
+                # A run that ended after apply returned still publishes its outputs.
+                from runspec.artifacts.publish import register_outputs
+
+                _published, problem = register_outputs(member, root)
+                if problem:
+                    new, member.error = "failed", problem
             if new != member.status or member.handle != handles[member.key]:
                 member.status = new
                 changed += 1

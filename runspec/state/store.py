@@ -46,6 +46,10 @@ class Member:
     run_dir: str = ""                  # relative to the manifest's directory
     backend: str = "local"
     attempts: int = 0
+    outputs: dict[str, Any] = field(default_factory=dict)   # artifact → [path, type]
+    registry: str = ""                 # where outputs are published
+    registered: bool = False           # outputs published (once)
+    error: str | None = None           # why runspec marked it failed, when the run did not say
 
 
 @dataclass

@@ -195,3 +195,23 @@ def test_a_submission_whose_answer_was_lost_is_found_again_by_its_tag(project):
     assert sorted(m.handle["task"] for m in recovered.values()) == [0, 1]
     assert invoke("plan", "run.toml", cwd=project).stdout.count("No changes.") == 1
     invoke("cancel", "run.toml", cwd=project)
+
+
+def test_outputs_of_a_job_that_ends_after_apply_returned_are_registered_by_status(
+        project, artifact_registry):
+    from runspec.artifacts.registry import Registry
+
+    (project / "run.toml").write_text(manifest(["a"]).replace(
+        'command = ["python", "recipe.py", "${run.dir}/marker.txt", "${sweep.v}", "0.0"]',
+        'command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[1])", "${run.dir}/out"]')
+        + '[outputs.artifacts.result]\npath = "${run.dir}/out"\n')
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0  # returns at once
+    member = members(project)["sl/main/v=a/c1"]
+    deadline = time.monotonic() + 60
+    while not (project / member.run_dir / "result.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status = invoke("status", "run.toml", cwd=project)
+    assert "succeeded" in status.stdout, status.output
+    version = Registry(artifact_registry).get("result", 1)
+    assert version.metadata["producer"] == "sl/main/v=a/c1"
+    assert members(project)["sl/main/v=a/c1"].registered
