@@ -221,3 +221,29 @@ def test_consuming_a_stage_output_without_needing_the_stage_is_an_error(tmp_path
     (tmp_path / "run.toml").write_text(fixed)
     planned = invoke("plan", "run.toml", cwd=tmp_path)
     assert planned.exit_code == 0, planned.output
+
+
+def test_a_stage_consuming_a_sweeping_stage_fans_out_one_run_per_upstream_run(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "fan"
+        [stages.prep.recipe]
+        command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[1]); open(sys.argv[1] + '/v', 'w').write(sys.argv[2])", "${run.dir}/data", "${sweep.v}"]
+        [stages.prep.sweep.parameters]
+        v = ["x", "y"]
+        [stages.prep.outputs.artifacts.data]
+        path = "${run.dir}/data"
+        [stages.train]
+        needs = ["prep"]
+        [stages.train.recipe]
+        command = ["python", "-c", "import sys; print('read', open(sys.argv[1]).read())", "${stage.prep.outputs.data}/v"]
+        '''))
+    plan = invoke("plan", "run.toml", cwd=tmp_path)
+    assert "+ fan/train/stage.prep=v=x@c1/c1" in plan.stdout
+    assert "+ fan/train/stage.prep=v=y@c1/c1" in plan.stdout
+    result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    for value in ("x", "y"):
+        log = tmp_path / f"runs/fan/train/stage.prep=v={value}@c1/c1/stdout.log"
+        assert log.read_text() == f"read {value}\n"

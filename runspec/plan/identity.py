@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+@-]")
 MAX_SEGMENT = 120
 
 

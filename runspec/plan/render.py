@@ -8,7 +8,9 @@ hashes the canonical request into the run's digest.
 
 from __future__ import annotations
 
+import json
 import posixpath
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -69,7 +71,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     upstream = {n: digest([r.digest for r in stage_runs.get(n, [])]) for n in stage.needs}
     at = stage.at
     try:
-        points = sweep_points(stage.sweep, f"{name}/{stage.name}")
+        points = _fan_out(sweep_points(stage.sweep, f"{name}/{stage.name}"), stage, stage_runs)
         slots = campaign_slots(points, stage.campaign, f"{name}/{stage.name}")
     except ExpandError as error:
         problems.at(at + ("sweep", *error.path), error.message, error.hint, on_key=True)
@@ -117,7 +119,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         context = {"key": key, "dir": run_dir, "stage": stage.name, "slot": slot.label,
                    "cycle": slot.cycle, "name": name}
         interpolator = Interpolator(slot.point, context,
-                                    _stage_lookup(stage_runs, resolved, stage.name),
+                                    _stage_lookup(stage_runs, resolved, stage.name, slot.point),
                                     artifact_field)
         try:
             if renders_config and (per_run_config or slot.point_index not in configs):
@@ -255,6 +257,8 @@ def _config(stage: ResolvedStage, point: dict[str, Any], keys: dict[str, str],
                                                          at + ("artifacts", name, "uri"), problems,
                                                          pinned, name)
     for key, value in point.items():
+        if key.startswith(FAN_OUT_PREFIX):
+            continue  # which upstream run this run consumes: not a config key
         values[keys[key]] = _interpolated(interpolator, value, at + ("sweep", "parameters", key),
                                           problems)
     config = with_values(stage.base_config, values)
@@ -341,6 +345,29 @@ def _artifact_field(pinned: dict[str, Any], stage: ResolvedStage):
     return lookup
 
 
+FAN_OUT_PREFIX = "stage."
+_STAGE_REFERENCE = re.compile(r"\$\{stage\.([A-Za-z0-9_-]+)\.outputs\.")
+
+
+def upstream_label(run: Run) -> str:
+    """How a downstream run names the upstream run it consumes: ``lr=0.001@c1``."""
+    return f"{run.key.split('/')[2]}@{run.slot}"
+
+
+def _fan_out(points: list[dict[str, Any]], stage: ResolvedStage,
+             stage_runs: dict[str, list[Run]]) -> list[dict[str, Any]]:
+    """A stage that consumes ``${stage.X.outputs.…}`` of an upstream stage with several runs
+    runs once per upstream run (fan-out): each point gains ``stage.X = <upstream run>``."""
+    text = json.dumps([stage.recipe.entry, stage.recipe.args, stage.recipe.overrides,
+                       {n: a.uri for n, a in stage.artifacts.items()}, stage.base_config])
+    for upstream in sorted(set(_STAGE_REFERENCE.findall(text))):
+        runs = [r for r in stage_runs.get(upstream, []) if not r.warmup]
+        if len(runs) > 1:
+            points = [{**point, f"{FAN_OUT_PREFIX}{upstream}": upstream_label(run)}
+                      for point in points for run in runs]
+    return points
+
+
 def _upstream(stage: str, needs: dict[str, list[str]]) -> set[str]:
     """Every stage ``stage`` needs, directly or through others."""
     seen: set[str] = set()
@@ -353,12 +380,14 @@ def _upstream(stage: str, needs: dict[str, list[str]]) -> set[str]:
     return seen
 
 
-def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved, consumer: str = ""):
+def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved, consumer: str = "",
+                  current_point: dict[str, Any] | None = None):
     """``${stage.NAME.outputs.ART}`` → the path the single upstream run produces. The
     producing stage must be one the consumer (transitively) needs: otherwise the two could
     run in parallel, and the data would be read before it is written."""
     by_name = {s.name: s for s in resolved.stages}
     needs = {s.name: list(s.needs) for s in resolved.stages}
+    current_point = current_point or {}
 
     def lookup(expression: str) -> Any:
         name, _, rest = expression.partition(".")
@@ -373,6 +402,9 @@ def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved, consumer
                                      f"stages it can refer to: {', '.join(known)} (add it to needs)")
         kind, _, artifact = rest.partition(".")
         upstream = [r for r in stage_runs[name] if not r.warmup]
+        chosen = current_point.get(f"{FAN_OUT_PREFIX}{name}")
+        if chosen is not None:
+            upstream = [r for r in upstream if upstream_label(r) == chosen]
         if kind == "dir" and len(upstream) == 1:
             return upstream[0].run_dir
         if kind != "outputs" or artifact not in by_name[name].outputs:
