@@ -35,7 +35,7 @@ def _config(run_dir: Path) -> dict[str, Any]:
                 continue
     job = loaded.get("job") or {}
     return {"config": loaded.get("config") or {}, "sweep": job.get("sweep") or {},
-            "run_key": (job.get("run") or {}).get("key")}
+            "inputs": job.get("inputs") or {}, "run_key": (job.get("run") or {}).get("key")}
 
 
 def log_run(run_dir: Path, settings: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +53,9 @@ def log_run(run_dir: Path, settings: dict[str, Any], result: dict[str, Any]) -> 
                          job_type=settings.get("job_type"), tags=settings.get("tags") or None,
                          name=meta["run_key"], dir=str(run_dir),
                          config={**meta["config"], "sweep": meta["sweep"],
+                                 # Offline W&B cannot resolve artifacts: record the versions
+                                 # runspec's registry resolved instead.
+                                 "runspec_inputs": meta["inputs"],
                                  "runspec_key": meta["run_key"]}, reinit=True)
         metrics_file = run_dir / "metrics.jsonl"
         if metrics_file.exists():

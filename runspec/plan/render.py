@@ -170,7 +170,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
 
         def files(spec=spec, config=config, slot=slot, run_digest=run_digest) -> dict[str, str]:
             rendered = {"config.yaml": yamltext.dump(config)} if renders_config else {}
-            rendered["job.yaml"] = job_head + _job_yaml_run(spec, slot) + job_tail
+            rendered["job.yaml"] = job_head + _job_yaml_run(spec, slot, inputs) + job_tail
             rendered.update(backend_files(spec, resolved.root, run_digest))
             return rendered
 
@@ -444,8 +444,9 @@ def _job_yaml_static(resolved: Resolved, stage: ResolvedStage, resources: dict[s
     return yamltext.dump(head), yamltext.dump(tail)
 
 
-def _job_yaml_run(spec: RunSpec, slot) -> str:
+def _job_yaml_run(spec: RunSpec, slot, inputs: dict[str, Any]) -> str:
     return yamltext.dump({
+        "inputs": inputs,
         "run": {"key": spec.key, "stage": spec.stage, "dir": spec.run_dir, "slot": slot.label,
                 "cycle": slot.cycle, "warmup": bool(slot.warmup), "cwd": spec.cwd,
                 "command": spec.argv, "env": spec.env},
