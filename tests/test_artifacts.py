@@ -247,3 +247,35 @@ def test_a_stage_consuming_a_sweeping_stage_fans_out_one_run_per_upstream_run(tm
     for value in ("x", "y"):
         log = tmp_path / f"runs/fan/train/stage.prep=v={value}@c1/c1/stdout.log"
         assert log.read_text() == f"read {value}\n"
+
+
+def test_select_consumes_the_best_upstream_run_once_its_results_exist(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "sel"
+        [stages.prep.recipe]
+        command = ["python", "-c", "import json, os, sys; os.makedirs(sys.argv[1]); open(sys.argv[1] + '/v', 'w').write(sys.argv[2]); open(os.environ['RUNSPEC_METRICS'], 'a').write(json.dumps({'loss': float(sys.argv[2])}) + '\\\\n')", "${run.dir}/data", "${sweep.v}"]
+        [stages.prep.sweep.parameters]
+        v = [3, 1, 2]
+        [stages.prep.outputs.artifacts.data]
+        path = "${run.dir}/data"
+        [stages.train]
+        needs = ["prep"]
+        [stages.train.recipe]
+        command = ["python", "-c", "import sys; print('read', open(sys.argv[1]).read())", "${art:data,path}/v"]
+        [stages.train.artifacts.data]
+        uri = "${stage.prep.outputs.data}"
+        select = { metric = "loss", goal = "min" }
+        '''))
+    plan = invoke("plan", "run.toml", cwd=tmp_path)
+    assert ("Stage train: planned later — it waits for the results of stage prep to pick the "
+            "run with the min loss") in plan.stdout
+    result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "planning train now that its inputs exist" in result.stderr
+    (log,) = tmp_path.glob("runs/sel/train/*/c1/stdout.log")
+    assert log.read_text() == "read 1\n"  # the run with the smallest loss
+    assert "stage.prep=v=1@c1" in str(log)
+    again = invoke("plan", "run.toml", cwd=tmp_path)
+    assert "No changes." in again.stdout

@@ -102,8 +102,9 @@ class Applier:
     """One apply of one manifest, holding the state lock for its whole duration."""
 
     def __init__(self, result: PlanResult, options: ApplyOptions, reporter: Reporter,
-                 fingerprint: str | None = None):
+                 fingerprint: str | None = None, selection: Selection | None = None):
         self.fingerprint = fingerprint
+        self.selection = selection or Selection()
         self.result = result
         self.options = options
         self.reporter = reporter
@@ -219,8 +220,23 @@ class Applier:
                    for r in runs):
                 failed_stages.add(stage)
         self.destroy([c for c in changes.changes if c.action == "destroy"])
+        if self.result.plan.deferred and not self.report.errors and not self.stopping:
+            return self.plan_deferred()
         self.remember_inputs()
         return self.report
+
+    def plan_deferred(self) -> ApplyReport:
+        """Stages that waited for upstream results (``select``) are planned now and run."""
+        waiting = dict(self.result.plan.deferred)
+        self.reporter.event("planning " + ", ".join(waiting) + " now that its inputs exist")
+        plan = build_plan(self.result.resolved)
+        self.result = against_state(self.result.resolved, plan, self.result.store, self.state,
+                                    self.selection)
+        if plan.deferred == waiting:  # nothing moved: the upstream results never came
+            for stage, why in waiting.items():
+                self.report.errors.append(f"stage {stage} was not run: it {why}")
+            return self.report
+        return self._run()
 
     def remember_inputs(self) -> None:
         """When everything planned has succeeded, record the inputs' fingerprint: the next

@@ -75,7 +75,7 @@ def run_apply(target: Path, selection: Selection, options: ApplyOptions,
         destroys_to_do = [c for c in result.changes.changes if c.action == "destroy"
                           and (options.prune or c.member.status not in ("submitted", "running"))]
         require_clean(result)
-        applier = Applier(result, options, reporter, inputs)
+        applier = Applier(result, options, reporter, inputs, selection)
         if not result.changes.to_submit() and not destroys_to_do:
             applier.remember_inputs()
             return ApplyReport(no_changes=True)

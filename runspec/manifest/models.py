@@ -81,6 +81,13 @@ class Resources(Strict):
     )
 
 
+class Select(Strict):
+    """Which run of a sweeping upstream stage to consume: the best by a metric."""
+
+    metric: str = Field(description="A metric the upstream runs report.", examples=["loss"])
+    goal: Literal["min", "max"] = Field("min", description="Smallest or largest value wins.")
+
+
 class ArtifactInput(Strict):
     """An input artifact, resolved to a concrete version at plan time and bound into the config."""
 
@@ -91,6 +98,10 @@ class ArtifactInput(Strict):
     bind: str | None = Field(
         None, description="Dotted config key that receives the resolved path.",
         examples=["data.path"],
+    )
+    select: Select | None = Field(
+        None, description="For ${stage.X.outputs.Y} of a sweeping stage: consume only the best "
+        "run (decided once its results exist) instead of fanning out over every run.",
     )
 
 

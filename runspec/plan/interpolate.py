@@ -85,7 +85,9 @@ class Interpolator:
             name, _, field = expression[4:].partition(",")
             if self.artifact is None:
                 raise InterpolationError(f"${{{expression}}} is not available here")
-            return self.artifact(name.strip(), field.strip() or "path")
+            # A plain-path input may itself be a reference (${stage.prep.outputs.data}).
+            return self.resolve(self.artifact(name.strip(), field.strip() or "path"),
+                                (*stack, expression))
         namespace, _, name = expression.partition(".")
         if namespace == "sweep":
             if name not in self.sweep:

@@ -94,6 +94,7 @@ class Plan:
     needs: dict[str, list[str]]
     runs: list[Run]
     specs: dict[str, RunSpec] = field(default_factory=dict)
+    deferred: dict[str, str] = field(default_factory=dict)   # stage → why it is not planned yet
 
     def by_key(self) -> dict[str, Run]:
         return {run.key: run for run in self.runs}

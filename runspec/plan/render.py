@@ -71,10 +71,14 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     upstream = {n: digest([r.digest for r in stage_runs.get(n, [])]) for n in stage.needs}
     at = stage.at
     try:
-        points = _fan_out(sweep_points(stage.sweep, f"{name}/{stage.name}"), stage, stage_runs)
+        points = _fan_out(sweep_points(stage.sweep, f"{name}/{stage.name}"), stage, stage_runs,
+                          resolved.root)
         slots = campaign_slots(points, stage.campaign, f"{name}/{stage.name}")
     except ExpandError as error:
         problems.at(at + ("sweep", *error.path), error.message, error.hint, on_key=True)
+        return []
+    except _Deferred as deferred:
+        plan.deferred[stage.name] = str(deferred)
         return []
     config_keys = _checked_config_keys(stage, problems)
     pinned = _pin_inputs(resolved, stage, problems)
@@ -354,18 +358,46 @@ def upstream_label(run: Run) -> str:
     return f"{run.key.split('/')[2]}@{run.slot}"
 
 
+class _Deferred(Exception):
+    """A stage that cannot be planned until an upstream stage's results exist."""
+
+
 def _fan_out(points: list[dict[str, Any]], stage: ResolvedStage,
-             stage_runs: dict[str, list[Run]]) -> list[dict[str, Any]]:
+             stage_runs: dict[str, list[Run]], root) -> list[dict[str, Any]]:
     """A stage that consumes ``${stage.X.outputs.…}`` of an upstream stage with several runs
-    runs once per upstream run (fan-out): each point gains ``stage.X = <upstream run>``."""
+    runs once per upstream run (fan-out): each point gains ``stage.X = <upstream run>``. With
+    ``select = {metric, goal}`` on the input, only the best upstream run is consumed; until
+    every upstream run has reported that metric the stage is deferred (apply plans it again
+    once the upstream stage has finished)."""
     text = json.dumps([stage.recipe.entry, stage.recipe.args, stage.recipe.overrides,
                        {n: a.uri for n, a in stage.artifacts.items()}, stage.base_config])
+    selects = {ref: a.select for a in stage.artifacts.values() if a.select
+               for ref in _STAGE_REFERENCE.findall(a.uri)}
     for upstream in sorted(set(_STAGE_REFERENCE.findall(text))):
         runs = [r for r in stage_runs.get(upstream, []) if not r.warmup]
-        if len(runs) > 1:
-            points = [{**point, f"{FAN_OUT_PREFIX}{upstream}": upstream_label(run)}
-                      for point in points for run in runs]
+        if len(runs) <= 1:
+            continue
+        select = selects.get(upstream)
+        chosen = runs if select is None else [_best(runs, select, upstream, root)]
+        points = [{**point, f"{FAN_OUT_PREFIX}{upstream}": upstream_label(run)}
+                  for point in points for run in chosen]
     return points
+
+
+def _best(runs: list[Run], select, upstream: str, root) -> Run:
+    from runspec.measure import RESULT_FILE
+    from runspec.measure.files import read_json
+
+    scored = []
+    for run in runs:
+        result = read_json(root / run.run_dir / RESULT_FILE) or {}
+        value = (result.get("metrics") or {}).get(select.metric)
+        if result.get("exit_code") != 0 or not isinstance(value, int | float):
+            raise _Deferred(f"waits for the results of stage {upstream} to pick the run with the "
+                            f"{select.goal} {select.metric}")
+        scored.append((value, run.key, run))
+    scored.sort(key=lambda item: (item[0] if select.goal == "min" else -item[0], item[1]))
+    return scored[0][2]
 
 
 def _upstream(stage: str, needs: dict[str, list[str]]) -> set[str]:

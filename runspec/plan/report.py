@@ -29,7 +29,7 @@ def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
     for glob in changes.unmatched:
         lines.append(f"Warning: {glob} matched no run (keys look like {plan.runs[0].key if plan.runs else '…'}; "
                      "in globs [ ] is a character class: write [[] for a literal [)")
-    if not changes.has_changes:
+    if not changes.has_changes and not plan.deferred:
         lines += ["", "No changes. " + _unchanged_note(result), summary_line(result)]
         return "\n".join(lines) + "\n"
     lines += [LEGEND, ""]
@@ -46,6 +46,8 @@ def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
         for change in shown:
             lines += _change_lines(change)
         lines.append("")
+    for stage, why in plan.deferred.items():
+        lines.append(f"Stage {stage}: planned later — it {why}")
     launch_lines = _launch_lines(result)
     lines += launch_lines + ([""] if launch_lines else [])
     lines.append(summary_line(result))
