@@ -185,9 +185,12 @@ class SlurmBackend:
             self.reconcile(untracked, root)
         for member in members:
             final = run_status.from_result(root / member.run_dir)
-            if final is not None:
+            if final is not None and not (final == "cancelled" and member.handle
+                                          and "job_id" in member.handle):
                 statuses[member.key] = final
             elif member.handle and "job_id" in member.handle:
+                # Ended by a signal: a cancel, a time limit, or a preemption that Slurm
+                # requeues. Only the scheduler can tell, so ask it before trusting the file.
                 waiting.append(member)
             else:
                 statuses[member.key] = "lost"  # intent recorded, and no such job in the queue
@@ -212,7 +215,10 @@ class SlurmBackend:
                 known.update(_scontrol_states(job_id, root))
         for member in gone:
             state = known.get(_task_id(member.handle))
-            statuses[member.key] = _STATES.get(state, "lost") if state else "lost"
+            if state:
+                statuses[member.key] = _STATES.get(state, "lost")
+            else:  # purged from the controller: the run's own record is all there is
+                statuses[member.key] = run_status.from_result(root / member.run_dir) or "lost"
         return statuses
 
     def reconcile(self, members, root: Path) -> None:

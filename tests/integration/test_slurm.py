@@ -215,3 +215,24 @@ def test_outputs_of_a_job_that_ends_after_apply_returned_are_registered_by_statu
     version = Registry(artifact_registry).get("result", 1)
     assert version.metadata["producer"] == "sl/main/v=a/c1"
     assert members(project)["sl/main/v=a/c1"].registered
+
+
+def test_a_requeued_job_is_not_recorded_as_cancelled(project):
+    """A preemption or node failure that Slurm requeues sends the run SIGTERM, so the wrapper
+    writes a signal-ended result.json; the scheduler, not that file, says the job goes on."""
+    (project / "run.toml").write_text(manifest(["a"], pause=60).replace(
+        '[env]\nexecutor = "slurm"', '[env]\nexecutor = "slurm"\nextra_directives = { requeue = true }'))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    member = members(project)["sl/main/v=a/c1"]
+    run_dir = project / member.run_dir
+    deadline = time.monotonic() + 60
+    while not (run_dir / "started.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "requeue", member.handle["job_id"]], check=True)
+    while not (run_dir / "result.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert json.loads((run_dir / "result.json").read_text())["exit_code"] in (143, 130, 137)
+    status = invoke("status", "--json", "run.toml", cwd=project)
+    (row,) = json.loads(status.stdout)
+    assert row["status"] in ("submitted", "running"), row
+    invoke("cancel", "run.toml", cwd=project)
