@@ -339,3 +339,12 @@ def test_stages_run_in_order_and_a_failed_stage_stops_its_dependants(project):
     assert "skipped stage after_bad: bad did not succeed" in result.stderr
     prep_env = json.loads((project / members["loc/prep/_/c1"].run_dir / "local.json").read_text())
     assert prep_env["env"]["RUNSPEC_OUTPUT_DATA"] == "runs/loc/prep/_/c1/data"
+
+
+def test_applying_a_nemo_run_profile_is_a_clear_error(project):
+    (project / "run.toml").write_text(manifest(["a"]) + '[env]\nexecutor = "nemo-run"\n')
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 1
+    assert "submitting through NeMo-Run is not implemented yet" in result.output
+    assert "Traceback" not in result.output
+    assert state_of(project).members == {}

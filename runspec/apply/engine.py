@@ -13,7 +13,6 @@ import contextlib
 import signal
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,17 +38,6 @@ class ApplyAborted(Exception):
 class Reporter(Protocol):
     def event(self, text: str) -> None: ...
     def progress(self, done: int, total: int, text: str) -> None: ...
-
-
-class PlainReporter:
-    def __init__(self, echo: Callable[[str], None] = print):
-        self.echo = echo
-
-    def event(self, text: str) -> None:
-        self.echo(text)
-
-    def progress(self, done: int, total: int, text: str) -> None:
-        pass
 
 
 @dataclass

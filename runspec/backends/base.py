@@ -1,7 +1,7 @@
 """What every backend implements (TorchX's idea: the request you see is the request that runs).
 
-``render_run`` and ``render_launch`` are pure and snapshot-tested; the apply issue adds
-``submit(request)``, ``status``, ``cancel`` and ``logs``, which send exactly that request.
+``render_run`` and ``render_launch`` are pure and snapshot-tested; ``submit`` sends exactly
+the rendered request, ``refresh_many`` and ``cancel_many`` follow and stop what it started.
 """
 
 from __future__ import annotations
@@ -22,6 +22,18 @@ class Backend(Protocol):
     def render_launch(self, context: LaunchContext, runs: list[Run], specs: dict[str, RunSpec]
                       ) -> list[Launch]:
         """The submissions that start ``runs`` (all of one stage, in execution order)."""
+
+    # The half that touches the world (local runs are started by the apply engine itself
+    # through LocalBackend.start, to keep campaign order, gaps and Ctrl-C in one place).
+    def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
+               ) -> dict[str, dict]:
+        """Send exactly ``launch.request``; handles per run key."""
+
+    def refresh_many(self, members: list, root: Path) -> dict[str, str]:
+        """Current status of active members: their result.json first, the scheduler after."""
+
+    def cancel_many(self, members: list, root: Path) -> None:
+        """Stop active members."""
 
 
 def shell_quote(value: object) -> str:

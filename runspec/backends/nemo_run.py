@@ -30,3 +30,21 @@ class NemoRunBackend:
                       ) -> list[Launch]:
         return [Launch("nemo-run", context.stage, [run.key], self.request(specs[run.key]),
                        directory=run.run_dir) for run in runs]
+
+    def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
+               ) -> dict[str, dict]:
+        from runspec.backends.base import BackendError
+
+        raise BackendError("submitting through NeMo-Run is not implemented yet",
+                           'plan and render work; to launch, use executor = "slurm" (the same '
+                           "launch.sh) or a local profile")
+
+    def refresh_many(self, members, root: Path) -> dict[str, str]:
+        from runspec.state import status as run_status
+
+        return {m.key: run_status.from_result(root / m.run_dir) or m.status for m in members}
+
+    def cancel_many(self, members, root: Path) -> None:
+        from runspec.backends.base import BackendError
+
+        raise BackendError("cancelling NeMo-Run launches is not implemented yet")

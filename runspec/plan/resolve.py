@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runspec.manifest.document import Document, Located, Position, format_path
+from runspec.manifest.document import Document, Located, Position
 from runspec.manifest.errors import Diagnostic, ManifestError
 from runspec.manifest.load import deep_merge, load_document, load_manifest
 from runspec.manifest.models import (
@@ -326,11 +326,6 @@ def _in_dependency_order(stages: list[ResolvedStage]) -> list[ResolvedStage]:
     for stage in stages:
         place(stage)
     return ordered
-
-
-def position_of(document: Document, path: tuple[str | int, ...]) -> Diagnostic:
-    """A diagnostic skeleton at ``path`` (for errors found after validation)."""
-    return Diagnostic.at(document.value_position(path), format_path(path), "", document=document)
 
 
 def fingerprint(resolved: Resolved, selection_sets: list[str]) -> str:
