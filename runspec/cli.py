@@ -399,6 +399,21 @@ def artifacts_show(registry, ref) -> None:
     click.echo(json.dumps(version.metadata, indent=2))
 
 
+@artifacts.command("publish")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--type", "type_", default="artifact", show_default=True,
+              help="Artifact type, e.g. dataset or model.")
+@click.option("--alias", "aliases", multiple=True, metavar="ALIAS",
+              help="Aliases to move to the new version (repeatable; latest always moves).")
+@click.pass_obj
+def artifacts_publish(registry, name, path, type_, aliases) -> None:
+    """Register PATH (a file or directory, referenced in place) as NAME's next version."""
+    version = _or_fail(lambda: registry.publish(name, path, type_,
+                                                aliases=("latest", *aliases)))
+    click.echo(f"published {version.label} ({type_}) → {version.path}")
+
+
 @artifacts.command("lineage")
 @click.argument("ref", metavar="NAME[:vN|:ALIAS]")
 @click.pass_obj

@@ -170,6 +170,20 @@ def test_unknown_artifact_and_malformed_uri_are_plan_errors(tmp_path):
     assert result.exit_code == 1
     assert 'run.toml:6:7: error: artifacts.data.uri: no artifact "nothing" in the registry' in result.stderr
     assert 'run.toml:8:7: error: artifacts.broken.uri: malformed artifact URI "art://"' in result.stderr
+    (tmp_path / "remote.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "remote"
+        [recipe]
+        command = ["true"]
+        [artifacts.remote]
+        uri = "wandb://team/proj/data:v3"
+        bind = "data"
+        '''))
+    remote = invoke("plan", "remote.toml", cwd=tmp_path)
+    assert remote.exit_code == 1
+    assert ('remote.toml:6:7: error: artifacts.remote.uri: "wandb://team/proj/data:v3" cannot be '
+            'resolved at plan time — runspec pins inputs from its own registry: download it '
+            'once, `runspec artifacts publish NAME PATH`') in remote.stderr
 
 
 def test_art_interpolation_in_a_rendered_config(tmp_path, artifact_registry, text_snapshot):
@@ -279,3 +293,17 @@ def test_select_consumes_the_best_upstream_run_once_its_results_exist(tmp_path):
     assert "stage.prep=v=1@c1" in str(log)
     again = invoke("plan", "run.toml", cwd=tmp_path)
     assert "No changes." in again.stdout
+
+
+def test_artifacts_publish_command(tmp_path):
+    (tmp_path / "text.txt").write_text("to be or not to be\n")
+    published = invoke("artifacts", "--root", "reg", "publish", "text", "text.txt",
+                       "--type", "dataset", "--alias", "gold", cwd=tmp_path)
+    assert published.exit_code == 0, published.output
+    assert published.stdout == f"published text:v1 (dataset) → {tmp_path / 'text.txt'}\n"
+    version = Registry(tmp_path / "reg").resolve(parse("art://text:gold"))
+    assert (version.number, version.metadata["type"]) == (1, "dataset")
+    bad = invoke("artifacts", "--root", "reg", "publish", "a b", "text.txt", cwd=tmp_path)
+    assert bad.exit_code == 1 and '"a b" is not an artifact name' in bad.stderr
+    missing = invoke("artifacts", "--root", "reg", "publish", "x", "nope.txt", cwd=tmp_path)
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr

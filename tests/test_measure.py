@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import ROOT, invoke
+from conftest import ROOT, invoke, state_members
 
 from runspec.measure.metrics import read_metrics
 from runspec.measure.stats import summarize, t_critical
@@ -249,3 +249,83 @@ def test_wandb_offline_is_hermetic_and_logs_the_run(tmp_path, monkeypatch):
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
     assert _tree(home) == before  # nothing written to $HOME (~/.cache, ~/.local, ~/.config)
+
+
+def _wandb_records(path: Path):
+    """Records of a W&B transaction log (``run-*.wandb``): a 7-byte W&B header, then the
+    LevelDB log format (32 KiB blocks of chunks: crc32 4, length 2, type 1 FULL/FIRST/
+    MIDDLE/LAST). Read here to check what an offline run would upload on ``wandb sync``."""
+    from wandb.proto import wandb_internal_pb2
+
+    raw, position, pending = path.read_bytes(), 7, b""
+    while position + 7 <= len(raw):
+        room = 32768 - position % 32768
+        if room < 7:
+            position += room
+            continue
+        length, kind = int.from_bytes(raw[position + 4:position + 6], "little"), raw[position + 6]
+        chunk = raw[position + 7:position + 7 + length]
+        position += 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def test_wandb_offline_logs_outputs_as_artifacts_and_the_registry_keeps_online_refs(
+        tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="the wandb extra is installed by `make test`")
+    for variable in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "wbart"
+        [recipe]
+        command = ["sh", "-c", "mkdir -p $RUNSPEC_OUTPUT_MODEL && echo w > $RUNSPEC_OUTPUT_MODEL/w.bin"]
+        [outputs.artifacts.model]
+        path = "${run.dir}/ckpt"
+        type = "model"
+        [measure.wandb]
+        project = "runspec-test"
+        '''))
+    result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs/wbart/main/_/c1"
+    recorded = json.loads((run_dir / "result.json").read_text())
+    jsonschema.validate(recorded, RESULT_SCHEMA)
+    assert recorded["wandb"]["artifacts"]["model"]["type"] == "model"
+    assert "ref" not in recorded["wandb"]["artifacts"]["model"]  # offline: no W&B version
+    (log,) = (run_dir / "wandb").glob("offline-run-*/*.wandb")
+    artifacts = [r.artifact for r in _wandb_records(log) if r.WhichOneof("record_type") == "artifact"]
+    assert [(a.name, a.type, list(a.aliases)) for a in artifacts] == [("model", "model", ["latest"])]
+    (entry,) = artifacts[0].manifest.contents
+    assert entry.ref == (run_dir / "ckpt/w.bin").resolve().as_uri()  # referenced, not copied
+    assert json.loads(artifacts[0].metadata)["runspec_producer"] == "wbart/main/_/c1"
+
+    # Online, the wrapper records the W&B name:version it got; the registry keeps it and the
+    # next consumer's plan pins it, so its run can use_artifact it (W&B lineage).
+    from runspec.artifacts.publish import register_outputs
+    from runspec.artifacts.registry import Registry
+
+    recorded["wandb"]["artifacts"]["model"]["ref"] = "team/runspec-test/model:v7"
+    (run_dir / "result.json").write_text(json.dumps(recorded))
+    (member,) = state_members(tmp_path, "wbart").values()
+    member.registered = False
+    registry = Registry(member.registry)
+    assert register_outputs(member, tmp_path) == (["model:v2"], None)
+    assert registry.get("model", 2).metadata["wandb"] == "team/runspec-test/model:v7"
+    assert "wandb" not in registry.get("model", 1).metadata
+    (tmp_path / "use.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "use"
+        [recipe]
+        command = ["true"]
+        [artifacts.model]
+        uri = "art://model"
+        '''))
+    plan = invoke("render", "use.toml", "--out", "rendered", cwd=tmp_path)
+    assert plan.exit_code == 0, plan.output
+    job = next((tmp_path / "rendered").rglob("job.yaml")).read_text()
+    assert 'wandb: "team/runspec-test/model:v7"' in job

@@ -15,15 +15,31 @@ def register_outputs(member, root: Path) -> tuple[list[str], str | None]:
         return [], None
     registry = Registry(member.registry)
     inputs = {name: pin["version"] for name, pin in (member.request.get("inputs") or {}).items()}
+    logged = _wandb_logged(root / member.run_dir) if member.run_dir else {}
     published = []
     for name, (path, type_) in sorted(member.outputs.items()):
         produced = root / path
         if not produced.exists():
             return published, f"output {name} is missing: {path} was not written"
         try:
-            version = registry.publish(name, produced, type_, producer=member.key, inputs=inputs)
+            version = registry.publish(name, produced, type_, producer=member.key, inputs=inputs,
+                                       extra={"wandb": logged[name]} if name in logged else None)
         except ArtifactError as error:
             return published, f"output {name} could not be registered: {error.message}"
         published.append(version.label)
     member.registered = True
     return published, None
+
+
+def _wandb_logged(run_dir: Path) -> dict[str, str]:
+    """Output name → the W&B artifact (``entity/project/name:vK``) the run logged it as, when
+    it ran online: the registry keeps it so that consumers can ``use_artifact`` it."""
+    import json
+
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    artifacts = ((result.get("wandb") or {}).get("artifacts") or {}) if isinstance(result, dict) else {}
+    return {name: entry["ref"] for name, entry in artifacts.items()
+            if isinstance(entry, dict) and isinstance(entry.get("ref"), str)}

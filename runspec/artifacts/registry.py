@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,9 +127,13 @@ class Registry:
             yield directory
 
     def publish(self, name: str, path: str | Path, type_: str, producer: str | None = None,
-                inputs: dict[str, str] | None = None, aliases: tuple[str, ...] = ("latest",)
-                ) -> Version:
-        """Register ``path`` as the next version of ``name`` and move ``aliases`` to it."""
+                inputs: dict[str, str] | None = None, aliases: tuple[str, ...] = ("latest",),
+                extra: dict | None = None) -> Version:
+        """Register ``path`` as the next version of ``name`` and move ``aliases`` to it.
+        ``extra`` adds metadata fields (e.g. ``wandb``: the W&B artifact it was logged as)."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ArtifactError(f'"{name}" is not an artifact name',
+                                "use letters, digits, '.', '_' and '-' (it goes into art://NAME)")
         source = Path(path)
         if not source.exists():
             raise ArtifactError(f'cannot publish "{name}": {source} does not exist')
@@ -139,7 +144,7 @@ class Registry:
             metadata = {"name": name, "version": number, "type": type_,
                         "path": str(source.resolve()), "digest": digest,
                         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                        "producer": producer, "inputs": inputs or {}}
+                        "producer": producer, "inputs": inputs or {}, **(extra or {})}
             write_json(directory / f"v{number}" / "metadata.json", metadata)
             current = read_json(directory / "aliases.json") or {}
             current.update({alias: number for alias in aliases})

@@ -11,6 +11,11 @@ _WANDB = re.compile(r"^wandb://(?P<entity>[^/]+)/(?P<project>[^/]+)/(?P<name>[^:
                     r"(?::(?P<tag>[A-Za-z0-9._-]+))?$")
 
 
+def output_variable(name: str) -> str:
+    """The environment variable that tells a job where to write output artifact ``name``."""
+    return "RUNSPEC_OUTPUT_" + "".join(c if c.isalnum() else "_" for c in name).upper()
+
+
 class ArtifactError(ValueError):
     """A malformed URI, an unknown artifact or version, a registry that cannot be written."""
 

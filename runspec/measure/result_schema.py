@@ -69,12 +69,22 @@ class Provenance(_Open):
     ray_submission_id: str | None
 
 
+class WandbArtifact(_Open):
+    type: str
+    path: str = Field(description="The produced path, as the job saw it.")
+    ref: str | None = Field(None, description="W&B name:version (online runs only).")
+
+
 class WandbRecord(_Open):
     mode: str
     project: str | None
     run_id: str | None = None
     dir: str | None = None
     error: str | None = None
+    used: dict[str, str] = Field(default_factory=dict,
+                                 description="Inputs linked with use_artifact (online).")
+    artifacts: dict[str, WandbArtifact] = Field(
+        default_factory=dict, description="Outputs logged as W&B artifacts (file references).")
 
 
 class Result(_Open):

@@ -5,6 +5,14 @@ W&B writes outside its run directory by default (``~/.cache/wandb``, ``~/.local/
 ``WANDB_CONFIG_DIR`` are pointed under ``<run dir>/wandb`` before wandb is imported. The
 API key arrives only as a secret reference (exported into the job's environment). A W&B
 failure is recorded in result.json and never fails the run.
+
+Artifacts: runspec's own registry resolves every input at plan time (offline W&B cannot
+resolve artifacts at all). Offline, the W&B run therefore only *records* the pinned
+versions (config ``runspec_inputs``) and logs each output as a W&B artifact (a
+``file://`` reference, nothing copied) that ``wandb sync`` uploads later. Online, inputs
+that were logged to W&B by an earlier online run are also ``use_artifact``-ed, so W&B's
+lineage graph links producer and consumer; outputs are ``log_artifact``-ed and the
+registry keeps the W&B name:version they got (metadata ``wandb``).
 """
 
 from __future__ import annotations
@@ -76,8 +84,52 @@ def log_run(run_dir: Path, settings: dict[str, Any], result: dict[str, Any]) -> 
                             "energy_method_cpu": (energy.get("method") or {}).get("cpu")})
         recorded = {"mode": settings.get("mode", "offline"), "project": settings["project"],
                     "run_id": run.id, "dir": str(Path(run.dir).parent)}
+        online = settings.get("mode") == "online"
+        if online:
+            used = _use_inputs(run, meta["inputs"])
+            if used:
+                recorded["used"] = used
+        if result["exit_code"] == 0 and settings.get("outputs"):
+            recorded["artifacts"] = _log_outputs(run, settings["outputs"], meta, online)
         run.finish(exit_code=result["exit_code"])
         return recorded
     except Exception as error:  # logging must never cost the run
         return {"mode": settings.get("mode", "offline"), "project": settings.get("project"),
                 "error": f"{type(error).__name__}: {error}"}
+
+
+def _use_inputs(run, inputs: dict[str, Any]) -> dict[str, str]:
+    """Online only: link the inputs W&B knows (logged by an earlier online run)."""
+    used = {}
+    for name, pin in sorted(inputs.items()):
+        reference = pin.get("wandb") if isinstance(pin, dict) else None
+        if reference:
+            run.use_artifact(reference)
+            used[name] = reference
+    return used
+
+
+def _log_outputs(run, outputs: dict[str, str], meta: dict[str, Any], online: bool
+                 ) -> dict[str, dict[str, Any]]:
+    """Log each produced output as a W&B artifact referencing the files in place."""
+    import wandb
+
+    from runspec.artifacts.uri import output_variable
+
+    logged: dict[str, dict[str, Any]] = {}
+    for name, type_ in sorted(outputs.items()):
+        path = os.environ.get(output_variable(name))
+        if not path or not Path(path).exists():
+            continue  # apply fails the run for the missing output; nothing to log
+        artifact = wandb.Artifact(name, type=type_, metadata={
+            "runspec_producer": meta["run_key"],
+            "runspec_inputs": {k: v.get("version") for k, v in meta["inputs"].items()
+                               if isinstance(v, dict)}})
+        artifact.add_reference(Path(path).resolve().as_uri())
+        artifact = run.log_artifact(artifact, aliases=["latest"])
+        entry: dict[str, Any] = {"type": type_, "path": path}
+        if online:
+            artifact.wait()  # the version W&B assigned is known only once it is committed
+            entry["ref"] = artifact.qualified_name
+        logged[name] = entry
+    return logged

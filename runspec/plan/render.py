@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from runspec import __version__
+from runspec.artifacts.uri import output_variable
 from runspec.backends import backend_for
 from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic, ManifestError
@@ -84,7 +85,9 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     pinned = _pin_inputs(resolved, stage, problems)
     if config_keys is None or pinned is None:
         return []
-    inputs = {n: {"version": v.label, "digest": v.metadata.get("digest")}
+    inputs = {n: {"version": v.label, "digest": v.metadata.get("digest"),
+                  # the W&B artifact it was logged as (online runs only): use_artifact target
+                  **({"wandb": v.metadata["wandb"]} if v.metadata.get("wandb") else {})}
               for n, (v, _) in sorted(pinned.items())}
     artifact_field = _artifact_field(pinned, stage)
     backend = backend_for(stage.env.executor)
@@ -114,7 +117,9 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     wandb = stage.measure.wandb
     wandb_settings = None if wandb is None else {
         "project": wandb.project, "entity": wandb.entity, "mode": wandb.mode,
-        "group": wandb.group or name, "job_type": stage.name, "tags": wandb.tags}
+        "group": wandb.group or name, "job_type": stage.name, "tags": wandb.tags,
+        **({"outputs": {n: o.type for n, o in sorted(stage.outputs.items())}}
+           if stage.outputs else {})}
     backend_files = backend.render_run
     runs: list[Run] = []
     for slot in slots:
@@ -147,7 +152,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             produced = {n: (str(_interpolated(interpolator, o.path,
                                               at + ("outputs", "artifacts", n, "path"), problems)),
                             o.type) for n, o in stage.outputs.items()}
-            outputs = {f"RUNSPEC_OUTPUT_{_env_name(n)}": here(p) for n, (p, _) in produced.items()}
+            outputs = {output_variable(n): here(p) for n, (p, _) in produced.items()}
         except _Stop:
             return []
         env = {**variables, "RUNSPEC_RUN_KEY": key, "RUNSPEC_RUN_DIR": here(run_dir), **outputs}
@@ -192,10 +197,6 @@ def _paths_from(cwd: str, root) -> Any:
     if posixpath.isabs(cwd):  # e.g. a container's /opt/app: hand the recipe absolute paths
         return lambda path: posixpath.join(root.as_posix(), path)
     return lambda path: posixpath.relpath(path, cwd)
-
-
-def _env_name(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).upper()
 
 
 def _template_digest(stage: ResolvedStage, resolved: Resolved) -> str | None:
@@ -293,8 +294,9 @@ def _artifact_path(uri: str, interpolator: Interpolator, path: KeyPath, problems
         return f"{version.path}/{subpath}" if subpath else version.path
     if uri.startswith("wandb://"):
         problems.at(path, f'"{uri}" cannot be resolved at plan time',
-                    "runspec resolves inputs from its own registry (art://); W&B artifacts are "
-                    "recorded, not resolved (offline W&B cannot resolve them at all)")
+                    "runspec pins inputs from its own registry: download it once, `runspec "
+                    "artifacts publish NAME PATH`, and use art://NAME (offline W&B cannot "
+                    "resolve artifacts at all)")
         raise _Stop
     resolved = _interpolated(interpolator, uri, path, problems)
     return str(resolved).removeprefix("file://")
