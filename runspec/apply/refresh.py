@@ -15,10 +15,11 @@ from runspec.state.status import ACTIVE
 from runspec.state.store import Member, State
 
 
-def refresh_state(state: State, root: Path, warn=None) -> int:
+def refresh_state(state: State, root: Path, say=None) -> int:
     """Update active members in place; returns how many changed (status or handle). A backend that
     cannot be asked (a torn-down Ray cluster, Slurm down) leaves its members as they were,
-    with a warning, rather than blocking every later command on this manifest."""
+    with a warning, rather than blocking every later command on this manifest. ``say``
+    receives those warnings and the artifact versions registered on the way."""
     active: dict[str, list[Member]] = defaultdict(list)
     for member in state.members.values():
         if member.status in ACTIVE:
@@ -30,8 +31,8 @@ def refresh_state(state: State, root: Path, warn=None) -> int:
         try:
             statuses = backend.refresh_many(members, root)
         except BackendError as error:
-            if warn is not None:
-                warn(f"warning: could not refresh {len(members)} {backend_name} run(s): {error}")
+            if say is not None:
+                say(f"warning: could not refresh {len(members)} {backend_name} run(s): {error}")
             continue
         for member in members:
             new = statuses.get(member.key, member.status)
@@ -39,7 +40,9 @@ def refresh_state(state: State, root: Path, warn=None) -> int:
                 # A run that ended after apply returned still publishes its outputs.
                 from runspec.artifacts.publish import register_outputs
 
-                _published, problem = register_outputs(member, root)
+                published, problem = register_outputs(member, root)
+                for label in published if say is not None else ():
+                    say(f"registered {label} from {member.key}")
                 if problem:
                     new, member.error = "failed", problem
             if new != member.status or member.handle != handles[member.key]:

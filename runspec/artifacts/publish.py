@@ -15,6 +15,10 @@ def register_outputs(member, root: Path) -> tuple[list[str], str | None]:
         return [], None
     registry = Registry(member.registry)
     inputs = {name: pin["version"] for name, pin in (member.request.get("inputs") or {}).items()}
+    for artifact, producer in (member.request.get("consumes") or {}).items():
+        version = registry.produced_by(artifact, producer)
+        if version is not None:  # the upstream stage's output: lineage across stages
+            inputs[artifact] = version.label
     logged = _wandb_logged(root / member.run_dir) if member.run_dir else {}
     published = []
     for name, (path, type_) in sorted(member.outputs.items()):

@@ -159,6 +159,14 @@ class Registry:
             write_json(directory / "aliases.json", current)
 
     # -- lineage -----------------------------------------------------------------------------
+    def produced_by(self, name: str, producer: str) -> Version | None:
+        """The newest version of ``name`` that run ``producer`` registered, if any."""
+        for number in reversed(self.versions(name)):
+            version = self.get(name, number)
+            if version.metadata.get("producer") == producer:
+                return version
+        return None
+
     def lineage(self, version: Version, seen: set[str] | None = None) -> dict[str, Any]:
         """``{"label", "producer", "inputs": [lineage of each input version]}``."""
         seen = seen or set()

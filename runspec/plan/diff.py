@@ -121,8 +121,9 @@ def _pair_moved_points(changes: list[Change], gone: list[Member]) -> list[Change
         reasons += [r for r in describe_change(match.request, run.request)
                     if r.startswith(("resources", "settings", "secrets", "working", "container",
                                      "mounts", "startup", "executor"))]
+        moves = ((match.run_dir, run.run_dir), (match.key, run.key))
         result.append(Change(run.key, run.stage, "replace", reasons,
-                             request_diff(match.request, run.request), run, match))
+                             request_diff(match.request, run.request, moves), run, match))
     return result
 
 
@@ -154,11 +155,12 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                    if (old.get("env") or {}).get(k) != (new.get("env") or {}).get(k))
     if names:
         reasons.append("env changed: " + ", ".join(names))
-    for part, label in (("argv", "command"), ("secrets", "secrets"), ("cwd", "working directory"),
+    for part, label in (("argv", "command"), ("code_digest", "recipe script edited"),
+                        ("secrets", "secrets"), ("cwd", "working directory"),
                         ("container_image", "container image"), ("mounts", "mounts"),
                         ("startup_commands", "startup commands"), ("executor", "executor")):
         if old.get(part) != new.get(part):
-            reasons.append(f"{label} changed")
+            reasons.append(label if part == "code_digest" else f"{label} changed")
     return reasons or ["request changed"]
 
 
@@ -169,9 +171,16 @@ def _show(value: Any) -> str:
     return "(unset)" if value is None else format_value(value)
 
 
-def request_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """A unified diff (no context) of the rendered request, shortened for the terminal."""
-    before = yamltext.dump(old).splitlines() if old else []
+def request_diff(old: dict[str, Any], new: dict[str, Any],
+                 moves: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """A unified diff (no context) of the rendered request, shortened for the terminal.
+    ``moves`` (old → new text, e.g. the run directory of a run whose key moved) are applied
+    to the old side first, so the diff shows what changed beyond them."""
+    text = yamltext.dump(old) if old else ""
+    for was, now in moves:
+        if was:
+            text = text.replace(was, now)
+    before = text.splitlines()
     after = yamltext.dump(new).splitlines()
     lines = [line for line in difflib.unified_diff(before, after, "applied", "planned", n=0,
                                                    lineterm="")]

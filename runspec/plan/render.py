@@ -8,6 +8,7 @@ hashes the canonical request into the run's digest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
@@ -110,6 +111,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     if recipe.kind == "script":
         recipe = replace(recipe, entry=here(str(recipe.entry)))
     template_digest = _template_digest(stage, resolved)
+    code_digest = _code_digest(stage, resolved)
     configs: dict[int, dict[str, Any]] = {}
     argv_refs = has_reference(recipe.args) or (recipe.kind == "command" and has_reference(recipe.entry))
     vars_refs = has_reference(stage.env.vars)
@@ -128,7 +130,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         context = {"key": key, "dir": run_dir, "stage": stage.name, "slot": slot.label,
                    "cycle": slot.cycle, "name": name}
         interpolator = Interpolator(slot.point, context,
-                                    _stage_lookup(stage_runs, resolved, stage.name, slot.point),
+                                    _stage_lookup(stage_runs, resolved, stage.name, slot.point,
+                                                  consumed := {}),
                                     artifact_field)
         try:
             if renders_config and (per_run_config or slot.point_index not in configs):
@@ -173,8 +176,12 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             request["upstream"] = upstream  # a changed upstream stage replaces this one too
         if inputs:
             request["inputs"] = inputs  # pinned versions: a moved alias replaces the run
+        if consumed:
+            request["consumes"] = dict(sorted(consumed.items()))  # artifact → producing run
         if template_digest:
             request["template_digest"] = template_digest
+        if code_digest:
+            request["code_digest"] = code_digest  # an edited script replaces its runs
         run_digest = digest(request)
 
         def files(spec=spec, config=config, slot=slot, run_digest=run_digest) -> dict[str, str]:
@@ -206,6 +213,17 @@ def _template_digest(stage: ResolvedStage, resolved: Resolved) -> str | None:
         return None
     try:
         return digest((resolved.root / template).read_text(encoding="utf-8"))
+    except OSError:
+        return None
+
+
+def _code_digest(stage: ResolvedStage, resolved: Resolved) -> str | None:
+    """The recipe script's content is part of the request (DESIGN §4): a code change is a
+    change. Modules and targets are imported from the environment, not hashed."""
+    if stage.recipe.kind != "script":
+        return None
+    try:
+        return hashlib.sha256((resolved.root / str(stage.recipe.entry)).read_bytes()).hexdigest()
     except OSError:
         return None
 
@@ -415,10 +433,12 @@ def _upstream(stage: str, needs: dict[str, list[str]]) -> set[str]:
 
 
 def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved, consumer: str = "",
-                  current_point: dict[str, Any] | None = None):
+                  current_point: dict[str, Any] | None = None,
+                  consumed: dict[str, str] | None = None):
     """``${stage.NAME.outputs.ART}`` → the path the single upstream run produces. The
     producing stage must be one the consumer (transitively) needs: otherwise the two could
-    run in parallel, and the data would be read before it is written."""
+    run in parallel, and the data would be read before it is written. ``consumed`` collects
+    artifact → producing run key, so the consumer's outputs get that version as lineage."""
     by_name = {s.name: s for s in resolved.stages}
     needs = {s.name: list(s.needs) for s in resolved.stages}
     current_point = current_point or {}
@@ -450,6 +470,8 @@ def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved, consumer
                 f"${{stage.{expression}}} is not yet resolvable: stage \"{name}\" has "
                 f"{len(upstream)} runs", "choosing among upstream runs arrives with the artifacts issue")
         produced = by_name[name].outputs[artifact].path
+        if consumed is not None:
+            consumed[artifact] = upstream[0].key
         return Interpolator(upstream[0].point, {"dir": upstream[0].run_dir, "key": upstream[0].key}
                             ).resolve(produced)
 

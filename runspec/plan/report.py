@@ -90,7 +90,8 @@ def _change_lines(change: Change) -> list[str]:
 
 def _unchanged_note(result: PlanResult) -> str:
     count = result.changes.count("noop")
-    return (f"The {count} planned run{'s' * (count != 1)} match what was applied."
+    return (f"The {count} planned run{'s' * (count != 1)} "
+            f"match{'es' * (count == 1)} what was applied."
             if count else "Nothing is planned.")
 
 
