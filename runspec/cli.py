@@ -327,7 +327,8 @@ def cancel(path, glob) -> None:
 def results(path, fmt, group_by, plot_file, strict) -> None:
     """Summarize what the runs measured: per sweep point, over cycles (warmups left out),
     n, mean, std, CV, min, max and a 95% t-interval for every metric, wall time and energy.
-    Sorted by measure.primary; n < 3 is flagged unreliable."""
+    Best first by measure.primary (and measure.goal); n < 3 is flagged unreliable; the
+    energy measurement methods are named under the table."""
     from runspec.apply import inspect
     from runspec.manifest.errors import ManifestError
     from runspec.manifest.load import load_manifest
@@ -339,7 +340,8 @@ def results(path, fmt, group_by, plot_file, strict) -> None:
         inspect.refresh(target)
         measure = (load_manifest(path).data.get("measure") or {})
         primary = measure.get("primary")
-        found = collect(target, group_by.split(",") if group_by else None, primary)
+        found = collect(target, group_by.split(",") if group_by else None, primary,
+                        measure.get("goal", "max"))
     except (ManifestError, StateError) as error:
         _fail(error)
     if primary and primary not in found.metrics and found.groups:

@@ -202,6 +202,9 @@ class Measure(Strict):
         examples=[["tokens_per_s", "loss"]],
     )
     primary: str | None = Field(None, description="Metric that ranks the results.")
+    goal: Literal["max", "min"] = Field(
+        "max", description="Whether a larger (throughput) or smaller (loss) primary is better: "
+        "`runspec results` lists the best point first.")
     wandb: Wandb | None = Field(None, description="W&B logging; absent means off.")
     require_clean: bool = Field(False, description="Refuse to apply from a dirty git tree.")
 

@@ -38,11 +38,15 @@ class Results:
     metrics: list[str]
     missing: list[str]
     primary: str | None
+    energy_methods: dict[str, int] = field(default_factory=dict)  # "cpu=rapl, …" → runs
 
 
-def collect(target, group_by: list[str] | None = None, primary: str | None = None) -> Results:
-    """Read the results of ``target`` (runspec.apply.inspect.Tracked) into summarized groups."""
+def collect(target, group_by: list[str] | None = None, primary: str | None = None,
+            goal: str = "max") -> Results:
+    """Read the results of ``target`` (runspec.apply.inspect.Tracked) into summarized groups,
+    the best ``primary`` first (largest, or smallest with ``goal = "min"``)."""
     groups: dict[tuple, Group] = {}
+    methods: dict[str, int] = defaultdict(int)
     missing: list[str] = []
     names: list[str] = []
     for member in sorted(target.state.members.values(), key=lambda m: m.key):
@@ -56,6 +60,9 @@ def collect(target, group_by: list[str] | None = None, primary: str | None = Non
                  if group_by is not None else member.point)
         key = (member.stage, tuple(sorted((k, repr(v)) for k, v in point.items())))
         group = groups.setdefault(key, Group(member.stage, point))
+        method = (result.get("energy") or {}).get("method")
+        if isinstance(method, dict):
+            methods[", ".join(f"{k}={v}" for k, v in sorted(method.items()))] += 1
         values = {"wall_s": result.get("wall_s"), "peak_rss_mb": result.get("peak_rss_mb"),
                   "energy_kwh": (result.get("energy") or {}).get("energy_kwh"),
                   **(result.get("metrics") or {})}
@@ -72,9 +79,10 @@ def collect(target, group_by: list[str] | None = None, primary: str | None = Non
         metrics.insert(0, primary)
     ordered = list(groups.values())
     if primary:
-        ordered.sort(key=lambda g: (g.stage, -(g.summaries[primary].mean
-                                                if primary in g.summaries else float("-inf"))))
-    return Results(target.name, ordered, metrics, missing, primary)
+        sign = 1.0 if goal == "min" else -1.0
+        ordered.sort(key=lambda g: (g.stage, sign * g.summaries[primary].mean
+                                    if primary in g.summaries else float("inf")))
+    return Results(target.name, ordered, metrics, missing, primary, dict(methods))
 
 
 def rows(results: Results) -> list[dict[str, Any]]:
@@ -108,7 +116,8 @@ def render(results: Results, fmt: str) -> str:
     table = rows(results)
     if fmt == "json":
         return json.dumps({"manifest": results.name, "primary": results.primary,
-                           "missing": results.missing, "rows": table}, indent=2) + "\n"
+                           "missing": results.missing, "energy_methods": results.energy_methods,
+                           "rows": table}, indent=2) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(table[0]) if table else ["stage"])
@@ -127,10 +136,17 @@ def render(results: Results, fmt: str) -> str:
     if fmt == "md":
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(cells) + " |" for cells in lines]
-        return "\n".join(out) + "\n"
+        note = energy_note(results)
+        return "\n".join(out) + "\n" + (f"\n{note}" if note else "")
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in [header, *lines]) + "\n"
+                     for r in [header, *lines]) + "\n" + energy_note(results)
+
+
+def energy_note(results: Results) -> str:
+    """How energy_kwh was measured (codecarbon's method per component), under the table."""
+    return "".join(f"energy_kwh measured by codecarbon with {methods} ({n} run{'s' * (n != 1)})\n"
+                   for methods, n in sorted(results.energy_methods.items()))
 
 
 def plot(results: Results, out: Path) -> Path:
