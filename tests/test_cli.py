@@ -68,3 +68,10 @@ def test_validate_requires_a_path():
     result = invoke("validate")
     assert result.exit_code == 2
     assert "Missing argument 'PATHS...'" in result.stderr
+
+
+def test_apply_of_a_directory_says_it_takes_one_manifest(tmp_path):
+    (tmp_path / "specs").mkdir()
+    result = invoke("apply", "--yes", "specs", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert "error: specs is a directory: apply takes one manifest (or a saved plan.json)" in result.stderr

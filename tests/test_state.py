@@ -78,7 +78,10 @@ def test_lock_is_exclusive_and_names_its_holder(tmp_path):
             pass
         message = str(caught.value)
         assert f"the state is locked: apply by {info.user}@{info.host} (pid {os.getpid()})" in message
-        assert f"runspec force-unlock {info.id}" in message
+        assert f"runspec force-unlock {info.id}`" in message  # run.toml: the default
+        with pytest.raises(StateError) as elsewhere, state_lock(path, "apply", "specs/a b.run.toml"):
+            pass
+        assert f"runspec force-unlock {info.id} --manifest 'specs/a b.run.toml'`" in str(elsewhere.value)
     assert read_info(path) is None
     with state_lock(path, "apply"):
         pass  # released: can be taken again

@@ -10,6 +10,7 @@ handed to their backends. Nothing in the plan stages is repeated here: the reque
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 import uuid
@@ -529,7 +530,8 @@ def prepare(resolved: Resolved, selection: Selection) -> tuple[PlanResult, Any]:
     if not store.is_local:
         raise StateError("apply needs a local state file to lock",
                          f"{store.location} is remote; remote locking is not supported yet")
-    lock = state_lock(store.local_path, "apply")
+    manifest = os.path.relpath(resolved.root / resolved.manifest_file)
+    lock = state_lock(store.local_path, "apply", manifest)
     lock.__enter__()
     try:
         state = store.read()

@@ -55,6 +55,10 @@ def run_apply(target: Path, selection: Selection, options: ApplyOptions,
               confirm: Callable[[str], bool], reporter: Reporter) -> ApplyReport:
     """Plan under the state lock, show and confirm, launch, record. Raises ApplyAborted,
     ManifestError, StateError."""
+    if target.is_dir():
+        raise ApplyAborted(f"{target} is a directory: apply takes one manifest (or a saved "
+                           "plan.json) — e.g. `for m in specs/*.run.toml; do runspec apply "
+                           '"$m" --yes; done`')
     saved = None
     if is_saved_plan(target):
         saved = load_saved(target)

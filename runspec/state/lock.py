@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 import socket
 import uuid
 from collections.abc import Iterator
@@ -67,8 +68,10 @@ def read_info(state_file: Path) -> LockInfo | None:
 
 
 @contextmanager
-def state_lock(state_file: Path, operation: str) -> Iterator[LockInfo]:
-    """Hold the lock for ``operation``; raise StateError at once if someone else holds it."""
+def state_lock(state_file: Path, operation: str, manifest: str | None = None
+               ) -> Iterator[LockInfo]:
+    """Hold the lock for ``operation``; raise StateError at once if someone else holds it
+    (``manifest``: the path to name in the force-unlock hint)."""
     path = lock_path(state_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = LockInfo(uuid.uuid4().hex[:12], os.getpid(), socket.gethostname(), getpass.getuser(),
@@ -76,7 +79,7 @@ def state_lock(state_file: Path, operation: str) -> Iterator[LockInfo]:
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        raise held_error(state_file) from None
+        raise held_error(state_file, manifest) from None
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(asdict(info)))
     try:
@@ -87,17 +90,18 @@ def state_lock(state_file: Path, operation: str) -> Iterator[LockInfo]:
             path.unlink(missing_ok=True)
 
 
-def held_error(state_file: Path) -> StateError:
+def held_error(state_file: Path, manifest: str | None = None) -> StateError:
     info = read_info(state_file)
+    where = f" --manifest {shlex.quote(manifest)}" if manifest and manifest != "run.toml" else ""
     if info is None:
         return StateError(f"the state of {state_file.stem} is locked (holder unknown)",
                           f"if no runspec is running, remove {lock_path(state_file)}")
     if info.holder_is_dead():
         return StateError(f"the state is locked by a process that is no longer running: "
-                          f"{info.describe()}", f"run `runspec force-unlock {info.id}` to break it")
+                          f"{info.describe()}", f"run `runspec force-unlock {info.id}{where}` to break it")
     return StateError(f"the state is locked: {info.describe()}",
                       "wait for it to finish; if it is stuck, `runspec force-unlock "
-                      f"{info.id}` breaks the lock")
+                      f"{info.id}{where}` breaks the lock")
 
 
 def force_unlock(state_file: Path, lock_id: str) -> LockInfo:
