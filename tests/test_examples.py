@@ -1,0 +1,106 @@
+"""The examples and specs/ really run: the README's main job (`make demo`), the smoke specs
+(tiny GPT with DDP, the Nemotron-style recipe, the quickstart) with the plan exit codes a
+CI gate relies on, and the Ray prep → train pipeline with its lineage.
+
+Each works in a scratch copy of the repository (tests/test_docs_commands.scratch_copy), so
+nothing is written into the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_docs_commands import scratch_copy
+
+BIN = Path(sys.executable).parent
+
+
+def runspec(*args: str, cwd: Path, tmp_path: Path, timeout: int = 600
+            ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "RUNSPEC_ARTIFACTS": str(tmp_path / "artifacts")}
+    return subprocess.run([str(BIN / "runspec"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.slow
+def test_specs_smoke_runs_and_the_plan_exit_codes(tmp_path):
+    repo = scratch_copy(tmp_path / "repo")
+    pending = runspec("plan", "specs/", "--detailed-exitcode", cwd=repo, tmp_path=tmp_path)
+    assert pending.returncode == 2, pending.stderr  # nothing applied yet: changes
+    smoke = sorted(str(p.relative_to(repo)) for p in (repo / "specs").glob("*smoke*.run.toml"))
+    assert len(smoke) == 3
+    for spec in smoke:
+        applied = runspec("apply", spec, "--yes", cwd=repo, tmp_path=tmp_path)
+        assert applied.returncode == 0, f"{spec}:\n{applied.stdout}\n{applied.stderr}"
+    clean = runspec("plan", *smoke, "--detailed-exitcode", cwd=repo, tmp_path=tmp_path)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    still = runspec("plan", "specs/", "--detailed-exitcode", cwd=repo, tmp_path=tmp_path)
+    assert still.returncode == 2  # the benchmark campaign is not applied
+    (repo / "specs/smoke.run.toml").write_text(
+        (repo / "specs/smoke.run.toml").read_text().replace('"train.steps" = 20', '"train.stepz" = 20'))
+    broken = runspec("plan", "specs/", "--detailed-exitcode", cwd=repo, tmp_path=tmp_path)
+    assert broken.returncode == 1
+    assert 'recipe.overrides."train.stepz": "train.stepz" is not a key of' in broken.stderr
+
+    # tiny GPT: 2 DDP ranks reported, the loss fell, the checkpoint was written and registered
+    tiny = repo / "specs/runs/tiny-gpt-smoke/main/_/c1"
+    result = json.loads((tiny / "result.json").read_text())
+    assert result["exit_code"] == 0
+    ranks = {json.loads(line).get("rank") for line in (tiny / "metrics.jsonl").read_text().splitlines()}
+    assert ranks == {0, 1}
+    assert result["metrics"]["loss"] < 3.9  # uniform over 64 characters: ln 64 = 4.16
+    assert result["metrics"]["tokens_per_s"] > 0
+    assert (tiny / "checkpoint/model.pt").stat().st_size > 10_000
+
+    # Nemotron-style: PEP 723 launch (torchrun), the -c tiny config, the dotlist passed through
+    nemotron = repo / "specs/runs/nemotron-style-smoke/main/_/c1"
+    job = (nemotron / "job.yaml").read_text()
+    assert "torchrun" in job and "train.train_iters=50" in job
+    assert "iter 50/50" in (nemotron / "stdout.log").read_text()
+    assert json.loads((nemotron / "result.json").read_text())["metrics"]["loss"] < 0.5
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_prep_then_train_pipeline_and_its_lineage(tmp_path, ray_head):
+    repo = scratch_copy(tmp_path / "repo")
+    example = repo / "examples/ray_dataprep"
+    env_toml = example / "env.toml"
+    env_toml.write_text(env_toml.read_text().replace(
+        'executor = "ray"', f'executor = "ray"\naddress = "{ray_head["RUNSPEC_RAY_ADDRESS"]}"', 1))
+    applied = runspec("apply", "run.toml", "--yes", cwd=example, tmp_path=tmp_path)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "registered hamlet-chars:v1 from prep-train/prep/_/c1" in applied.stderr
+    meta = json.loads((example / "runs/prep-train/prep/_/c1/dataset/meta.json").read_text())
+    assert len(meta["shards"]["train"]) == 4 and meta["vocab_size"] == len(meta["vocab"])
+    tree = runspec("artifacts", "lineage", "tiny-gpt-model", cwd=example, tmp_path=tmp_path)
+    assert tree.stdout == ("tiny-gpt-model:v1  [model] produced by prep-train/train/_/c1\n"
+                           "└── hamlet-chars:v1  [dataset] produced by prep-train/prep/_/c1\n")
+    trained = json.loads((example / "runs/prep-train/train/_/c1/result.json").read_text())
+    assert trained["metrics"]["loss"] < 3.9
+
+
+@pytest.mark.slow
+def test_make_demo_runs_the_main_job(tmp_path):
+    """The README's first command on this machine's setup (the venv is already built)."""
+    repo = scratch_copy(tmp_path / "repo")
+    env = {**os.environ, "RUNSPEC_ARTIFACTS": str(tmp_path / "artifacts")}
+    done = subprocess.run(["make", "demo"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-6000:]
+    assert "did you mean" in out  # the typo demonstration
+    assert "Apply complete: 12 launched, 12 succeeded." in out
+    assert "No changes." in out
+    rows = [line.split() for line in done.stdout.splitlines()
+            if line.startswith("main ") and " loss " in line]
+    assert len(rows) == 4 and all(row[3] == "3" and row[-2].startswith("[") for row in rows)
+    assert "energy_kwh measured by codecarbon with cpu=" in done.stdout
+    assert (repo / "examples/tiny_gpt/runs/tiny-gpt.png").read_bytes()[:4] == b"\x89PNG"
+    assert "tiny-gpt-model:v12  [model] produced by tiny-gpt/main/" in done.stdout
