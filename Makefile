@@ -13,24 +13,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: pip takes the CPU build from the local wheel directory.
 	$(BIN)/python -m pip install --quiet 'torch==2.13.0' numpy
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray,torch,energy,plot,wandb]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,torch,energy,plot,wandb,examples]'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-## demo: validate the examples, show what a typo looks like, then apply the quickstart
-## campaign locally (2 learning rates x 3 cycles + warmups) and print its results and plot
+## demo: validate the examples, show what a typo looks like, then the main job: apply
+## examples/tiny_gpt (a tiny GPT trained with DDP on CPU: 2 learning rates x 2 depths x 3
+## cycles, energy measured; ~2-3 min on 2 cores), print its results and write the plot
 demo: setup
 	$(BIN)/runspec validate examples/ specs/
 	@echo "== examples/ and specs/ are valid. Now a copy with typos:"
 	@tmp=$$(mktemp -d) && cp -r examples/quickstart/. $$tmp/ && \
 	  sed -i -e 's/procs_per_node/procs_per_nod/' -e 's/"interleaved"/"interleave"/' $$tmp/run.toml && \
 	  (cd $$tmp && $(CURDIR)/$(BIN)/runspec validate run.toml; echo "(exit code $$?)"); rm -rf $$tmp
-	@echo "== Plan and apply the quickstart campaign:"
-	cd examples/quickstart && $(CURDIR)/$(BIN)/runspec apply --yes run.toml
+	@echo "== The main job: plan and apply examples/tiny_gpt/run.toml"
+	$(BIN)/runspec apply examples/tiny_gpt/run.toml --yes
 	@echo "== Applying again changes nothing:"
-	cd examples/quickstart && $(CURDIR)/$(BIN)/runspec apply --yes run.toml
-	cd examples/quickstart && $(CURDIR)/$(BIN)/runspec results run.toml --plot runs/quickstart.png
+	$(BIN)/runspec apply examples/tiny_gpt/run.toml --yes
+	$(BIN)/runspec results examples/tiny_gpt/run.toml --plot examples/tiny_gpt/runs/tiny-gpt.png
+	$(BIN)/runspec artifacts lineage tiny-gpt-model
 
 ## test: lint, check generated files, run the whole suite (integration tests start a real
 ## single-node Slurm and a real Ray head through tests/services/, and stop them after)
