@@ -71,3 +71,25 @@ def test_script_without_block_or_tool_table(tmp_path):
     other = tmp_path / "deps.py"
     other.write_text('# /// script\n# dependencies = ["numpy"]\n# ///\n')
     assert read_script_spec(other).data == {}
+
+
+def test_a_config_chosen_from_the_scripts_config_dir_is_merged_over_its_default(tmp_path):
+    """Nemotron's pipeline: default.yaml ← the chosen config (-c tiny) ← overrides."""
+    from runspec.plan.resolve import resolve
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/default.yaml").write_text("train:\n  iters: 5000\n  seed: 7\nlr: 0.1\n")
+    (tmp_path / "config/tiny.yaml").write_text("train:\n  iters: 20\n")
+    (tmp_path / "other.yaml").write_text("train:\n  iters: 1\n")
+    (tmp_path / "train.py").write_text(
+        '# /// script\n# [tool.runspec]\n# schema = "1"\n# [tool.runspec.config]\n'
+        '# dir = "./config"\n# default = "default"\n# ///\nprint(1)\n')
+    manifest = tmp_path / "run.toml"
+    for chosen, expected in (("config/tiny.yaml", {"train": {"iters": 20, "seed": 7}, "lr": 0.1}),
+                             ("config/default.yaml", {"train": {"iters": 5000, "seed": 7}, "lr": 0.1}),
+                             ("other.yaml", {"train": {"iters": 1}})):  # outside config.dir: alone
+        manifest.write_text(f'schema = "runspec/v1"\nname = "m"\n[recipe]\nscript = "train.py"\n'
+                            f'config = "{chosen}"\n')
+        (stage,) = resolve(manifest).stages
+        assert stage.base_config == expected, chosen
