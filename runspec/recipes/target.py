@@ -56,7 +56,7 @@ PROG = "python -m runspec.recipes.target"
 EXIT_USAGE = 2
 MEGATRON_HINT = (
     "megatron-bridge must be installed: it needs Python 3.12 and CUDA, e.g. a NeMo container "
-    "(nvcr.io/nvidia/nemo:<tag>) or `pip install megatron-bridge` on a GPU machine"
+    "(nvcr.io/nvidia/nemo:<tag>) or a GPU machine set up as in examples/megatron_bridge/README.md"
 )
 OMEGACONF_UTILS = "megatron.bridge.training.utils.omegaconf_utils"
 FINETUNE_WORDS = ("sft", "peft", "finetune")
@@ -102,8 +102,9 @@ def load_target(spec: str) -> Callable[..., Any]:
             raise TargetError(f'no module "{module_name}" for target "{spec}" ({error}); '
                               "is its package installed or on PYTHONPATH?") from None
         raise TargetError(f'importing "{module_name}" failed: {error}') from None
-    except ImportError as error:
-        raise TargetError(f'importing "{module_name}" failed: {error}') from None
+    except Exception as error:  # ImportError, or whatever the module raises while importing
+        raise TargetError(f'importing "{module_name}" failed: {type(error).__name__}: {error}'
+                          ) from None
     function = getattr(module, name, None)
     if function is None:
         from runspec.manifest.suggest import closest
