@@ -5,9 +5,9 @@ Two kinds of fenced blocks show commands in README.md and docs/*.md:
 * ```` ```bash ```` blocks are *run*: per file, all its bash blocks in order, as one
   ``bash -euo pipefail`` script, from the root of a scratch copy of this repository with
   the project's virtualenv on PATH (so a reader can paste them the same way);
-* ```` ```console ```` blocks show commands after a ``$ `` prompt that cannot run here (a
-  real cluster, CI, editors); their ``runspec`` commands are *parsed* by the real CLI, so
-  a renamed command or option fails this test.
+* ```` ```console ```` (and ```` ```text ````) blocks show commands after a ``$ `` prompt
+  that cannot run here (a real cluster, CI, a GPU machine); their ``runspec`` commands are
+  *parsed* by the real CLI, so a renamed command or option fails this test.
 
 Docs are listed below with the reason they run or not; a new doc must be added.
 """
@@ -45,6 +45,9 @@ DOCS = {
     "docs/benchmarks.md": True,
     "docs/cli.md": False,      # generated reference: usage lines, no commands to run
     "docs/manifest.md": False,  # generated reference
+    # examples' READMEs: GPU machines, clusters and other repositories: parsed, not run
+    "examples/gitops/README.md": False,
+    "examples/megatron_bridge/README.md": False,
 }
 
 
@@ -57,7 +60,7 @@ def shown_commands(path: Path) -> list[str]:
     commands = []
     for lang, body in blocks(path):
         for line in body.splitlines():
-            if lang == "console":
+            if lang in ("console", "text"):
                 if not line.startswith("$ "):
                     continue
                 line = line[2:]
@@ -70,7 +73,8 @@ def shown_commands(path: Path) -> list[str]:
 
 
 def test_every_doc_is_listed():
-    present = {"README.md", *(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))}
+    present = {"README.md", *(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")),
+               *(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("*/README.md"))}
     assert present == set(DOCS), "list new docs in DOCS with whether their bash blocks run"
 
 

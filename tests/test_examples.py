@@ -79,8 +79,8 @@ def test_ray_prep_then_train_pipeline_and_its_lineage(tmp_path, ray_head):
     assert "registered hamlet-chars:v1 from prep-train/prep/_/c1" in applied.stderr
     meta = json.loads((example / "runs/prep-train/prep/_/c1/dataset/meta.json").read_text())
     assert len(meta["shards"]["train"]) == 4 and meta["vocab_size"] == len(meta["vocab"])
-    tree = runspec("artifacts", "lineage", "tiny-gpt-model", cwd=example, tmp_path=tmp_path)
-    assert tree.stdout == ("tiny-gpt-model:v1  [model] produced by prep-train/train/_/c1\n"
+    tree = runspec("artifacts", "lineage", "prep-train-model", cwd=example, tmp_path=tmp_path)
+    assert tree.stdout == ("prep-train-model:v1  [model] produced by prep-train/train/_/c1\n"
                            "└── hamlet-chars:v1  [dataset] produced by prep-train/prep/_/c1\n")
     trained = json.loads((example / "runs/prep-train/train/_/c1/result.json").read_text())
     assert trained["metrics"]["loss"] < 3.9
