@@ -29,7 +29,7 @@ class Recipe(Strict):
         examples=["mypkg.train"],
     )
     target: str | None = Field(
-        None, pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$",
+        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
         description="A recipe function, `package.module:function` (e.g. a Megatron-Bridge recipe).",
         examples=["megatron.bridge.recipes.llama:llama32_1b_pretrain_config"],
     )
