@@ -168,3 +168,17 @@ def _check(spec: Any, positions: dict, first_line: int, file: str, lines: list[s
         yield diag((), "expected a table", None, False)
         return
     yield from walk(spec, ())
+
+
+def default_config_under(spec: ScriptSpec, chosen: Path) -> Path | None:
+    """Nemotron's config pipeline: a config chosen from the script's ``config.dir`` (``-c
+    tiny``) is merged over that directory's default config, so ``tiny.yaml`` may hold only
+    what differs. Returns the default to merge under ``chosen``, if there is one."""
+    if not spec.data or spec.get("config", "dir") is None:
+        return None
+    directory = (spec.path.parent / spec.get("config", "dir")).resolve()
+    default = directory / f"{spec.get('config', 'default', default='default')}.yaml"
+    chosen = chosen.resolve()
+    if chosen.parent != directory or chosen == default or not default.is_file():
+        return None
+    return default

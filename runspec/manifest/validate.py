@@ -83,6 +83,7 @@ def validate_document(document: Document) -> list[Diagnostic]:
     diagnostics = schema_diagnostics(document, "run")
     diagnostics += Checker(document).run()
     diagnostics += _script_diagnostics(document)
+    diagnostics += _config_key_diagnostics(document)
     diagnostics += _env_diagnostics(document)
     return _unique_sorted(diagnostics)
 
@@ -139,6 +140,65 @@ def _script_diagnostics(document: Document) -> list[Diagnostic]:
                 read_script_spec(path)
             except ManifestError as error:
                 out += error.diagnostics
+    return out
+
+
+def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
+    """Overrides, sweep parameters and artifact binds must name keys of the recipe config
+    (``+key`` adds one): caught here, not first at plan time, so pre-commit sees typos."""
+    from runspec.manifest.load import deep_merge
+    from runspec.manifest.pep723 import default_config_under, read_script_spec
+    from runspec.plan.dotted import UnknownKey, all_keys, check_key
+
+    def load(path: Path) -> Any:  # keys only, no positions: the fast (C) safe loader
+        from ruamel.yaml import YAML
+
+        return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+
+    out: list[Diagnostic] = []
+    for at, unit in _units(document.data):
+        recipe = unit.get("recipe") if isinstance(unit.get("recipe"), dict) else {}
+        config_ref = recipe.get("config")
+        if not isinstance(config_ref, str):
+            continue  # no config (a PEP 723 default one is checked by plan)
+        config_path = Path(document.value_position(at + ("recipe", "config")).file).parent / config_ref
+        if not config_path.is_file():
+            continue  # reported by the semantic checks
+        try:
+            config = load(config_path)
+            script = recipe.get("script")
+            if isinstance(script, str):
+                where = Path(document.value_position(at + ("recipe", "script")).file).parent
+                default = (default_config_under(read_script_spec(where / script), config_path)
+                           if (where / script).is_file() else None)
+                if default is not None:
+                    config = deep_merge(load(default), config)
+        except ManifestError as error:
+            out += error.diagnostics
+            continue
+        except Exception:  # an unreadable or malformed config: plan reports it with its position
+            continue
+        if not isinstance(config, dict) or not config:
+            continue
+        sweep = unit.get("sweep") if at else document.data.get("sweep")
+        parameters = sweep.get("parameters") if isinstance(sweep, dict) else None
+        artifacts = unit.get("artifacts") if isinstance(unit.get("artifacts"), dict) else {}
+        wanted = [(k, at + ("recipe", "overrides", k), True)
+                  for k in (recipe.get("overrides") if isinstance(recipe.get("overrides"), dict) else {})]
+        wanted += [(k, at + ("sweep", "parameters", k), True)
+                   for k in (parameters if isinstance(parameters, dict) else {})]
+        wanted += [(a["bind"], at + ("artifacts", n, "bind"), False) for n, a in artifacts.items()
+                   if isinstance(a, dict) and isinstance(a.get("bind"), str)]
+        known = all_keys(config)
+        for key, path, on_key in wanted:
+            try:
+                check_key(config, key, known)
+            except UnknownKey as error:
+                position = document.key_position(path) if on_key else document.value_position(path)
+                out.append(Diagnostic.at(position, format_path(path),
+                                         f'"{key}" is not a key of {config_ref}',
+                                         error.hint or "write +KEY to add a key the config does "
+                                         "not have", document))
     return out
 
 

@@ -25,7 +25,7 @@ from runspec.manifest.models import (
     Resources,
     Sweep,
 )
-from runspec.manifest.pep723 import ScriptSpec, read_script_spec
+from runspec.manifest.pep723 import ScriptSpec, default_config_under, read_script_spec
 from runspec.manifest.profiles import find_env_file, load_env_file, resolve_profile
 from runspec.manifest.validate import validate_document
 from runspec.plan.identity import digest
@@ -199,7 +199,7 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
         config_document = load_document(root / recipe.config, display=recipe.config)
         inputs.append(root / recipe.config)
         base_config = config_document.data
-        default = _script_default_config(script_spec, root / recipe.config)
+        default = default_config_under(script_spec, root / recipe.config)
         if default is not None:
             inputs.append(default)
             base_config = deep_merge(load_document(default, display=_relative(root, default)).data,
@@ -222,20 +222,6 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
         config_document=config_document,
         at=at,
     )
-
-
-def _script_default_config(spec: ScriptSpec, chosen: Path) -> Path | None:
-    """Nemotron's config pipeline: a config chosen from the script's ``config.dir`` (``-c
-    tiny``) is merged over that directory's default config, so ``tiny.yaml`` may hold only
-    what differs. Returns the default to merge under ``chosen``, if there is one."""
-    if not spec.data or spec.get("config", "dir") is None:
-        return None
-    directory = (spec.path.parent / spec.get("config", "dir")).resolve()
-    default = directory / f"{spec.get('config', 'default', default='default')}.yaml"
-    chosen = chosen.resolve()
-    if chosen.parent != directory or chosen == default or not default.is_file():
-        return None
-    return default
 
 
 def _artifacts_root(root: Path, env: dict[str, Any]) -> str:
