@@ -171,6 +171,9 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
     else:
         for index, result in enumerate(results):
             print_plan(("\n" if index else "") + report.plan_text(result, show_unchanged))
+    for result in results:
+        if result.lock_note:
+            click.echo(result.lock_note, err=True)
     if out_file:
         from runspec.apply.session import saved_plan_json
 

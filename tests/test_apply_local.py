@@ -117,6 +117,10 @@ def test_kill_9_halfway_then_apply_again_runs_everything_exactly_once(project):
     assert blocked.exit_code == 1
     assert "locked by a process that is no longer running" in blocked.stderr
     lock_id = json.loads(lock.read_text())["id"]
+    planned = invoke("plan", "run.toml", cwd=project)  # plan says so before the next apply
+    assert planned.exit_code == 0
+    assert ("note: the state is locked by a process that is no longer running: apply by "
+            in planned.stderr and f"runspec force-unlock {lock_id}` to break it" in planned.stderr)
     assert invoke("force-unlock", lock_id, "--manifest", "run.toml", cwd=project).exit_code == 0
     second = invoke("apply", "--yes", "run.toml", cwd=project)
     assert second.exit_code == 0, second.output

@@ -6,6 +6,7 @@ and the state, and never writes or submits anything.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class PlanResult:
     state: State
     changes: Changes
     launches: list[Launch]
+    lock_note: str | None = None   # the state is locked (by a running or a dead apply)
 
 
 def make_plan(path: str | Path, selection: Selection | None = None) -> PlanResult:
@@ -43,7 +45,13 @@ def make_plan(path: str | Path, selection: Selection | None = None) -> PlanResul
     resolved = resolve(path, selection.sets)
     plan = build_plan(resolved)
     store = store_for(resolved)
-    return against_state(resolved, plan, store, store.read(), selection)
+    result = against_state(resolved, plan, store, store.read(), selection)
+    if store.is_local:
+        from runspec.state.lock import lock_note
+
+        result.lock_note = lock_note(store.local_path,
+                                     os.path.relpath(resolved.root / resolved.manifest_file))
+    return result
 
 
 def store_for(resolved: Resolved) -> StateStore:

@@ -104,6 +104,14 @@ def held_error(state_file: Path, manifest: str | None = None) -> StateError:
                       f"{info.id}{where}` breaks the lock")
 
 
+def lock_note(state_file: Path, manifest: str | None = None) -> str | None:
+    """What ``plan`` says when the state is locked: an apply is running, or died holding it
+    (then the next apply would refuse, so say so now)."""
+    if not lock_path(state_file).exists():
+        return None
+    return f"note: {held_error(state_file, manifest)}"
+
+
 def force_unlock(state_file: Path, lock_id: str) -> LockInfo:
     """Break the lock if ``lock_id`` names it (so a typo cannot break someone else's lock)."""
     path = lock_path(state_file)
