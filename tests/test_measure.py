@@ -19,9 +19,10 @@ from runspec.measure.stats import summarize, t_critical
 RESULT_SCHEMA = json.loads((ROOT / "schemas/result.schema.json").read_text())
 
 
-def wrap(tmp_path: Path, *flags: str, code: str = "pass") -> dict:
+def wrap(tmp_path: Path, *flags: str, code: str = "pass", env: dict | None = None) -> dict:
     run_dir = tmp_path / "run"
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           **(env or {})}
     done = subprocess.run([sys.executable, "-m", "runspec.measure", "--run-dir", str(run_dir),
                            *flags, "--", sys.executable, "-c", code], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -62,6 +63,13 @@ def test_exit_codes_memory_and_provenance(tmp_path):
     assert result["energy"] is None
     provenance = result["provenance"]
     assert provenance["runspec"] and provenance["python"] and provenance["cpu_model"]
+    assert provenance["slurm"] is None
+
+
+def test_a_slurm_restart_is_recorded(tmp_path):
+    """A requeued job starts again with SLURM_RESTART_COUNT set: the result says which start."""
+    slurm = {"SLURM_JOB_ID": "42", "SLURM_RESTART_COUNT": "1"}
+    assert wrap(tmp_path, env=slurm)["provenance"]["slurm"] == slurm
 
 
 def test_metrics_protocol_ranks_and_malformed_lines(tmp_path):

@@ -82,7 +82,8 @@ def collect(directory: Path) -> dict[str, Any]:
         "python": platform.python_version(), "runspec": __version__, "torch": torch,
         "cuda": torch.split("+cu", 1)[1] if torch and "+cu" in torch else None,
         "cpu_model": _cpu_model(), "gpus": _gpus(), "executable": sys.executable,
-        "slurm": {k: env[k] for k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
-                  if k in env} or None,
+        # SLURM_RESTART_COUNT: a requeued (preempted) job's later start says which start it is
+        "slurm": {k: env[k] for k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID",
+                                      "SLURM_RESTART_COUNT") if k in env} or None,
         "ray_submission_id": env.get("RAY_JOB_SUBMISSION_ID") or env.get("RUNSPEC_RAY_SUBMISSION_ID"),
     }
