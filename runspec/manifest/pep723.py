@@ -86,12 +86,11 @@ def read_script_spec(path: Path, display: str | None = None) -> ScriptSpec:
     first_line = text[: block.start("content")].count("\n") + 1
     toml_text = "".join(line[2:] if line.startswith("# ") else line[1:]
                         for line in block.group("content").splitlines(keepends=True))
-    import tomlkit
-    from tomlkit.exceptions import TOMLKitError
+    import tomllib
 
     try:
-        data = tomlkit.parse(toml_text).unwrap()
-    except TOMLKitError as error:
+        data = tomllib.loads(toml_text)
+    except tomllib.TOMLDecodeError as error:
         from runspec.manifest.load import toml_error
 
         inner = toml_error(toml_text, file, error).diagnostics[0]

@@ -1,7 +1,7 @@
 """Line and column of every key and value in a TOML text.
 
-tomlkit parses TOML faithfully but keeps no positions, so this scanner walks the same text
-(already known to be valid, because tomlkit parsed it first) and records where each key path
+tomllib parses TOML faithfully but keeps no positions, so this scanner walks the same text
+(already known to be valid, because tomllib parsed it first) and records where each key path
 starts: table headers, arrays of tables, dotted keys, inline tables and array items.
 """
 
