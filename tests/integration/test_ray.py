@@ -18,7 +18,7 @@ pytestmark = pytest.mark.ray
 RECIPE = MARKER_RECIPE
 
 
-def manifest(values, address: str, pause=0.0, name="ry") -> str:
+def manifest(values, address: str, pause=0.0, name="ry", timeout=5) -> str:
     address_line = f'address = "{address}"\n' if address else ""
     return textwrap.dedent(f'''\
         schema = "runspec/v1"
@@ -27,7 +27,7 @@ def manifest(values, address: str, pause=0.0, name="ry") -> str:
         command = ["python", "recipe.py", "${{run.dir}}/marker.txt", "${{sweep.v}}", "{pause}"]
         [env]
         executor = "ray"
-        timeout = 5
+        timeout = {timeout}
         ''') + address_line + f"[sweep.parameters]\nv = {json.dumps(values)}\n"
 
 
@@ -64,13 +64,16 @@ def test_rerun_of_a_failed_ray_job_gets_a_new_submission_id(project, ray_head):
     address = ray_head["RUNSPEC_RAY_ADDRESS"]
     # A name of its own: the head may remember jobs of earlier sessions with equal digests.
     name = f"rerun-{uuid.uuid4().hex[:8]}"
-    (project / "run.toml").write_text(manifest(["bad"], address, name=name))
-    invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    # A generous REST timeout: this test is about reruns, not about a slow dashboard (on a
+    # loaded 2-core machine a 5 s timeout once turned the first submission into an intent).
+    (project / "run.toml").write_text(manifest(["bad"], address, name=name, timeout=30))
+    once = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
     first = members(project, name)[f"{name}/main/v=bad/c1"]
+    assert first.status == "failed", once.output
     assert first.handle["submission_id"] == f"runspec-{first.digest[:20]}"
-    invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    again = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
     second = members(project, name)[f"{name}/main/v=bad/c1"].handle["submission_id"]
-    assert second == f"runspec-{first.digest[:20]}-r2"  # the same id again would be refused
+    assert second == f"runspec-{first.digest[:20]}-r2", again.output  # the same id is refused
     assert starts(project) == {f"runs/{name}/main/v=bad/c1": 2}
 
 
