@@ -189,7 +189,9 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking (needed without a terminal).")
 @click.option("--detach", is_flag=True,
               help="Local runs: continue in a background process instead of waiting.")
-@click.option("--wait", is_flag=True, help="Slurm and Ray: follow the jobs until they finish.")
+@click.option("--wait", is_flag=True,
+              help="Slurm and Ray: follow the jobs until they finish (also runs an earlier "
+                   "apply left queued or running).")
 @click.option("--prune", is_flag=True, help="Cancel running runs that left the manifest.")
 @_TARGET
 @_EXCLUDE

@@ -208,6 +208,8 @@ class Applier:
             if any(self.report.statuses.get(r.key) in ("failed", "lost", "cancelled")
                    for r in runs):
                 failed_stages.add(stage)
+        if self.options.wait and not self.stopping:
+            self.wait_for_active()
         self.destroy([c for c in changes.changes if c.action == "destroy"])
         if self.result.plan.deferred and not self.report.errors and not self.stopping:
             return self.plan_deferred()
@@ -474,6 +476,21 @@ class Applier:
                     member.status in ACTIVE:
                 return str(member.handle["job_id"])
         return None
+
+    def active_runs(self) -> list[Run]:
+        """Planned runs still queued or running that this apply did not follow (launched by
+        an earlier apply, or a submission whose answer timed out)."""
+        by_key = self.result.plan.by_key()
+        return [by_key[key] for key, member in self.state.members.items()
+                if member.status in ACTIVE and key in by_key and key not in self.report.statuses]
+
+    def wait_for_active(self) -> None:
+        """``--wait`` follows every active run of the manifest, not only those it launched."""
+        runs = self.active_runs()
+        if runs:
+            self.reporter.event(f"waiting for {len(runs)} run{'s' * (len(runs) != 1)} "
+                                "launched before this apply")
+            self.wait_remote(runs)
 
     def wait_remote(self, runs: list[Run], poll_s: float = 1.0) -> None:
         keys = {run.key for run in runs}

@@ -81,6 +81,10 @@ def run_apply(target: Path, selection: Selection, options: ApplyOptions,
         require_clean(result)
         applier = Applier(result, options, reporter, inputs, selection)
         if not result.changes.to_submit() and not destroys_to_do:
+            if options.wait and applier.active_runs():
+                applier.wait_for_active()  # nothing to launch, but runs to follow
+                applier.remember_inputs()
+                return applier.report
             applier.remember_inputs()
             return ApplyReport(no_changes=True)
         if saved is None and not confirm(report.plan_text(result)):

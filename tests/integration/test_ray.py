@@ -132,3 +132,19 @@ def test_no_address_starts_and_stops_a_local_head(project, tmp_path, monkeypatch
     from runspec.backends.ray_head import running_head
 
     assert running_head() is None
+
+
+def test_apply_wait_follows_runs_an_earlier_apply_left_running(project, ray_head):
+    address = ray_head["RUNSPEC_RAY_ADDRESS"]
+    name = f"follow-{uuid.uuid4().hex[:8]}"
+    (project / "run.toml").write_text(manifest(["a"], address, pause=4, name=name, timeout=30))
+    first = invoke("apply", "--yes", "run.toml", cwd=project)  # submits, does not wait
+    assert first.exit_code == 0, first.output
+    (member,) = members(project, name).values()
+    assert member.status in ("submitted", "running")
+    followed = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert followed.exit_code == 0, followed.output
+    assert "waiting for 1 run launched before this apply" in followed.output
+    assert "Apply complete: 0 launched, 1 succeeded." in followed.output
+    (member,) = members(project, name).values()
+    assert member.status == "succeeded"
