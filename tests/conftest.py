@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,3 +148,17 @@ def ray_head():
     env = _service("ray")
     yield env
     subprocess.run(["bash", str(SERVICES / "ray.sh"), "stop"], capture_output=True, timeout=120)
+
+
+def scratch_copy(destination: Path) -> Path:
+    """A scratch copy of this checkout (tracked and new files, not ignored ones), with the
+    virtualenv linked in: the examples and docs run there, never in the checkout."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    (destination / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    return destination

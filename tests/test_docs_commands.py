@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 import pytest
+from conftest import scratch_copy
 
 from runspec.cli import main as cli
 
@@ -107,19 +107,6 @@ def test_shown_runspec_commands_parse(doc, tmp_path, monkeypatch):
                 pytest.fail(f"{doc}: `{line}`: {error.format_message()}")
         except click.UsageError as error:
             pytest.fail(f"{doc}: `{line}`: {error.format_message()}")
-
-
-def scratch_copy(destination: Path) -> Path:
-    """This checkout's files (tracked and new, not ignored) plus the virtualenv, linked."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = ROOT / name
-        if source.is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
-    (destination / ".venv").symlink_to(BIN.parent)
-    return destination
 
 
 def run_bash_blocks(doc: str, workdir: Path, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -2,7 +2,7 @@
 (tiny GPT with DDP, the Nemotron-style recipe, the quickstart) with the plan exit codes a
 CI gate relies on, and the Ray prep → train pipeline with its lineage.
 
-Each works in a scratch copy of the repository (tests/test_docs_commands.scratch_copy), so
+Each works in a scratch copy of the repository (conftest.scratch_copy), so
 nothing is written into the checkout.
 """
 
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_docs_commands import scratch_copy
+from conftest import scratch_copy
 
 BIN = Path(sys.executable).parent
 

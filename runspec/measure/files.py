@@ -1,4 +1,4 @@
-"""Atomic JSON files in a run directory (a reader never sees half a file)."""
+"""Atomic files: run directories' JSON, the state file (a reader never sees half a file)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,28 @@ from typing import Any
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: Path, text: str, sync_directory: bool = False) -> None:
+    """temp file + fsync + rename: all of it or none of it. ``sync_directory`` also makes
+    the rename itself durable (the state file needs that; run files do not)."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    if sync_directory:
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

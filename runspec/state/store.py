@@ -8,12 +8,12 @@ corrupt file, or one written by a newer runspec, is refused and never overwritte
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from runspec.measure.files import write_text_atomic
 
 STATE_FORMAT = 1
 DEFAULT_DIR = ".runspec/state"
@@ -177,29 +177,11 @@ class StateStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
-                _atomic_write(Path(f"{path}.backup"), path.read_text(encoding="utf-8"))
-            _atomic_write(path, text)
+                write_text_atomic(Path(f"{path}.backup"), path.read_text(encoding="utf-8"),
+                                  sync_directory=True)
+            write_text_atomic(path, text, sync_directory=True)
         except OSError as error:
             raise StateError(f"cannot write state {path}: {error.strerror or error}",
                              "free space or fix permissions; the previous state is unchanged"
                              ) from None
         return state
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """temp file + fsync + rename + fsync of the directory: all of it, or none of it."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
