@@ -258,6 +258,23 @@ def test_torchrun_ddp_with_two_processes(project):
     assert "world=2 sum=3.0" in (run_dir / "stdout.log").read_text()
 
 
+def test_torchrun_launches_a_command_recipe_once_per_process(project):
+    """launch = "torchrun" with a command recipe is honoured, not dropped: torchrun starts
+    the command itself (--no-python) procs_per_node times, each with its own RANK."""
+    pytest.importorskip("torch", reason="the torch extra is installed by `make test`")
+    (project / "run.toml").write_text(
+        'schema = "runspec/v1"\nname = "cmd"\n[recipe]\nlaunch = "torchrun"\n'
+        'command = ["bash", "-c", "echo rank=$RANK of $WORLD_SIZE >> ${run.dir}/ranks.txt"]\n'
+        '[resources]\nprocs_per_node = 2\n[env.vars]\nOMP_NUM_THREADS = "1"\n')
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    run_dir = project / "runs/cmd/main/_/c1"
+    assert json.loads((run_dir / "local.json").read_text())["argv"][6:11] == [
+        "torchrun", "--standalone", "--nproc_per_node=2", "--no-python", "bash"]
+    assert sorted((run_dir / "ranks.txt").read_text().splitlines()) == [
+        "rank=0 of 2", "rank=1 of 2"]
+
+
 def test_unchanged_reapply_stops_before_rendering_and_input_edits_are_seen(project, monkeypatch):
     (project / "cfg.yaml").write_text("x: 1\n")
     (project / "run.toml").write_text(manifest(["a", "b"]).replace(
@@ -352,3 +369,36 @@ def test_applying_a_nemo_run_profile_is_a_clear_error(project):
     assert "submitting through NeMo-Run is not implemented yet" in result.output
     assert "Traceback" not in result.output
     assert state_of(project).members == {}
+
+
+def test_startup_commands_run_before_the_recipe_and_a_failing_one_fails_the_run(project):
+    """The local backend honours env.startup_commands as Slurm does: in order, before the
+    recipe, in the run's environment; the first that fails stops (and fails) the run."""
+    (project / "check.py").write_text(textwrap.dedent('''\
+        import os, pathlib, sys
+        pathlib.Path(sys.argv[1]).write_text(os.environ.get("FROM_STARTUP", "unset"))
+        '''))
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "loc"
+        [recipe]
+        command = ["python", "check.py", "${run.dir}/seen.txt"]
+        [env]
+        startup_commands = ["echo started >> startup.log", "export FROM_STARTUP=yes"]
+        '''))
+    first = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert first.exit_code == 0, first.output
+    run_dir = project / state_of(project).members["loc/main/_/c1"].run_dir
+    assert (run_dir / "seen.txt").read_text() == "yes"
+    assert (project / "startup.log").read_text() == "started\n"
+
+    text = (project / "run.toml").read_text().replace('"export FROM_STARTUP=yes"',
+                                                      '"false", "export FROM_STARTUP=yes"')
+    (project / "run.toml").write_text(text)
+    (run_dir / "seen.txt").unlink()  # the replaced run reuses its directory
+    second = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert second.exit_code == 1, second.output
+    member = state_of(project).members["loc/main/_/c1"]
+    assert member.status == "failed"
+    assert not (project / member.run_dir / "seen.txt").exists()
+    assert (project / "startup.log").read_text() == "started\nstarted\n"

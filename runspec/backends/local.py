@@ -27,8 +27,10 @@ class LocalBackend:
     name = "local"
 
     def request(self, spec: RunSpec) -> dict:
-        """Exactly what the local runner executes: argv, env (secrets by reference), cwd."""
-        return {"argv": spec.argv, "env": spec.env,
+        """Exactly what the local runner executes: argv, env (secrets by reference), cwd.
+        Startup commands run first, as on Slurm: through bash, stopping at the first that
+        fails, before the measured command replaces the shell."""
+        return {"argv": with_startup_commands(spec.startup_commands, spec.argv), "env": spec.env,
                 "secrets": {k: {"from_env": v} for k, v in spec.secrets.items()}, "cwd": spec.cwd}
 
     def render_run(self, spec: RunSpec, root: Path, digest: str) -> dict[str, str]:
@@ -96,6 +98,15 @@ class LocalBackend:
         for pid in pids:
             if _alive(pid):
                 _signal_group(pid, signal.SIGKILL)
+
+
+def with_startup_commands(commands: list[str], argv: list[str]) -> list[str]:
+    """``argv`` preceded by the profile's startup commands (``set -euo pipefail``, so the
+    run stops, and fails, at the first one that fails), or ``argv`` itself without any."""
+    if not commands:
+        return argv
+    script = "\n".join(["set -euo pipefail", *commands, 'exec "$@"'])
+    return ["bash", "-c", script, "runspec-startup", *argv]
 
 
 def _signal_group(pid: int, signum: int) -> None:

@@ -27,15 +27,21 @@ def entry_argv(recipe: ResolvedRecipe, config_path: str | None) -> list[str]:
 
 def recipe_argv(recipe: ResolvedRecipe, procs_per_node: int, config_path: str | None,
                 nnodes_args: list[str] | None = None) -> list[str]:
-    """The full argv on one node: ``python …`` or ``torchrun --standalone --nproc_per_node=N …``."""
-    if recipe.kind == "command":
-        return entry_argv(recipe, None)
-    tail = entry_argv(recipe, config_path)
+    """The full argv on one node: ``python …`` or ``torchrun --standalone --nproc_per_node=N …``.
+
+    A ``command`` recipe runs as written; with ``launch = "torchrun"`` torchrun starts it
+    (``--no-python``: the command is an executable, not a Python file) once per process."""
+    tail = entry_argv(recipe, None if recipe.kind == "command" else config_path)
     if recipe.launch == "torchrun":
         topology = nnodes_args if nnodes_args is not None else ["--standalone"]
+        if recipe.kind == "command":
+            return ["torchrun", *topology, f"--nproc_per_node={procs_per_node}", "--no-python",
+                    *tail]
         if tail[0] == "-m":
             return ["torchrun", *topology, f"--nproc_per_node={procs_per_node}", "-m", *tail[1:]]
         return ["torchrun", *topology, f"--nproc_per_node={procs_per_node}", *tail]
+    if recipe.kind == "command":
+        return tail
     return [PYTHON, *tail]
 
 
