@@ -256,3 +256,47 @@ def test_command_recipe_interpolates_each_point(tmp_path):
     assert [r.request["argv"][6:] for r in runs] == [
         ["echo", "1", "runs/x/main/a=1/c1/out-1"],
         ["echo", "2.5", "runs/x/main/a=2.5/c1/out-2.5"]]
+
+
+def _rendered_config(path: Path, sets: list[str] | None = None) -> dict:
+    from ruamel.yaml import YAML
+
+    run = make_plan(path, Selection(sets=sets or [])).plan.runs[0]
+    return YAML(typ="safe").load(run.files["config.yaml"])
+
+
+@pytest.mark.parametrize("overrides", [
+    '[recipe.overrides.train]\nsteps = 5\n',                 # a nested table
+    '[recipe.overrides]\ntrain = { steps = 5 }\n',           # an inline table
+    '[recipe.overrides]\n"train.steps" = 5\n',               # the quoted dotted key
+])
+def test_nested_overrides_set_leaves_and_keep_their_siblings(tmp_path, overrides):
+    """As OmegaConf merges: a table under recipe.overrides sets its leaves; it never deletes
+    the other keys of that part of the config."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "train.py").write_text("print('train')\n")
+    (tmp_path / "config.yaml").write_text(
+        "train:\n  steps: 100\n  seed: 7\n  log_interval: 10\noptim:\n  lr: 0.01\n")
+    (tmp_path / "run.toml").write_text('schema = "runspec/v1"\nname = "n"\n[recipe]\n'
+                                       'script = "train.py"\nconfig = "config.yaml"\n' + overrides)
+    assert invoke("validate", "run.toml", cwd=tmp_path).exit_code == 0
+    config = _rendered_config(tmp_path / "run.toml")
+    assert config["train"] == {"steps": 5, "seed": 7, "log_interval": 10}
+
+
+def test_a_nested_set_merges_and_a_nested_typo_has_its_position(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "train.py").write_text("print('train')\n")
+    (tmp_path / "config.yaml").write_text("train:\n  steps: 100\n  seed: 7\n")
+    (tmp_path / "run.toml").write_text('schema = "runspec/v1"\nname = "n"\n[recipe]\n'
+                                       'script = "train.py"\nconfig = "config.yaml"\n'
+                                       '[recipe.overrides.train]\nseed = 1\n"+extra" = 2\n')
+    config = _rendered_config(tmp_path / "run.toml", ["recipe.overrides.train.steps=5"])
+    assert config["train"] == {"steps": 5, "seed": 1, "extra": 2}
+    (tmp_path / "run.toml").write_text((tmp_path / "run.toml").read_text().replace(
+        "seed = 1", "sead = 1"))
+    result = invoke("validate", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        'run.toml:7:1: error: recipe.overrides.train.sead: "train.sead" is not a key of '
+        'config.yaml — did you mean "train.seed"?'), result.stderr

@@ -148,7 +148,7 @@ def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
     (``+key`` adds one): caught here, not first at plan time, so pre-commit sees typos."""
     from runspec.manifest.load import deep_merge
     from runspec.manifest.pep723 import default_config_under, read_script_spec
-    from runspec.plan.dotted import UnknownKey, all_keys, check_key
+    from runspec.plan.dotted import UnknownKey, all_keys, check_key, override_leaves
 
     def load(path: Path) -> Any:  # keys only, no positions: the fast (C) safe loader
         from ruamel.yaml import YAML
@@ -183,8 +183,8 @@ def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
         sweep = unit.get("sweep") if at else document.data.get("sweep")
         parameters = sweep.get("parameters") if isinstance(sweep, dict) else None
         artifacts = unit.get("artifacts") if isinstance(unit.get("artifacts"), dict) else {}
-        wanted = [(k, at + ("recipe", "overrides", k), True)
-                  for k in (recipe.get("overrides") if isinstance(recipe.get("overrides"), dict) else {})]
+        wanted = [(k, at + ("recipe", "overrides", *path), True)
+                  for k, path in override_leaves(recipe.get("overrides")).items()]
         wanted += [(k, at + ("sweep", "parameters", k), True)
                    for k in (parameters if isinstance(parameters, dict) else {})]
         wanted += [(a["bind"], at + ("artifacts", n, "bind"), False) for n, a in artifacts.items()

@@ -26,6 +26,36 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def override_leaves(overrides: Any) -> dict[str, tuple[str, ...]]:
+    """Override tables as leaves, the way OmegaConf merges them: ``{"train": {"iters": 5}}``
+    sets ``train.iters`` and keeps ``train``'s other keys (it never replaces the subtree).
+
+    Maps each dotted key to its path under ``recipe.overrides`` (for positions). A ``+`` on
+    any segment marks the whole key as new (``train."+extra"`` → ``+train.extra``)."""
+    leaves: dict[str, tuple[str, ...]] = {}
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        for key, value in node.items():
+            here = (*path, str(key))
+            if isinstance(value, dict) and value:
+                walk(value, here)
+                continue
+            dotted = ".".join(part.removeprefix("+") for part in here)
+            leaves["+" + dotted if any(p.startswith("+") for p in here) else dotted] = here
+
+    if isinstance(overrides, dict):
+        walk(overrides, ())
+    return leaves
+
+
+def leaf_value(overrides: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path`` (from ``override_leaves``) inside nested ``overrides``."""
+    node: Any = overrides
+    for part in path:
+        node = node[part]
+    return node
+
+
 def all_keys(node: Any, prefix: str = "") -> list[str]:
     """Every dotted key in ``node``, tables included (``a`` and ``a.b``)."""
     keys: list[str] = []

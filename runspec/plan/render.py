@@ -246,7 +246,7 @@ def _checked_config_keys(stage: ResolvedStage, problems: _Problems) -> dict[str,
     config = stage.base_config
     known = all_keys(config) if config else []
     checked: dict[str, str] = {}
-    wanted: list[tuple[str, KeyPath]] = [(k, at + ("recipe", "overrides", k)) for k in stage.recipe.overrides]
+    wanted: list[tuple[str, KeyPath]] = [(k, _override_path(stage, k)) for k in stage.recipe.overrides]
     if stage.sweep:
         wanted += [(k, at + ("sweep", "parameters", k)) for k in stage.sweep.parameters]
     wanted += [(a.bind, at + ("artifacts", n, "bind")) for n, a in stage.artifacts.items() if a.bind]
@@ -266,13 +266,18 @@ def _checked_config_keys(stage: ResolvedStage, problems: _Problems) -> dict[str,
     return checked if ok else None
 
 
+def _override_path(stage: ResolvedStage, key: str) -> KeyPath:
+    """Where an override (a leaf of possibly nested tables) is written in the manifest."""
+    return stage.at + ("recipe", "overrides", *stage.recipe.override_paths.get(key, (key,)))
+
+
 def _config(stage: ResolvedStage, point: dict[str, Any], keys: dict[str, str],
             interpolator: Interpolator, problems: _Problems, pinned: dict[str, Any]
             ) -> dict[str, Any] | None:
     at = stage.at
     values: dict[str, Any] = {}
     for key, value in stage.recipe.overrides.items():
-        values[keys[key]] = _interpolated(interpolator, value, at + ("recipe", "overrides", key),
+        values[keys[key]] = _interpolated(interpolator, value, _override_path(stage, key),
                                           problems)
     for name, artifact in stage.artifacts.items():
         if artifact.bind:

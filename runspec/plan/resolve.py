@@ -28,6 +28,7 @@ from runspec.manifest.models import (
 from runspec.manifest.pep723 import ScriptSpec, default_config_under, read_script_spec
 from runspec.manifest.profiles import find_env_file, load_env_file, resolve_profile
 from runspec.manifest.validate import validate_document
+from runspec.plan.dotted import leaf_value, override_leaves
 from runspec.plan.identity import digest
 from runspec.plan.interpolate import as_text
 
@@ -50,6 +51,7 @@ class ResolvedRecipe:
     overrides: dict[str, Any]
     args: list[str]
     workdir: str | None
+    override_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key → its table path
 
 
 @dataclass(frozen=True)
@@ -256,12 +258,15 @@ def _resolve_recipe(document: Document, root: Path, recipe: dict[str, Any], spec
         default = directory / f"{spec.get('config', 'default', default='default')}.yaml"
         if default.is_file():
             config = _relative(root, default)
+    overrides = recipe.get("overrides") or {}
+    leaves = override_leaves(overrides)
     return ResolvedRecipe(
         kind=kind,
         entry=entry,
         launch=recipe.get("launch") or spec.get("run", "launch") or "direct",
         config=config,
-        overrides=dict(recipe.get("overrides") or {}),
+        overrides={key: leaf_value(overrides, path) for key, path in leaves.items()},
+        override_paths=leaves,
         args=list(recipe.get("args") or []),
         workdir=recipe.get("workdir") or spec.get("run", "workdir"),
     )
