@@ -300,3 +300,14 @@ def test_a_nested_set_merges_and_a_nested_typo_has_its_position(tmp_path):
     assert result.stderr.startswith(
         'run.toml:7:1: error: recipe.overrides.train.sead: "train.sead" is not a key of '
         'config.yaml — did you mean "train.seed"?'), result.stderr
+
+
+def test_an_unknown_executor_is_an_error_not_a_local_run():
+    from runspec.backends import REGISTRY, backend_for
+    from runspec.backends.base import BackendError
+
+    assert {name: type(backend_for(name)).__name__ for name in REGISTRY} == {
+        "local": "LocalBackend", "slurm": "SlurmBackend", "ray": "RayBackend",
+        "nemo-run": "NemoRunBackend"}
+    with pytest.raises(BackendError, match='no backend implements executor "k8s"'):
+        backend_for("k8s")
