@@ -177,7 +177,7 @@ def test_results_strict_about_missing_runs_and_unknown_primary(campaign):
     (campaign / "runs/res/main/lr=0.001/c2/result.json").unlink()
     strict = invoke("results", "run.toml", cwd=campaign)
     assert strict.exit_code == 1
-    assert "error: 1 run(s) have no result: res/main/lr=0.001/c2 (succeeded)" in strict.stderr
+    assert "error: 1 run(s) have no result: res/main/lr=0.001/c2 (lost: " in strict.stderr
     lenient = invoke("results", "--no-strict", "run.toml", cwd=campaign)
     assert lenient.exit_code == 0 and "warning: 1 run(s)" in lenient.stderr
     text = (campaign / "run.toml").read_text().replace('primary = "tokens_per_s"',

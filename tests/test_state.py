@@ -125,3 +125,51 @@ def test_releasing_never_removes_someone_elses_lock(tmp_path):
             pass  # (exits normally, removing only its own lock)
         with state_lock(path, "plan") as third:
             assert read_info(path) == third != theirs
+
+
+def test_every_member_field_is_checked_on_reading():
+    from dataclasses import fields
+
+    from runspec.state.store import _MEMBER_FIELDS
+
+    assert list(_MEMBER_FIELDS) == [f.name for f in fields(Member)]
+
+
+def test_a_field_of_the_wrong_type_names_the_file_and_the_field(tmp_path):
+    store = StateStore(str(tmp_path / "s.json"), "s")
+    state = State("s")
+    state.members["s/main/_/c1"] = Member("s/main/_/c1", "main", "abc", "succeeded")
+    store.write(state)
+    document = json.loads(store.local_path.read_text())
+    document["members"]["s/main/_/c1"]["status"] = 5
+    store.local_path.write_text(json.dumps(document))
+    with pytest.raises(StateError) as caught:
+        store.read()
+    assert caught.value.message == (f'state {store.location} is corrupt at members["s/main/_/c1"]'
+                                    ".status: expected one of submitted, running, succeeded, "
+                                    "failed, cancelled, lost, got 5")
+    assert caught.value.hint.startswith("runspec will not overwrite it; restore ")
+
+
+def test_a_failed_write_leaves_the_serial_and_the_file_as_they_were(tmp_path):
+    store = StateStore(str(tmp_path / "s.json"), "s")
+    state = store.write(State("s"))
+    before = store.local_path.read_bytes()
+    (tmp_path / "s.json.backup").mkdir()  # a directory where the backup must go: a real error
+    with pytest.raises(StateError, match="cannot write state .*the previous state is unchanged"):
+        store.write(state)
+    assert state.serial == 1 and store.local_path.read_bytes() == before
+
+
+def test_unknown_breaks_only_a_lock_whose_holder_cannot_be_read(tmp_path):
+    path = tmp_path / "s.json"
+    lock = path.with_suffix(".lock")
+    lock.write_text("")
+    with pytest.raises(StateError, match=r"\(its holder cannot be read: lock file .*: 0 bytes"):
+        force_unlock(path, "0123456789ab")
+    assert force_unlock(path, "unknown") is None and not lock.exists()
+    with state_lock(path, "apply") as info:
+        with pytest.raises(StateError, match=f"held by apply by .*lock id {info.id}"):
+            force_unlock(path, "unknown")
+        assert read_info(path) == info
+    assert [p.name for p in tmp_path.iterdir()] == []  # no lock and no temporary file left

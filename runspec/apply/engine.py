@@ -23,6 +23,7 @@ from runspec.apply.refresh import refresh_state
 from runspec.backends import backend_for
 from runspec.backends.base import BackendError
 from runspec.measure import RESULT_FILE, STARTED_FILE
+from runspec.measure.files import disk_full, os_reason
 from runspec.plan.ir import Launch, Run
 from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
 from runspec.plan.render import build_plan
@@ -102,6 +103,7 @@ class Applier:
         self.report = ApplyReport()
         self.stopping = False
         self.started_ray_head = False
+        self.out_of_space = False  # a run directory could not be written: launch no more
 
     # -- state -------------------------------------------------------------------------------
     def save(self) -> None:
@@ -137,8 +139,10 @@ class Applier:
                     text += self.provenance_yaml()
                 (run_dir / name).write_text(text, encoding="utf-8")
         except OSError as error:
-            raise BackendError(f"cannot write the run directory {run_dir}: "
-                               f"{error.strerror or error}",
+            self.out_of_space = self.out_of_space or disk_full(error)
+            raise BackendError(f"cannot write the run directory {run_dir}: {os_reason(error)}",
+                               f"free space on the file system that holds {run_dir.parent}, "
+                               "then apply again" if disk_full(error) else
                                "check the permissions of outputs.root") from None
         return run_dir
 
@@ -163,7 +167,7 @@ class Applier:
             for name, text in launch.files.items():
                 (directory / name).write_text(text, encoding="utf-8")
         except OSError as error:
-            raise BackendError(f"cannot write {directory}: {error.strerror or error}") from None
+            raise BackendError(f"cannot write {directory}: {os_reason(error)}") from None
 
     # -- the apply ---------------------------------------------------------------------------
     def run(self) -> ApplyReport:
@@ -304,6 +308,9 @@ class Applier:
                     handle = self._start_local(backend, run, by_key[run.key], attempts[run.key])
                     if handle is None:
                         done += 1
+                        if self.out_of_space:  # the rest stay unlaunched for the next apply
+                            self.reporter.event(f"disk full: {len(queue)} run(s) not launched")
+                            queue.clear()
                         continue
                     running[run.key] = (run, handle["_process"], time.monotonic())
                     last_start, last_cycle = time.monotonic(), run.slot
@@ -336,6 +343,10 @@ class Applier:
             self.save()  # intent first: a crash from here on cannot lose or repeat the run
             handle = backend.start(launch, self.root, run_dir)
         except (BackendError, OSError) as error:
+            if isinstance(error, OSError):
+                self.out_of_space = self.out_of_space or disk_full(error)
+                error = BackendError(f"cannot start the run: {error.filename or run.run_dir}: "
+                                     f"{os_reason(error)}")
             message = getattr(error, "message", None) or str(error)
             self.report.errors.append(f"{run.key}: {message}")
             self.reporter.event(f"error {run.key}: {error}")

@@ -1,7 +1,8 @@
 """``runspec status``, ``logs`` and ``cancel``: look at and act on what apply launched.
 
 They work from the state alone (no plan needed), refresh active runs from their backends,
-and write the refreshed state back when the lock is free.
+check that succeeded runs still have their result, and write the refreshed state back when
+the lock is free.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from runspec.apply.refresh import refresh_state
+from runspec.apply.refresh import refresh_state, verify_finished
 from runspec.backends import backend_for
 from runspec.manifest.load import load_manifest
-from runspec.state.lock import state_lock
+from runspec.state.lock import lock_path, state_lock
 from runspec.state.status import ACTIVE
 from runspec.state.store import Member, State, StateError, StateStore, state_path
 
@@ -45,24 +46,34 @@ def tracked(manifest: Path) -> Tracked:
     return Tracked(name, root, store, state)
 
 
+def _update(target: Tracked, warn) -> int:
+    return refresh_state(target.state, target.root, warn) + verify_finished(target.state,
+                                                                            target.root)
+
+
 def refresh(target: Tracked, warn=None) -> bool:
     """Refresh active runs from a fresh read of the state; write it back when the lock is
-    free. Returns False when an apply holds the lock: the result is shown, not written."""
+    free. Returns False when an apply holds the lock: the result is shown, not written. A
+    lock that cannot be made (a full disk) is a warning: reading still works."""
     if not target.store.is_local:
         target.state = target.store.read()
-        if refresh_state(target.state, target.root, warn):
+        if _update(target, warn):
             target.store.write(target.state)
         return True
     try:
         lock = state_lock(target.store.local_path, "status")
         lock.__enter__()
-    except StateError:
+    except StateError as error:
         target.state = target.store.read()  # the apply's latest writes, refreshed in memory
-        refresh_state(target.state, target.root, warn)
-        return False
+        _update(target, warn)
+        if lock_path(target.store.local_path).exists():
+            return False
+        if warn is not None:
+            warn(f"warning: {error}; shown fresh, not written")
+        return True
     try:
         target.state = target.store.read()
-        if refresh_state(target.state, target.root, warn):
+        if _update(target, warn):
             target.store.write(target.state)
     finally:
         lock.__exit__(None, None, None)

@@ -1,7 +1,8 @@
 """Bring recorded statuses up to date: the wrapper's files first, the scheduler only if needed.
 
 Only members still ``submitted`` or ``running`` are looked at, so refreshing a manifest whose
-runs all finished makes no backend call at all.
+runs all finished makes no backend call at all. ``status`` and ``results`` also check that a
+run recorded as succeeded still has its result (``verify_finished``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from runspec.backends import backend_for
 from runspec.backends.base import BackendError
-from runspec.state.status import ACTIVE
+from runspec.state.status import ACTIVE, read_result
 from runspec.state.store import Member, State
 
 
@@ -48,4 +49,19 @@ def refresh_state(state: State, root: Path, say=None) -> int:
             if new != member.status or member.handle != handles[member.key]:
                 member.status = new
                 changed += 1
+    return changed
+
+
+def verify_finished(state: State, root: Path) -> int:
+    """A run recorded as succeeded whose result.json is now missing or unreadable is marked
+    ``lost`` (with why in ``error``): its evidence is gone, ``results`` cannot use it, and
+    ``lost`` is what makes the next apply run it again. Returns how many changed."""
+    changed = 0
+    for member in state.members.values():
+        if member.status != "succeeded":
+            continue
+        _, problem = read_result(root / member.run_dir)
+        if problem:
+            member.status, member.error = "lost", f"recorded as succeeded, but {problem}"
+            changed += 1
     return changed

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from runspec.apply.engine import Applier, ApplyAborted, ApplyOptions, ApplyReport, Reporter, prepare
+from runspec.measure.files import disk_full, os_reason
 from runspec.plan import report
 from runspec.plan.pipeline import PlanResult, Selection, store_for
 from runspec.plan.resolve import fingerprint, resolve
 from runspec.state.lock import lock_path
+from runspec.state.store import StateError
 
 SAVED_FORMAT = report.JSON_FORMAT
 
@@ -54,7 +56,25 @@ def stale_reasons(saved: dict[str, Any], result: PlanResult) -> list[str]:
 def run_apply(target: Path, selection: Selection, options: ApplyOptions,
               confirm: Callable[[str], bool], reporter: Reporter) -> ApplyReport:
     """Plan under the state lock, show and confirm, launch, record. Raises ApplyAborted,
-    ManifestError, StateError."""
+    ManifestError, StateError (also for a full disk wherever it strikes: the state file is
+    written atomically, so it is intact either way)."""
+    try:
+        return _run_apply(target, selection, options, confirm, reporter)
+    except OSError as error:
+        raise _stopped(error, Path(error.filename) if error.filename else None) from None
+
+
+def _stopped(error: OSError, where: Path | None) -> StateError:
+    """An OSError no step turned into its own message (a full disk, mostly), as one."""
+    fix = (f"free space on the file system that holds {where.parent if where else 'it'}"
+           if disk_full(error) else "fix that")
+    return StateError(f"apply stopped{f' at {where}' if where else ''}: {os_reason(error)}",
+                      f"{fix}, then apply again; the state is intact (it is written "
+                      "atomically) and `runspec status` shows what was launched")
+
+
+def _run_apply(target: Path, selection: Selection, options: ApplyOptions,
+               confirm: Callable[[str], bool], reporter: Reporter) -> ApplyReport:
     if target.is_dir():
         raise ApplyAborted(f"{target} is a directory: apply takes one manifest (or a saved "
                            "plan.json) — e.g. `for m in specs/*.run.toml; do runspec apply "
@@ -130,9 +150,13 @@ def detach_local(selection: Selection, result: PlanResult, options: ApplyOptions
     base = result.plan.root / ".runspec"
     plan_file = base / "plans" / f"{result.plan.name}-{stamp}.json"
     log = base / "logs" / f"apply-{result.plan.name}-{stamp}.log"
-    plan_file.parent.mkdir(parents=True, exist_ok=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    plan_file.write_text(report.dumps(saved_plan_json(result, selection)), encoding="utf-8")
+    try:
+        plan_file.parent.mkdir(parents=True, exist_ok=True)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        plan_file.write_text(report.dumps(saved_plan_json(result, selection)), encoding="utf-8")
+    except OSError as error:
+        plan_file.unlink(missing_ok=True)
+        raise _stopped(error, plan_file) from None
     argv = [sys.executable, "-m", "runspec", "apply", str(plan_file)]
     argv += ["--prune"] if options.prune else []
     argv += ["--wait"] if options.wait else []
@@ -146,7 +170,8 @@ def detach_local(selection: Selection, result: PlanResult, options: ApplyOptions
 
 def _unchanged_since_last_apply(resolved, inputs: str) -> bool:
     """The fast path: same inputs as the last complete apply, every run succeeded, and no
-    apply holding the lock. Reads the state only; no backend is asked anything."""
+    apply holding the lock. Reads the state only (one read and one hash when it carries a
+    checksum; a damaged state raises StateError); no backend is asked anything."""
     store = store_for(resolved)
     if store.is_local and lock_path(store.local_path).exists():
         return False

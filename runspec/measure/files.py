@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -15,12 +16,16 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_text_atomic(path: Path, text: str, sync_directory: bool = False) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"), sync_directory)
+
+
+def write_bytes_atomic(path: Path, data: bytes, sync_directory: bool = False) -> None:
     """temp file + fsync + rename: all of it or none of it. ``sync_directory`` also makes
     the rename itself durable (the state file needs that; run files do not)."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -33,6 +38,19 @@ def write_text_atomic(path: Path, text: str, sync_directory: bool = False) -> No
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def os_reason(error: OSError) -> str:
+    """An OSError in words for a message; a full disk (or quota) says so plainly."""
+    if error.errno == errno.ENOSPC:
+        return "the disk is full (no space left on device)"
+    if error.errno == errno.EDQUOT:
+        return "the disk is full (disk quota exceeded)"
+    return error.strerror or str(error)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

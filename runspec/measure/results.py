@@ -1,22 +1,59 @@
 """``runspec results``: every run's result.json, grouped by sweep point, summarized.
 
-Warmup runs are left out. Strict by default: a run of the campaign with no result is an
-error (listed), so a half-finished campaign is never mistaken for a complete one.
+Warmup runs are left out. Strict by default: a run of the campaign with no result, or with
+a result.json that cannot be used (a field of the wrong type), is an error (listed, naming
+the file and the field), so a half-finished campaign is never mistaken for a complete one.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runspec.measure import RESULT_FILE
-from runspec.measure.files import read_json
 from runspec.measure.stats import Summary, summarize
 from runspec.plan.identity import point_label
+from runspec.state.status import read_result
 
 BUILTIN = ("wall_s", "energy_kwh", "peak_rss_mb")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _optional_number(value: Any) -> bool:
+    return value is None or _number(value)
+
+
+def _optional_object(value: Any) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+def result_problem(result: dict[str, Any]) -> str | None:
+    """The first field of a result.json that results reads and cannot use (None if all can
+    be used); the format is result_schema.Result."""
+    checks: list[tuple[str, Any, Any, str]] = [
+        ("wall_s", result.get("wall_s"), _optional_number, "a number"),
+        ("peak_rss_mb", result.get("peak_rss_mb"), _optional_number, "a number or null"),
+        ("metrics", result.get("metrics"), _optional_object, "an object of name → number"),
+        ("energy", result.get("energy"), _optional_object, "an object or null")]
+    metrics, energy = result.get("metrics"), result.get("energy")
+    if isinstance(metrics, dict):
+        checks += [(f"metrics.{name}", value, _number, "a finite number")
+                   for name, value in metrics.items()]
+    if isinstance(energy, dict):
+        checks += [("energy.energy_kwh", energy.get("energy_kwh"), _optional_number,
+                    "a number or null"),
+                   ("energy.method", energy.get("method"), _optional_object, "an object or null")]
+    for name, value, accepts, expected in checks:
+        if not accepts(value):
+            return f"field {name}: expected {expected}, got {json.dumps(value)[:60]}"
+    return None
 
 
 @dataclass
@@ -52,9 +89,15 @@ def collect(target, group_by: list[str] | None = None, primary: str | None = Non
     for member in sorted(target.state.members.values(), key=lambda m: m.key):
         if member.slot.startswith("w"):
             continue  # warmups are not measurements
-        result = read_json(target.root / member.run_dir / RESULT_FILE)
+        result, unreadable = read_result(target.root / member.run_dir)
         if result is None or member.status != "succeeded":
-            missing.append(f"{member.key} ({member.status})")
+            why = f": {unreadable}" if unreadable and member.status in ("succeeded", "lost") else ""
+            missing.append(f"{member.key} ({member.status}{why})")
+            continue
+        problem = result_problem(result)
+        if problem:
+            missing.append(f"{member.key} (bad result: "
+                           f"{target.root / member.run_dir / RESULT_FILE}: {problem})")
             continue
         point = ({k: v for k, v in member.point.items() if k in group_by}
                  if group_by is not None else member.point)

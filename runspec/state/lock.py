@@ -1,13 +1,17 @@
 """The state lock: who holds it (pid, host, user, operation, since when), and breaking it.
 
-The lock is a file created exclusively (``O_CREAT | O_EXCL``) holding the holder's record,
-so it outlives a crash: a lock left by a dead process is reported as such, with the
-``runspec force-unlock ID`` that breaks it. (filelock's SoftFileLock would silently break
-it instead, hiding that an apply died.) A held lock fails fast; nothing waits silently.
+The lock is a file holding the holder's record, so it outlives a crash: a lock left by a
+dead process is reported as such, with the ``runspec force-unlock ID`` that breaks it.
+(filelock's SoftFileLock would silently break it instead, hiding that an apply died.) It
+is made atomically: the record is written and fsynced to a temporary file first, then
+hard-linked to the lock's name (a link fails if the name exists: the exclusive create),
+so a crash or a full disk never leaves an empty lock behind. A held lock fails fast;
+nothing waits silently.
 """
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
 import os
@@ -20,7 +24,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from runspec.measure.files import disk_full, os_reason
 from runspec.state.store import StateError
+
+UNKNOWN = "unknown"  # the id force-unlock takes for a lock whose holder cannot be read
 
 
 @dataclass(frozen=True)
@@ -62,26 +69,78 @@ def lock_path(state_file: Path) -> Path:
 
 def read_info(state_file: Path) -> LockInfo | None:
     try:
-        return LockInfo(**json.loads(lock_path(state_file).read_text(encoding="utf-8")))
+        info = LockInfo(**json.loads(lock_path(state_file).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
+    return info if isinstance(info.id, str) and isinstance(info.pid, int) else None
+
+
+def describe_file(state_file: Path) -> str:
+    """What can be known of a lock file whose holder cannot be read: size, age, content."""
+    path = lock_path(state_file)
+    try:
+        stat = path.stat()
+        with path.open("rb") as handle:
+            head = handle.read(80)
+    except OSError as error:
+        return f"lock file {path} ({os_reason(error)})"
+    modified = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds")
+    snippet = json.dumps(head.decode("utf-8", errors="replace"))
+    return (f"lock file {path}: {stat.st_size} bytes, modified {modified}, content "
+            + (snippet if head else "empty"))
+
+
+def _write_new(path: Path, record: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(record)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _create(path: Path, info: LockInfo) -> None:
+    """Write the holder's record to a temporary file, then link it to ``path``: the lock
+    appears complete or not at all. FileExistsError if it is held."""
+    record = json.dumps(asdict(info)).encode("utf-8")
+    temporary = path.with_name(f".{path.name}.{info.id}.tmp")
+    try:
+        _write_new(temporary, record)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            raise
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            # No hard links on this file system: create the lock itself, removed again
+            # if its record cannot be written (only a crash in between can leave it empty).
+            _write_new(path, record)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @contextmanager
 def state_lock(state_file: Path, operation: str, manifest: str | None = None
                ) -> Iterator[LockInfo]:
     """Hold the lock for ``operation``; raise StateError at once if someone else holds it
-    (``manifest``: the path to name in the force-unlock hint)."""
+    (``manifest``: the path to name in the force-unlock hint) or it cannot be written."""
     path = lock_path(state_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = LockInfo(uuid.uuid4().hex[:12], os.getpid(), socket.gethostname(), getpass.getuser(),
                     operation, datetime.now(UTC).isoformat(timespec="seconds"))
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create(path, info)
     except FileExistsError:
         raise held_error(state_file, manifest) from None
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(asdict(info)))
+    except OSError as error:
+        what = (f"free space on the file system that holds {path.parent}, then run the command "
+                "again" if disk_full(error) else f"fix the permissions of {path.parent}")
+        raise StateError(f"cannot take the state lock {path}: {os_reason(error)}",
+                         f"{what}; nothing was changed") from None
     try:
         yield info
     finally:
@@ -94,8 +153,10 @@ def held_error(state_file: Path, manifest: str | None = None) -> StateError:
     info = read_info(state_file)
     where = f" --manifest {shlex.quote(manifest)}" if manifest and manifest != "run.toml" else ""
     if info is None:
-        return StateError(f"the state of {state_file.stem} is locked (holder unknown)",
-                          f"if no runspec is running, remove {lock_path(state_file)}")
+        return StateError(f"the state of {state_file.stem} is locked, but its holder cannot be "
+                          f"read ({describe_file(state_file)})",
+                          f"if no runspec is running, `runspec force-unlock {UNKNOWN}{where}` "
+                          "breaks it")
     if info.holder_is_dead():
         return StateError(f"the state is locked by a process that is no longer running: "
                           f"{info.describe()}", f"run `runspec force-unlock {info.id}{where}` to break it")
@@ -112,15 +173,23 @@ def lock_note(state_file: Path, manifest: str | None = None) -> str | None:
     return f"note: {held_error(state_file, manifest)}"
 
 
-def force_unlock(state_file: Path, lock_id: str) -> LockInfo:
-    """Break the lock if ``lock_id`` names it (so a typo cannot break someone else's lock)."""
+def force_unlock(state_file: Path, lock_id: str) -> LockInfo | None:
+    """Break the lock if ``lock_id`` names it (so a typo cannot break someone else's lock);
+    ``unknown`` breaks a lock whose holder cannot be read. Returns the holder it broke, None
+    for an unreadable one."""
     path = lock_path(state_file)
     if not path.exists():
         raise StateError(f"the state of {state_file.stem} is not locked")
     info = read_info(state_file)
-    if info is None or info.id != lock_id:
-        held = info.id if info else "unknown"
+    if (info.id if info else UNKNOWN) != lock_id:
+        held = (f"held by {info.describe()}" if info else
+                f"its holder cannot be read: {describe_file(state_file)}")
         raise StateError(f'lock id "{lock_id}" does not match the held lock ({held})',
-                         "copy the id from the lock error message")
-    path.unlink(missing_ok=True)
+                         "copy the id from the lock error message" if info else
+                         f"if no runspec is running, `runspec force-unlock {UNKNOWN}` breaks it")
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        raise StateError(f"cannot remove the lock {path}: {os_reason(error)}",
+                         "remove it by hand if no runspec is running") from None
     return info
