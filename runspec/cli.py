@@ -12,6 +12,18 @@ from runspec import __version__
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def _max_runs(ctx, param, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise click.BadParameter("must be at least 1")
+    return value
+
+
+_MAX_RUNS = click.option("--max-runs", type=int, default=None, metavar="N", callback=_max_runs,
+                         help="Refuse a manifest that plans more than N runs (sweep points × "
+                              "(cycles + warmups)), counted before anything is expanded "
+                              "[default: 1,000,000].")
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", "-V", prog_name="runspec",
                       message="%(prog)s %(version)s")
@@ -26,21 +38,25 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="text for people; json: [{file, line, col, path, message, hint}].")
-def validate(paths: tuple[Path, ...], fmt: str) -> None:
+@_MAX_RUNS
+def validate(paths: tuple[Path, ...], fmt: str, max_runs: int) -> None:
     """Check manifests and env.toml files against the schema and runspec's rules.
 
-    PATHS are files or directories; in a directory every run.toml, *.run.yaml, env.toml and
-    any TOML/YAML whose `schema` is "runspec/v1" is checked. Prints every problem with
-    file:line:col, the key path, what was expected and a did-you-mean; exits 1 if there is
-    any error, 0 (quietly) otherwise.
+    PATHS are files or directories (default: the current directory); in a directory every
+    run.toml, *.run.yaml, env.toml and any TOML/YAML whose `schema` is "runspec/v1" is
+    checked. Prints every problem with file:line:col, the key path, what was expected and a
+    did-you-mean; exits 1 if there is any error, 0 (quietly) otherwise.
     """
     from runspec.console import diagnostics_json, print_diagnostics, summary
+    from runspec.manifest.checks import limit_runs
     from runspec.manifest.validate import validate_paths
 
-    files, diagnostics = validate_paths(paths)
+    paths = paths or (Path("."),)
+    with limit_runs(max_runs):
+        files, diagnostics = validate_paths(paths)
     errors = sum(d.severity == "error" for d in diagnostics)
     if fmt == "json":
         click.echo(diagnostics_json(diagnostics))
@@ -94,6 +110,14 @@ def init(directory: Path, fmt: str, name: str | None, force: bool) -> None:
     click.echo(f"next: runspec validate {directory}")
 
 
+def _manifest_here() -> Path:
+    """The manifest a command means when none is named: run.toml (or run.yaml) here."""
+    for name in ("run.toml", "run.yaml", "run.yml"):
+        if Path(name).is_file():
+            return Path(name)
+    raise click.UsageError("no run.toml or run.yaml in this directory: name the manifest")
+
+
 def _selection(target, exclude, replace, sets):
     from runspec.plan.pipeline import Selection
 
@@ -113,8 +137,9 @@ def _fail(error) -> None:
 
 
 _SET = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                    help="Override a manifest value, e.g. --set campaign.cycles=1 "
-                         "(quote dotted keys: --set 'recipe.overrides.\"optim.lr\"=0.1').")
+                    help="Override a manifest value, e.g. --set campaign.cycles=1 or "
+                         "--set recipe.overrides.optim.lr=0.1 (sets that key; the config's "
+                         "other keys stay).")
 _TARGET = click.option("--target", multiple=True, metavar="GLOB",
                        help="Only runs whose key matches (repeatable).")
 _EXCLUDE = click.option("--exclude", multiple=True, metavar="GLOB",
@@ -124,7 +149,8 @@ _REPLACE = click.option("--replace", multiple=True, metavar="GLOB",
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path),
+                callback=lambda ctx, param, value: value or (_manifest_here(),))
 @_TARGET
 @_EXCLUDE
 @_REPLACE
@@ -135,15 +161,19 @@ _REPLACE = click.option("--replace", multiple=True, metavar="GLOB",
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the plan (with the state's lineage and serial) for `apply PLAN.json`.")
 @click.option("--show-unchanged", is_flag=True, help="List unchanged runs too.")
+@_MAX_RUNS
 def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_file,
-         show_unchanged) -> None:
+         show_unchanged, max_runs) -> None:
     """Show what apply would launch, and what changed since the last apply.
+
+    PATHS are manifests (default: run.toml, or run.yaml, in the current directory).
 
     Reads the manifest(s), env.toml and the stored state; writes and submits nothing.
     Runs are grouped by stage: + create, -/+ replace (with the reason and a diff),
     ↻ rerun (failed or lost last time), - destroy (gone from the manifest). Unchanged runs
     are counted, and hidden unless --show-unchanged.
     """
+    from runspec.backends.base import BackendError
     from runspec.console import print_plan
     from runspec.manifest.errors import ManifestError
     from runspec.manifest.validate import discover, is_manifest
@@ -161,9 +191,9 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
         sys.exit(1)
     selection = _selection(target, exclude, replace, sets)
     try:
-        results = [make_plan(path, selection) for path in manifests]
+        results = [make_plan(path, selection, max_runs) for path in manifests]
         report.check_unique_names(results)
-    except (ManifestError, StateError) as error:
+    except (ManifestError, StateError, BackendError) as error:
         _fail(error)
     if as_json:
         documents = [report.plan_json(result) for result in results]
@@ -185,7 +215,8 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
 
 
 @main.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", required=False, type=click.Path(path_type=Path),
+                callback=lambda ctx, param, value: value or _manifest_here())
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking (needed without a terminal).")
 @click.option("--detach", is_flag=True,
               help="Local runs: continue in a background process instead of waiting.")
@@ -197,12 +228,14 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
 @_EXCLUDE
 @_REPLACE
 @_SET
-def apply(path, yes, detach, wait, prune, target, exclude, replace, sets) -> None:
+@_MAX_RUNS
+def apply(path, yes, detach, wait, prune, target, exclude, replace, sets, max_runs) -> None:
     """Launch what the plan shows: only runs to create, replace or rerun.
 
-    PATH is a manifest, or a plan saved with `runspec plan --out plan.json` (applied
-    without asking, and refused if the manifest or the state moved on since). For a
-    manifest it shows the plan and asks for confirmation on a terminal. Holds the state lock throughout and records every submission at once.
+    PATH is a manifest (default: run.toml or run.yaml here), or a plan saved with
+    `runspec plan --out plan.json` (applied without asking, and refused if the manifest or
+    the state moved on since). For a manifest it shows the plan and asks for confirmation
+    on a terminal. Holds the state lock throughout and records every submission at once.
     Local runs are waited for (Ctrl-C cancels them cleanly); Slurm and Ray return after
     submitting unless --wait. An unchanged manifest prints "No changes." and makes no
     backend call.
@@ -211,6 +244,7 @@ def apply(path, yes, detach, wait, prune, target, exclude, replace, sets) -> Non
     from runspec.apply.session import run_apply
     from runspec.backends.base import BackendError
     from runspec.console import apply_reporter, confirm_plan
+    from runspec.manifest.checks import limit_runs
     from runspec.manifest.errors import ManifestError
     from runspec.state.store import StateError
 
@@ -221,7 +255,7 @@ def apply(path, yes, detach, wait, prune, target, exclude, replace, sets) -> Non
         sys.exit(1)
     options = ApplyOptions(detach=detach, wait=wait, prune=prune)
     try:
-        with apply_reporter() as reporter:
+        with apply_reporter() as reporter, limit_runs(max_runs):
             outcome = run_apply(path, selection, options, confirm_plan(yes), reporter)
     except (ManifestError, StateError) as error:
         _fail(error)
@@ -236,12 +270,15 @@ def apply(path, yes, detach, wait, prune, target, exclude, replace, sets) -> Non
 
 
 @main.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", required=False, type=click.Path(path_type=Path),
+                callback=lambda ctx, param, value: value or _manifest_here())
 @click.option("--json", "as_json", is_flag=True, help="Print the members as JSON.")
 @click.option("--watch", is_flag=True, help="Refresh every few seconds until every run ended.")
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between --watch refreshes.")
 def status(path, as_json, watch, interval) -> None:
-    """Refresh what apply launched from the backends and show one row per run."""
+    """Refresh what apply launched from the backends and show one row per run.
+
+    PATH is the manifest (default: run.toml, or run.yaml, in the current directory)."""
     import json
     import time
 
@@ -320,7 +357,8 @@ def cancel(path, glob) -> None:
 
 
 @main.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", required=False, type=click.Path(path_type=Path),
+                callback=lambda ctx, param, value: value or _manifest_here())
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "md"]),
               default="table", show_default=True)
 @click.option("--group-by", default=None, metavar="PARAM,…",
@@ -333,7 +371,8 @@ def results(path, fmt, group_by, plot_file, strict) -> None:
     """Summarize what the runs measured: per sweep point, over cycles (warmups left out),
     n, mean, std, CV, min, max and a 95% t-interval for every metric, wall time and energy.
     Best first by measure.primary (and measure.goal); n < 3 is flagged unreliable; the
-    energy measurement methods are named under the table."""
+    energy measurement methods are named under the table. PATH defaults to run.toml (or
+    run.yaml) in the current directory."""
     from runspec.apply import inspect
     from runspec.manifest.errors import ManifestError
     from runspec.manifest.load import load_manifest
@@ -453,6 +492,7 @@ def render(path, out_dir, sets) -> None:
     Per run: config.yaml, job.yaml and the backend's request (local.json, launch.sh,
     ray.json); per stage: the launch files (job.sbatch for Slurm).
     """
+    from runspec.backends.base import BackendError
     from runspec.manifest.errors import ManifestError
     from runspec.plan.export import write_rendered
     from runspec.plan.render import build_plan
@@ -461,7 +501,7 @@ def render(path, out_dir, sets) -> None:
     try:
         resolved = resolve(path, list(sets))
         built = build_plan(resolved)
-    except ManifestError as error:
+    except (ManifestError, BackendError) as error:
         _fail(error)
     written = write_rendered(built, out_dir, {s.name: s.campaign for s in resolved.stages})
     click.echo(f"wrote {len(written)} files for {len(built.runs)} runs under {out_dir}")
@@ -475,18 +515,24 @@ def force_unlock(lock_id: str, path: Path) -> None:
     """Break a state lock left behind (for example by a killed apply).
 
     LOCK_ID is the id printed in the lock error; it must match, so a typo cannot break
-    somebody else's lock.
+    somebody else's lock. A lock whose holder cannot be read (an empty or damaged lock
+    file) is broken with the id `unknown`; what is known of the file (size, time, content)
+    is printed.
     """
     from runspec.manifest.errors import ManifestError
+    from runspec.state.lock import describe_file
     from runspec.state.lock import force_unlock as unlock
     from runspec.state.store import StateError
     from runspec.state.where import state_file_for
 
     try:
-        info = unlock(state_file_for(path), lock_id)
+        state_file = state_file_for(path)
+        known = describe_file(state_file)  # before it is gone
+        info = unlock(state_file, lock_id)
     except (ManifestError, StateError) as error:
         _fail(error)
-    click.echo(f"Unlocked: {info.describe()}")
+    click.echo(f"Unlocked: {info.describe()}" if info else
+               f"Unlocked a lock whose holder could not be read: {known}")
 
 
 if __name__ == "__main__":

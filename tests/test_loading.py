@@ -101,15 +101,18 @@ def test_ten_megabyte_file_is_refused_without_parsing(tmp_path):
 
 def test_unreadable_file_with_injected_permission_error(tmp_path, monkeypatch):
     """Root reads any file, so a fake (named as such) injects the EACCES a user would get."""
-    from pathlib import Path
+    import os
 
     path = tmp_path / "run.toml"
     path.write_text('schema = "runspec/v1"\n')
+    real_open = os.open
 
-    def fake_permission_denied(self):
-        raise PermissionError(13, "Permission denied")
+    def fake_permission_denied(name, *args, **kwargs):
+        if str(name).endswith("run.toml"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(name, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", fake_permission_denied)
+    monkeypatch.setattr(os, "open", fake_permission_denied)
     result = invoke("validate", "run.toml", cwd=tmp_path)
     assert result.exit_code == 1
     assert "run.toml:1:1: error: (file): permission denied: cannot read the file" in result.stderr

@@ -7,8 +7,13 @@ type, which the schema pass reports, so one ``validate`` shows every problem at 
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +30,47 @@ from runspec.manifest.suggest import (
 from runspec.manifest.vocabulary import RECIPE_KINDS
 
 SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.I)
-STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+MAX_RUNS = 1_000_000
+"""Default limit on the runs of one plan (``--max-runs``): each run is rendered and kept in
+memory, so a ten-million-point grid would take gigabytes before anything is shown."""
+MAX_COUNT = 1_000_000
+"""Largest ``cycles``, ``warmup_runs`` and ``samples`` (the models' schema bound)."""
+MAX_NAME_BYTES = 255
+"""Longest file name (one path segment) that common file systems accept."""
+_SATURATED = 10**18
+_RUN_LIMIT: ContextVar[int] = ContextVar("runspec_max_runs", default=MAX_RUNS)
+_SWEEP_REFERENCE = re.compile(r"\$\{sweep\.([^${}]+)\}")
+_STAGE_OUTPUT = re.compile(r"\$\{stage\.([A-Za-z0-9_-]+)\.outputs\.")
+
+
+def run_limit() -> int:
+    """The most runs a plan may hold here (``MAX_RUNS`` unless ``limit_runs`` says otherwise)."""
+    return _RUN_LIMIT.get()
+
+
+@contextmanager
+def limit_runs(limit: int | None) -> Iterator[None]:
+    """Within the block, validate and plan refuse sweeps of more than ``limit`` runs."""
+    if limit is None:
+        yield
+        return
+    token = _RUN_LIMIT.set(limit)
+    try:
+        yield
+    finally:
+        _RUN_LIMIT.reset(token)
 
 
 class Checker:
     """Collects diagnostics about one manifest document."""
 
-    def __init__(self, document: Document):
+    def __init__(self, document: Document, max_runs: int | None = None):
         self.document = document
         self.found: list[Diagnostic] = []
         self.fmt = document.notation
+        self.max_runs = run_limit() if max_runs is None else max_runs
 
     def kv(self, key: str, value: Any) -> str:
         return assignment(self.fmt, key, value)
@@ -64,7 +100,7 @@ class Checker:
                                "move it into the stage that uses it, e.g. "
                                + table(self.fmt, f"stages.NAME.{key}"), on_key=True)
             for name, stage in stages.items():
-                if not STAGE_NAME.match(name):
+                if not STAGE_NAME.fullmatch(name):
                     self.error(("stages", name), f'invalid stage name "{name}"',
                                "use letters, digits, - and _", on_key=True)
                 if isinstance(stage, dict):
@@ -79,6 +115,8 @@ class Checker:
             self.check_unit(data, ())
         self.check_env(data.get("env"), ("env",))
         self.check_measure(data.get("measure"), ("measure",))
+        self.check_run_count(data)
+        self.check_path_lengths(data)
         return self.found
 
     def check_unit(self, unit: dict[str, Any], at: KeyPath) -> None:
@@ -149,7 +187,10 @@ class Checker:
                 self.check_distribution(spec, where, mode)
             elif isinstance(spec, dict) and isinstance(spec.get("range"), list):
                 bounds = spec["range"]
-                if len(bounds) == 3 and bounds[2] == 0:
+                if any(isinstance(b, float) and not math.isfinite(b) for b in bounds):
+                    self.error(where + ("range",), f"range {bounds} has a bound that is not a "
+                               "finite number", "a range runs between two finite numbers")
+                elif len(bounds) == 3 and bounds[2] == 0:
                     self.error(where + ("range", 2), "range step must not be 0")
                 elif len(bounds) >= 2 and all(isinstance(b, int | float) for b in bounds):
                     step = bounds[2] if len(bounds) == 3 else 1
@@ -196,6 +237,10 @@ class Checker:
         if missing:
             self.error(at, f'distribution "{kind}" needs {" and ".join(missing)}', on_key=True)
         low, high = spec.get("min"), spec.get("max")
+        for bound, value in (("min", low), ("max", high)):
+            if isinstance(value, float) and not math.isfinite(value):
+                self.error(at + (bound,), f"{bound} must be a finite number, got {value}")
+                return
         if isinstance(low, int | float) and isinstance(high, int | float):
             if low >= high:
                 self.error(at + ("max",), f"max must be greater than min ({low})")
@@ -250,6 +295,294 @@ class Checker:
         if isinstance(primary, str) and isinstance(metrics, list) and metrics and primary not in metrics:
             self.error(at + ("primary",), f'primary metric "{primary}" is not in metrics',
                        did_you_mean(primary, metrics) or f"the metrics are {all_of(metrics)}")
+
+
+    # -- bounds ----------------------------------------------------------------------------
+    def check_run_count(self, data: dict[str, Any]) -> None:
+        """Refuse a plan of more than ``max_runs`` runs, counted (not expanded) as plan would."""
+        counts = count_runs(data)
+        total = sum(count.runs for count in counts.values())
+        if total <= self.max_runs:
+            return
+        over = [(at, count) for at, count in counts.items() if count.runs > self.max_runs]
+        hint = (f"use fewer sweep values (or {self.kv('mode', 'random')} with samples) or "
+                "fewer cycles, or raise the limit with --max-runs N")
+        for at, count in over:
+            self.error(count.where(at, self.document), f"{count.describe()}, more than "
+                       f"--max-runs {self.max_runs:,}", hint, on_key=True)
+        if not over:
+            each = ", ".join(f"{at[-1]}: {_number(c.runs)}" for at, c in counts.items())
+            self.error(("stages",), f"the stages add up to {_number(total)} runs ({each}), more "
+                       f"than --max-runs {self.max_runs:,}", hint, on_key=True)
+
+    def check_path_lengths(self, data: dict[str, Any]) -> None:
+        """Every file name a path value makes (sweep values put in) fits in 255 bytes: a
+        longer one fails only when a run is started, as "File name too long"."""
+        for path, value, sweep in _path_values(data):
+            for segment, parameter, choice in _segments(value, sweep):
+                size = len(segment.encode("utf-8", "surrogatepass"))
+                if size <= MAX_NAME_BYTES:
+                    continue
+                shown = (json.dumps(_shorten(choice), ensure_ascii=False)
+                         if isinstance(choice, str) else _shorten(json.dumps(choice, default=str)))
+                via = f" with {parameter} = {shown}" if parameter else ""
+                self.error(path, f"a path segment of {size:,} bytes{via}, more than "
+                           f"{MAX_NAME_BYTES}", f"file systems allow at most {MAX_NAME_BYTES} "
+                           "bytes per name: shorten it")
+                break
+        name = data.get("name")
+        state = (data.get("outputs") or {}).get("state") if isinstance(data.get("outputs"),
+                                                                        dict) else None
+        if isinstance(name, str) and not (isinstance(state, str) and state.endswith(".json")):
+            size = len(f"{name}.json".encode("utf-8", "surrogatepass"))
+            if size > MAX_NAME_BYTES:
+                self.error(("name",), f"the state file {_shorten(name)}.json would have a name "
+                           f"of {size:,} bytes, more than {MAX_NAME_BYTES}",
+                           "use a shorter name")
+
+
+@dataclass
+class RunCount:
+    """How many runs one stage (or the single-stage manifest) plans, and from what."""
+
+    factors: list[int] = field(default_factory=list)  # per grid parameter; [n] for zip/random
+    included: int = 0               # points added by include entries (at most)
+    bound: bool = False             # exclude entries: ``points`` is an upper bound
+    fan_out: list[tuple[str, int]] = field(default_factory=list)  # (upstream stage, its runs)
+    cycles: int = 1
+    warmups: int = 0
+    swept: bool = False
+    campaign_at: tuple[str, ...] = ("campaign",)
+
+    @property
+    def points(self) -> int:
+        total = _product(self.factors) + self.included
+        return _product([total, *(runs for _, runs in self.fan_out)])
+
+    @property
+    def runs(self) -> int:
+        """Warmups and cycles of every point, as ``campaign_slots`` makes them."""
+        return _product([self.points, self.cycles + self.warmups])
+
+    def where(self, at: tuple[str, ...], document: Document) -> tuple[str, ...]:
+        if self.swept:
+            return at + ("sweep",)
+        if self.fan_out:
+            return at + ("recipe",)
+        for key in ("cycles", "warmup_runs"):
+            if self.campaign_at + (key,) in document.positions:
+                return self.campaign_at + (key,)
+        return self.campaign_at
+
+    def describe(self) -> str:
+        """``10 × 10 × … × 10 = 10,000,000 points × 3 cycles = 30,000,000 runs``."""
+        shown = [_number(f) for f in self.factors]
+        if len(shown) > 4:
+            shown = [*shown[:2], "…", shown[-1]]
+        parts = " × ".join(shown) if self.swept else ""
+        if self.included:
+            parts += f" + {_number(self.included)} included"
+        base = _product(self.factors) + self.included
+        text = f"{parts} = " if parts and (len(self.factors) > 1 or self.included) else ""
+        text += ("at most " if self.bound else "") + _plural(base, "point")
+        for stage, runs in self.fan_out:
+            text += f" × {_number(runs)} runs of stage {stage}"
+        if self.fan_out:
+            text += f" = {_plural(self.points, 'point')}"
+        repeats = [_plural(self.cycles, "cycle")] + (
+            [_plural(self.warmups, "warmup")] if self.warmups else [])
+        if self.cycles + self.warmups == 1:
+            return f"{text} (one run each)"
+        text += " × " + (f"({' + '.join(repeats)})" if self.warmups else repeats[0])
+        return f"{text} = {_plural(self.runs, 'run')}"
+
+
+def count_runs(data: dict[str, Any]) -> dict[tuple[str, ...], RunCount]:
+    """Runs per stage (key: where it lives, ``()`` for the single-stage form), without
+    expanding anything: grid = product, zip = length, random = samples, include adds
+    (at most) its points, exclude is ignored (an upper bound). Wrong types count as one:
+    the schema reports them."""
+    top_campaign = data.get("campaign") if isinstance(data.get("campaign"), dict) else {}
+    stages = data.get("stages")
+    if not (isinstance(stages, dict) and stages):
+        count = unit_count(data.get("sweep"), top_campaign, ("campaign",))
+        return {(): count}
+    counts: dict[tuple[str, ...], RunCount] = {}
+    by_name: dict[str, RunCount] = {}
+    for name in _dependency_order(stages):
+        stage = stages[name]
+        own = stage.get("campaign") if isinstance(stage.get("campaign"), dict) else {}
+        campaign = {**top_campaign, **own}
+        at = ("stages", name, "campaign") if own else ("campaign",)
+        count = unit_count(stage.get("sweep"), campaign, at)
+        for upstream in _consumed(stage):
+            before = by_name.get(upstream)
+            if before is not None and before.points * before.cycles > 1:
+                count.fan_out.append((upstream, _product([before.points, before.cycles])))
+        counts[("stages", name)] = by_name[name] = count
+    return counts
+
+
+def unit_count(sweep: Any, campaign: dict[str, Any], campaign_at: tuple[str, ...] = ("campaign",)
+               ) -> RunCount:
+    """The runs of one sweep and campaign (plain data, as written in the manifest)."""
+    count = RunCount(cycles=_bounded_int(campaign.get("cycles"), 1, 1),
+                     warmups=_bounded_int(campaign.get("warmup_runs"), 0, 0),
+                     campaign_at=campaign_at)
+    parameters = sweep.get("parameters") if isinstance(sweep, dict) else None
+    if not (isinstance(parameters, dict) and parameters):
+        return count
+    count.swept = True
+    mode = sweep.get("mode", "grid")
+    sizes = {name: parameter_size(spec) for name, spec in parameters.items()}
+    if mode == "random":
+        count.factors = [_bounded_int(sweep.get("samples"), 0, 1)]
+    elif mode == "zip":
+        count.factors = [max(sizes.values())]
+    else:
+        count.factors = list(sizes.values())
+    includes = sweep.get("include") if isinstance(sweep.get("include"), list) else []
+    for entry in includes:
+        if not isinstance(entry, dict):
+            continue
+        missing = [sizes[n] for n in sizes if n not in entry]
+        extends = _product(missing) if mode == "grid" else _product(count.factors)
+        count.included = min(count.included + (extends if missing else 1), _SATURATED)
+    count.bound = bool(sweep.get("exclude"))
+    return count
+
+
+def parameter_size(spec: Any) -> int:
+    """How many values a grid or zip parameter has (``expand.parameter_values``, counted)."""
+    values = spec.get("values") if isinstance(spec, dict) else spec
+    if isinstance(values, list):
+        return len(values)
+    if isinstance(spec, dict) and isinstance(spec.get("range"), list):
+        return range_size(spec["range"])
+    return 1
+
+
+def range_size(bounds: list[Any]) -> int:
+    """The length of ``expand._range(bounds)``, computed (saturating) rather than listed."""
+    if not 2 <= len(bounds) <= 3 or not all(
+            isinstance(b, int | float) and not isinstance(b, bool) for b in bounds):
+        return 1
+    start, stop = bounds[0], bounds[1]
+    step = bounds[2] if len(bounds) == 3 else 1
+    if not all(math.isfinite(b) for b in (start, stop, step)) or step == 0:
+        return 1  # reported by check_sweep
+    if all(float(b).is_integer() for b in (start, stop, step)):
+        start, stop, step = int(start), int(stop), int(step)
+        return min(max(0, -((start - stop) // step)), _SATURATED)
+    ratio = (stop - start) / step
+    if not math.isfinite(ratio):
+        return _SATURATED
+    return min(max(0, math.ceil(ratio - 1e-12)), _SATURATED)
+
+
+def _bounded_int(value: Any, default: int, least: int) -> int:
+    """An integer setting as plan would use it; out of range or of the wrong type is the
+    schema's to report, and counts as the default here."""
+    if isinstance(value, int) and not isinstance(value, bool) and least <= value <= MAX_COUNT:
+        return value
+    return default
+
+
+def _product(values: list[int]) -> int:
+    total = 1
+    for value in values:
+        total = min(total * value, _SATURATED)
+    return total
+
+
+def _number(value: int) -> str:
+    return f"{value:,}" if value < _SATURATED else "more than 10^18"
+
+
+def _plural(value: int, noun: str) -> str:
+    return f"{_number(value)} {noun}{'' if value == 1 else 's'}"
+
+
+def _shorten(text: str, width: int = 24) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _consumed(stage: dict[str, Any]) -> list[str]:
+    """Upstream stages whose every run this stage runs once for (``render._fan_out``)."""
+    recipe = stage.get("recipe") if isinstance(stage.get("recipe"), dict) else {}
+    artifacts = stage.get("artifacts") if isinstance(stage.get("artifacts"), dict) else {}
+    text = json.dumps([recipe.get(k) for k in ("script", "module", "target", "command",
+                                                "args", "overrides")]
+                      + [a.get("uri") for a in artifacts.values() if isinstance(a, dict)],
+                      default=str)
+    selected = {ref for a in artifacts.values() if isinstance(a, dict) and a.get("select")
+                and isinstance(a.get("uri"), str) for ref in _STAGE_OUTPUT.findall(a["uri"])}
+    return sorted(set(_STAGE_OUTPUT.findall(text)) - selected)
+
+
+def _dependency_order(stages: dict[str, Any]) -> list[str]:
+    """Stage names, each after the stages it needs (cycles are reported elsewhere)."""
+    order: list[str] = []
+    placed: set[str] = set()
+    for start in stages:
+        stack = [start]
+        while stack:
+            name = stack[-1]
+            if name in placed:
+                stack.pop()
+                continue
+            stage = stages.get(name)
+            needs = stage.get("needs") if isinstance(stage, dict) else None
+            waiting = [n for n in (needs if isinstance(needs, list) else [])
+                       if isinstance(n, str) and n in stages and n not in placed
+                       and n not in stack]
+            if waiting:
+                stack.append(waiting[0])
+                continue
+            placed.add(name)
+            stack.pop()
+            if isinstance(stage, dict):
+                order.append(name)
+    return order
+
+
+_PATH_KEYS = (("recipe", "script"), ("recipe", "config"), ("recipe", "workdir"),
+              ("env", "file"), ("env", "template"))
+
+
+def _path_values(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str, dict[str, Any]]]:
+    """(key path, value, the sweep parameters in scope) of every value that names a file."""
+    stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
+    units = [((), data)] + [(("stages", n), u) for n, u in stages.items() if isinstance(u, dict)]
+    for at, unit in units:
+        sweep = unit.get("sweep") if isinstance(unit.get("sweep"), dict) else {}
+        parameters = sweep.get("parameters") if isinstance(sweep.get("parameters"), dict) else {}
+        keys = [*_PATH_KEYS, *((("extends",), ("outputs", "root"), ("outputs", "state"))
+                               if not at else ())]
+        outputs = unit.get("outputs") if isinstance(unit.get("outputs"), dict) else {}
+        produced = outputs.get("artifacts") if isinstance(outputs.get("artifacts"), dict) else {}
+        keys += [("outputs", "artifacts", n, "path") for n in produced]
+        for key in keys:
+            node: Any = unit
+            for part in key:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, str):
+                yield at + key, node, parameters
+
+
+def _segments(value: str, parameters: dict[str, Any]) -> Iterator[tuple[str, str | None, Any]]:
+    """Each path segment of ``value``; one with ``${sweep.P}`` once per value of P."""
+    for segment in value.split("/"):
+        names = [n for n in _SWEEP_REFERENCE.findall(segment) if n in parameters]
+        if not names:
+            yield segment, None, None
+            continue
+        for name in names:
+            spec = parameters[name]
+            values = spec.get("values") if isinstance(spec, dict) else spec
+            for choice in values if isinstance(values, list) else []:
+                shown = choice if isinstance(choice, str) else json.dumps(choice, default=str)
+                yield segment.replace("${sweep." + name + "}", shown), name, choice
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:

@@ -12,6 +12,10 @@ from typing import Any
 
 KeyPath = tuple[str | int, ...]
 
+MAX_DEPTH = 64
+"""Deepest nesting of tables and lists in a document: settings need a handful of levels, and
+hundreds would exhaust the stack of the parsers and of every pass that walks the data."""
+
 
 @dataclass(frozen=True)
 class Position:

@@ -8,9 +8,18 @@ Field names follow Nemotron's env.toml so existing files load unchanged.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+)
 
 from runspec.manifest.vocabulary import (
     ENV_NAME_PATTERN,
@@ -20,6 +29,99 @@ from runspec.manifest.vocabulary import (
 )
 
 EnvValue = str | int | float | bool
+
+CONTROL_PATTERN = r"[\x00-\x1f\x7f]"
+"""A control character (a newline!): never part of text written into a line of a script."""
+_CONTROL = re.compile(CONTROL_PATTERN)
+DIRECTIVE_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+RENDERED_DIRECTIVES: dict[str, str] = {
+    "job-name": "the job is named after the manifest and stage",
+    "chdir": "jobs start in the manifest's directory",
+    "output": "the job log goes beside the stage's runs; each run writes stdout.log and stderr.log",
+    "error": "the job log goes beside the stage's runs; each run writes stdout.log and stderr.log",
+    "array": "a sweep becomes the job array; campaign.max_parallel sets its %limit",
+    "dependency": "a stage's needs become the dependency",
+    "export": "the job's environment is explicit: use env.vars (or env_vars in the profile)",
+    "comment": "runspec tags its jobs with it, to find a submission whose answer was lost",
+    "parsable": "runspec reads the job id with it",
+    "partition": "use partition = … in the profile or [env] instead",
+    "account": "use account = … in the profile or [env] instead",
+    "qos": "use qos = … in the profile or [env] instead",
+    "constraint": "use constraint = … in the profile or [env] instead",
+    "exclusive": "use exclusive = true in the profile or [env] instead",
+    "time": "use resources.time (or time in the profile) instead",
+    "nodes": "use resources.nodes (or nodes in the profile) instead",
+    "ntasks-per-node": "use resources.procs_per_node (or ntasks_per_node in the profile) instead",
+    "gpus-per-node": "use resources.gpus_per_node (or gpus_per_node in the profile) instead",
+    "cpus-per-task": "use resources.cpus_per_task (or cpus_per_task in the profile) instead",
+    "mem": "use resources.mem (or mem in the profile) instead",
+}
+"""The sbatch options runspec writes itself, and what to use instead: a second
+``--output`` in extra_directives would silently win over runspec's."""
+
+
+def _one_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be one line, without control characters")
+    return value
+
+
+def one_line(pattern: str | None = None) -> Any:
+    """Text written into a line of the job script (an ``#SBATCH`` directive, a comment).
+
+    ``pattern`` is the form it must also have: the JSON Schema's ``$`` (Python's, which
+    validate uses) lets a trailing newline through, the control character check does not."""
+    constraints = [StringConstraints(pattern=pattern)] if pattern else []
+    return Annotated[str, *constraints, AfterValidator(_one_line),
+                     Field(json_schema_extra={"not": {"pattern": CONTROL_PATTERN}})]
+
+
+OneLine: Any = one_line()
+
+
+def _name(pattern: str, title: str, description: str, rendered: dict[str, str] | None = None
+          ) -> Any:
+    """A table key that becomes a name in a script (an ``export NAME=``, an ``#SBATCH --NAME``).
+
+    The schema says it with ``propertyNames`` (pydantic's ``patternProperties`` for a
+    constrained key would let a key that does not match through unchecked); ``title`` and
+    ``description`` are what validate's message says."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"not a valid {title}: {description}")
+        if rendered and value in rendered:
+            raise ValueError(f"runspec writes --{value} itself: {rendered[value]}")
+        return value
+
+    forbidden: list[dict[str, Any]] = [{"pattern": CONTROL_PATTERN}]
+    if rendered:
+        forbidden.append({"enum": sorted(rendered)})
+    schema: dict[str, Any] = {"x-name": title, "description": description, "pattern": pattern,
+                              "not": {"anyOf": forbidden}}
+    if rendered:
+        schema["x-rendered"] = dict(sorted(rendered.items()))
+    return Annotated[str, AfterValidator(check), Field(json_schema_extra=schema)]
+
+
+def _property_names(schema: dict[str, Any]) -> None:
+    """pydantic writes a key's pattern as ``patternProperties``: move it into ``propertyNames``."""
+    ((pattern, values),) = schema.pop("patternProperties").items()
+    schema["additionalProperties"] = values
+    schema["propertyNames"] = {"pattern": pattern, **schema["propertyNames"]}
+
+
+def named(keys: Any, values: Any) -> Any:
+    """A table of ``keys`` (an ``_name`` type) → ``values``."""
+    return Annotated[dict[keys, values], Field(json_schema_extra=_property_names)]
+
+
+EnvName: Any = _name(ENV_NAME_PATTERN, "environment variable name",
+                "use letters, digits and _, not starting with a digit")
+DirectiveName: Any = _name(DIRECTIVE_NAME_PATTERN, "sbatch option name",
+                      "use the long option name in lowercase without its dashes, e.g. "
+                      "reservation or mail-type", RENDERED_DIRECTIVES)
 
 
 class Strict(BaseModel):
@@ -31,16 +133,19 @@ class Strict(BaseModel):
 class ResourceFields(Strict):
     """Resource keys a profile may set (Nemotron names); the manifest's `[resources]` wins."""
 
-    nodes: int | None = Field(None, ge=1, description="Number of nodes.", examples=[1, 4])
-    gpus_per_node: int | None = Field(None, ge=0, description="GPUs per node.", examples=[0, 8])
-    cpus_per_task: int | None = Field(None, ge=1, description="CPUs per task (process).")
-    mem: str | None = Field(
-        None, pattern=MEM_PATTERN,
+    nodes: int | None = Field(None, ge=1, le=100_000, description="Number of nodes.",
+                              examples=[1, 4])
+    gpus_per_node: int | None = Field(None, ge=0, le=1024, description="GPUs per node.",
+                                      examples=[0, 8])
+    cpus_per_task: int | None = Field(None, ge=1, le=16_384,
+                                      description="CPUs per Slurm task, as Nemotron means it.")
+    mem: one_line(MEM_PATTERN) | None = Field(
+        None,
         description='Memory per node: a number with an optional K, M, G or T suffix; "0" means all.',
         examples=["16G", "0"],
     )
-    time: str | None = Field(
-        None, pattern=TIME_PATTERN, description='Wall-time limit: "[D-]HH:MM[:SS]" or whole minutes.',
+    time: one_line(TIME_PATTERN) | None = Field(
+        None, description='Wall-time limit: "[D-]HH:MM[:SS]" or whole minutes.',
         examples=["00:20:00", "1-00:00:00"],
     )
 
@@ -48,9 +153,10 @@ class ResourceFields(Strict):
 class CommonFields(Strict):
     """Keys every executor understands."""
 
-    env_vars: dict[str, EnvValue] = Field(
+    env_vars: named(EnvName, EnvValue) = Field(
         default_factory=dict,
-        description="Environment variables for every job of this profile (Nemotron's name).",
+        description="Environment variables for every job of this profile (Nemotron's name); "
+        "names are letters, digits and _, not starting with a digit.",
         examples=[{"NCCL_DEBUG": "WARN"}],
     )
     startup_commands: list[str] = Field(
@@ -71,24 +177,27 @@ class LocalFields(Strict):
     """Keys of the local executor (subprocesses on this machine)."""
 
     nproc_per_node: int | None = Field(
-        None, ge=1, description="Processes per node for torchrun (Nemotron's local key)."
+        None, ge=1, le=4096, description="Processes per node for torchrun (Nemotron's local key)."
     )
 
 
 class SlurmFields(Strict):
     """Keys of the Slurm executor (sbatch, locally or through a login node)."""
 
-    account: str | None = Field(None, description="Slurm account to charge.")
-    partition: str | None = Field(None, description="Slurm partition.", examples=["batch"])
-    run_partition: str | None = Field(None, description="Partition for attached runs (Nemotron).")
-    batch_partition: str | None = Field(None, description="Partition for detached runs (Nemotron).")
-    qos: str | None = Field(None, description="Slurm quality of service.")
-    constraint: str | None = Field(None, description="Node feature constraint (--constraint).")
+    account: OneLine | None = Field(None, description="Slurm account to charge.")
+    partition: OneLine | None = Field(None, description="Slurm partition.", examples=["batch"])
+    run_partition: OneLine | None = Field(None, description="Partition for attached runs (Nemotron).")
+    batch_partition: OneLine | None = Field(None,
+                                            description="Partition for detached runs (Nemotron).")
+    qos: OneLine | None = Field(None, description="Slurm quality of service.")
+    constraint: OneLine | None = Field(None, description="Node feature constraint (--constraint).")
     exclusive: bool | None = Field(None, description="Request whole nodes (--exclusive).")
-    ntasks_per_node: int | None = Field(None, ge=1, description="Tasks per node (Nemotron's key).")
-    extra_directives: dict[str, str | int | bool] = Field(
+    ntasks_per_node: int | None = Field(None, ge=1, le=4096,
+                                        description="Tasks per node (Nemotron's key).")
+    extra_directives: named(DirectiveName, OneLine | int | bool) = Field(
         default_factory=dict,
-        description="Further #SBATCH directives, name → value (true for a bare flag).",
+        description="Further #SBATCH directives, long option name → value (true for a bare flag, "
+        "false leaves it out); not the ones runspec writes itself (job-name, output, partition…).",
         examples=[{"reservation": "ml", "requeue": True}],
     )
     container: str | None = Field(None, description="Legacy alias of container_image (Nemotron).")
@@ -118,7 +227,7 @@ class RayFields(Strict):
         default_factory=dict, description="Extra Ray runtime_env entries (pip, py_modules, …)."
     )
     timeout: float | None = Field(
-        None, gt=0, description="Seconds to wait for the Ray address to answer."
+        None, gt=0, le=86_400, description="Seconds to wait for the Ray address to answer."
     )
 
 
@@ -185,8 +294,7 @@ PROFILE_MODELS, Profile = executor_variants(ProfileBase, "Profile", "a profile")
 class SecretRef(Strict):
     """A secret by reference: the value is read from the launching environment, never stored."""
 
-    from_env: str = Field(
-        pattern=ENV_NAME_PATTERN,
+    from_env: one_line(ENV_NAME_PATTERN) = Field(
         description="Name of the environment variable holding the secret: letters, digits and _, "
         "not starting with a digit.",
         examples=["WANDB_API_KEY"],
@@ -201,11 +309,12 @@ class EnvBase(CommonFields):
     file: str | None = Field(
         None, description="Path of env.toml (default: the nearest env.toml at or above the manifest).",
     )
-    vars: dict[str, EnvValue] = Field(
-        default_factory=dict, description="Environment variables for the job.",
+    vars: named(EnvName, EnvValue) = Field(
+        default_factory=dict, description="Environment variables for the job; names are "
+        "letters, digits and _, not starting with a digit.",
         examples=[{"OMP_NUM_THREADS": "1"}],
     )
-    secrets: dict[str, SecretRef] = Field(
+    secrets: named(EnvName, SecretRef) = Field(
         default_factory=dict,
         description="Secrets by reference only: NAME = { from_env = \"VAR\" }.",
         examples=[{"WANDB_API_KEY": {"from_env": "WANDB_API_KEY"}}],

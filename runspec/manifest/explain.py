@@ -9,6 +9,7 @@ only that branch, instead of "is not valid under any of the given schemas".
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -117,6 +118,15 @@ class Explainer:
         schema = error.schema
         secret = self.is_secret(path)
         fmt = self.document.notation
+        if list(error.relative_schema_path)[-2:-1] == ["propertyNames"]:
+            return self.explain_name(error, path)
+        if kind == "not" and set(error.validator_value) == {"pattern"} and isinstance(instance, str):
+            if "pattern" in schema and not re.search(schema["pattern"], instance):
+                return []  # not in the expected form at all: that error says it
+            found = re.search(error.validator_value["pattern"], instance)
+            return [self.diag(path, "must be one line, without control characters: it contains "
+                              + _character(found.group() if found else ""),
+                              "it is written into a line of the job script")]
         if kind == "additionalProperties":
             properties = schema.get("properties", {})
             out = []
@@ -183,6 +193,33 @@ class Explainer:
         if kind in ("minLength", "minProperties"):
             return [self.diag(path, "must not be empty")]
         return [self.diag(path, error.message if not secret else f"invalid value ({kind})")]
+
+    def explain_name(self, error, path: KeyPath) -> list[Diagnostic]:
+        """A key that becomes a name in a script (``propertyNames``): the environment variable
+        ``A=1 $(touch X)``, the sbatch option ``output`` runspec writes itself."""
+        from jsonschema import Draft202012Validator
+
+        key, schema = error.instance, error.schema
+        noun, rendered = schema.get("x-name"), schema.get("x-rendered", {})
+        fits = Draft202012Validator({k: v for k, v in schema.items() if k != "not"}).is_valid
+        # What the author probably meant: "--mail-type" → "mail-type", "MY-VAR" → "MY_VAR".
+        meant = next((c for c in _respellings(key) if fits(c) and not _CONTROL.search(c)), None)
+        if key in rendered or meant in rendered:
+            name = key if key in rendered else meant
+            message, hint = f"runspec writes --{name} itself", rendered[name]
+        elif noun is None:
+            message = "must be one line, without control characters"
+            hint = "it is written into a line of the job script"
+        else:
+            message = f"not a valid {noun}"
+            hint = schema.get("description") or f"pattern {schema.get('pattern')}"
+            if meant is not None and meant != key:
+                hint = f'did you mean "{meant}"? ({hint})'
+        shown = format_path(path + ("".join(c if c.isprintable() else repr(c)[1:-1]
+                                            for c in key),))
+        position = self.document.key_position(path + (key,))
+        diagnostic = Diagnostic.at(position, shown, message, hint, self.document)
+        return [diagnostic.redacted() if self.is_secret(path + (key,)) else diagnostic]
 
     # -- unions ----------------------------------------------------------------------------
     def explain_union(self, error, path: KeyPath) -> list[Diagnostic]:
@@ -266,6 +303,25 @@ def _sections(root_json: str) -> dict[str, str]:
                     following.append((f"{prefix}{key}.", root["$defs"][name]))
         frontier = following
     return found
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CHARACTERS = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
+
+
+def _character(char: str) -> str:
+    return _CHARACTERS.get(char) or f"the control character {char!r}"
+
+
+def _respellings(key: str) -> list[str]:
+    """Spellings of ``key`` from other conventions: without option dashes, other case or
+    separators (the first one a name's pattern accepts is suggested)."""
+    bare = key.strip().lstrip("-")
+    forms = [bare]
+    for source, target in (("_", "-"), ("-", "_"), (".", "_"), (" ", "_")):
+        forms.append(bare.replace(source, target))
+    forms += [f.lower() for f in forms] + [f.upper() for f in forms]
+    return list(dict.fromkeys(forms))
 
 
 def _discriminators(branches: list[dict]) -> dict[str, dict[int, Any]]:

@@ -8,16 +8,33 @@ a diagnostic that names the file and, where there is one, the line and column.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
-from runspec.manifest.document import Document, KeyPath, Located, Position, format_path
+from runspec.manifest.document import (
+    MAX_DEPTH,
+    Document,
+    KeyPath,
+    Located,
+    Position,
+    format_path,
+)
 from runspec.manifest.errors import Diagnostic, ManifestError
 
 MANIFEST_SUFFIXES = (".toml", ".yaml", ".yml")
 MAX_BYTES = 2 * 1024 * 1024
 """Largest file we read: manifests are small; a bigger one is a mistake (a data file, a log)."""
+MAX_VALUES = 100_000
+"""Most values (tables, lists and scalars) one document may hold once YAML aliases are
+expanded: a few hundred bytes of nested aliases ("billion laughs") expand to billions."""
+MAX_TEXT = 8 * MAX_BYTES
+"""Most characters of text once aliases are expanded (an anchored long string, aliased often)."""
+MAX_EXTENDS = 64
+"""Longest ``extends`` chain (manifests, and env.toml profiles): real ones are a few deep."""
 
 
 def _fail(file: str | Path, message: str, hint: str | None = None, line: int = 1, col: int = 1,
@@ -27,33 +44,89 @@ def _fail(file: str | Path, message: str, hint: str | None = None, line: int = 1
     if text is not None:
         lines = text.splitlines()
         source = lines[line - 1] if 0 < line <= len(lines) else None
+        if source is not None and len(source) > 400:  # a wall of text helps nobody
+            source = None
     return ManifestError([Diagnostic(str(file), line, col, path, message, hint, length=length,
                                      source=source)])
 
 
-def read_text(path: Path) -> str:
-    """The file's text, or a ManifestError saying why it cannot be a manifest."""
-    if not path.exists():
-        hint = None
-        if path.parent.is_dir():
-            from runspec.manifest.suggest import did_you_mean
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
-            hint = did_you_mean(path.name, [p.name for p in path.parent.iterdir()])
-        raise _fail(path, "file not found", hint)
-    if path.is_dir():
-        raise _fail(path, "is a directory, expected a manifest file")
+
+def _not_a_file(path: Path, mode: int, what: str) -> ManifestError:
+    if stat.S_ISDIR(mode):
+        return _fail(path, f"is a directory, expected a {what} file")
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "a special file")
+    return _fail(path, f"{kind}, not a regular file: expected a {what} file",
+                 "only files on disk are read: a pipe or device could block or never end")
+
+
+def _unreadable(path: Path, error: OSError) -> ManifestError:
+    if isinstance(error, FileNotFoundError):
+        hint = None
+        try:
+            if path.parent.is_dir():
+                from runspec.manifest.suggest import did_you_mean
+
+                hint = did_you_mean(path.name, [p.name for p in path.parent.iterdir()])
+        except OSError:
+            pass
+        return _fail(path, "file not found", hint)
+    if isinstance(error, PermissionError):
+        return _fail(path, "permission denied: cannot read the file")
+    if error.errno == errno.ELOOP:
+        return _fail(path, "symlink loop: the link leads back to itself",
+                     "point the link at a real file")
+    if error.errno == errno.ENAMETOOLONG:
+        return _fail(path, "file name too long", "each part of a path must fit in 255 bytes")
+    return _fail(path, f"cannot read the file: {error.strerror or error}")
+
+
+def read_bytes(path: Path, what: str = "manifest", limit: int = MAX_BYTES,
+               truncate: bool = False) -> bytes:
+    """At most ``limit`` bytes of a regular file, or a ManifestError saying why not.
+
+    Pipes and devices are refused before they are opened (a FIFO blocks, /dev/zero never
+    ends), and never more than ``limit`` + 1 bytes are read, even if the file grew after
+    the size check. With ``truncate`` a longer file yields its first ``limit`` bytes.
+    """
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _fail(
-                path, f"file is too large for a manifest ({size / 1e6:.1f} MB > {MAX_BYTES / 1e6:.1f} MB)",
-                "is this a data file? Manifests hold settings; keep data in artifacts",
-            )
-        raw = path.read_bytes()
-    except PermissionError:
-        raise _fail(path, "permission denied: cannot read the file") from None
+        if not stat.S_ISREG(mode := os.stat(path).st_mode):
+            raise _not_a_file(path, mode, what)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(path, flags), "rb") as handle:
+            if not stat.S_ISREG(mode := os.fstat(handle.fileno()).st_mode):  # swapped since
+                raise _not_a_file(path, mode, what)
+            raw = handle.read(limit + 1)
     except OSError as error:
-        raise _fail(path, f"cannot read the file: {error.strerror or error}") from None
+        raise _unreadable(path, error) from None
+    except ValueError:  # a NUL or a lone surrogate in the name
+        raise _fail(path, "not a usable file name") from None
+    if len(raw) > limit:
+        if truncate:
+            return raw[:limit]
+        size = max(len(raw), _size(path))
+        raise _fail(path, f"file is too large for a {what} ({_megabytes(size)} > "
+                          f"{_megabytes(limit)})",
+                    "is this a data file? Manifests hold settings; keep data in artifacts")
+    return raw
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def read_text(path: Path, what: str = "manifest") -> str:
+    """The file's text, or a ManifestError saying why it cannot be a manifest."""
+    raw = read_bytes(path, what)
     if b"\x00" in raw[:8192]:
         raise _fail(path, "binary file, expected UTF-8 text (TOML or YAML)")
     try:
@@ -64,12 +137,68 @@ def read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _plain(value: Any) -> Any:
-    """Round-trip containers and scalars → plain dict/list/str/int/float/bool."""
+class _Limit(Exception):
+    """A document past ``MAX_DEPTH``, ``MAX_VALUES`` or ``MAX_TEXT``; ``path`` is filled in
+    on the way out of the walk, ``alias`` is the outermost repeated (aliased) node on it."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+        self.path: list[str | int] = []
+        self.rooted = False   # ``path`` starts at the top of the document
+        self.alias: tuple[Position, str | None, KeyPath] | None = None
+
+
+class _Budget:
+    """What is left of ``MAX_VALUES`` and ``MAX_TEXT`` while one document is walked."""
+
+    __slots__ = ("values", "text")
+
+    def __init__(self) -> None:
+        self.values, self.text = MAX_VALUES, MAX_TEXT
+
+    def spend(self, value: Any, depth: int) -> None:
+        self.values -= 1
+        if self.values < 0:
+            raise _Limit("values")
+        if isinstance(value, str):
+            self.spend_text(value)
+        if depth > MAX_DEPTH:
+            raise _Limit("depth")
+
+    def spend_text(self, text: str) -> None:
+        self.text -= len(text)
+        if self.text < 0:
+            raise _Limit("text")
+
+
+def _plain(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
+    """Round-trip containers and scalars → plain dict/list/str/int/float/bool, within the
+    budget: every value visited counts, so shared (aliased) parts count each time."""
+    budget = budget or _Budget()
+    budget.spend(value, depth)
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            try:
+                out[str(k)] = _plain(v, budget, depth + 1)
+            except _Limit as limit:
+                limit.path.insert(0, str(k))
+                raise
+        return out
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        items = []
+        for index, v in enumerate(value):
+            try:
+                items.append(_plain(v, budget, depth + 1))
+            except _Limit as limit:
+                limit.path.insert(0, index)
+                raise
+        return items
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
@@ -83,18 +212,104 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def bounded(data: Any, file: str = "(data)", at: KeyPath = ()) -> Any:
+    """``data`` (parsed elsewhere, e.g. by the safe YAML loader; found at ``at``) as plain
+    data, or a ManifestError if it is deeper or larger than a manifest may be."""
+    try:
+        return _plain(data, depth=len(at))
+    except _Limit as limit:
+        limit.path[:0] = at
+        raise _limit_error(limit, file, "", {}) from None
+
+
+def short_path(path: KeyPath) -> str:
+    """A key path for messages, its middle elided when it is very deep."""
+    if len(path) <= 8:
+        return format_path(path)
+    tail = format_path(path[-2:])
+    joint = ".…" if tail.startswith("[") else ".…."
+    return f"{format_path(path[:3])}{joint}{tail} ({len(path)} levels)"
+
+
+def _limit_error(limit: _Limit, file: str, text: str, positions: dict[KeyPath, Located]
+                 ) -> ManifestError:
+    """Where and why a document is too deep or too large, in words a person can act on."""
+    path = tuple(limit.path)
+    shown = short_path(path)
+    probe = path
+    where = None
+    while probe and where is None:
+        located = positions.get(probe)
+        where = located and (located.value or located.key)
+        probe = probe[:-1]
+    if limit.alias is not None:
+        where, name, at = limit.alias
+        alias, shown = (f"alias *{name}" if name else "an alias"), short_path(at)
+    line, col = (where.line, where.col) if where else (1, 1)
+    if limit.kind == "depth":
+        return _fail(file, f"nested deeper than {MAX_DEPTH} levels",
+                     "flatten the structure: settings need only a few levels", line, col,
+                     shown, text)
+    amount = (f"{MAX_VALUES:,} values" if limit.kind == "values"
+              else f"{MAX_TEXT:,} characters of text")
+    if limit.alias is not None:
+        return _fail(file, f"{alias} expands the document past {amount}",
+                     "write the values out, or alias less: each use of an alias repeats "
+                     "everything under its anchor", line, col, shown, text)
+    return _fail(file, f"the document holds more than {amount}",
+                 "a manifest holds settings; keep data in files it points at", line, col,
+                 shown, text)
+
+
 def parse_toml(text: str, file: str) -> tuple[Any, dict[KeyPath, Located]]:
     """Data from the standard library's tomllib (a third of tomlkit's import and parse time,
     which counts against validate's cold start), positions from our scanner."""
     import tomllib
 
-    from runspec.manifest.toml_positions import toml_positions
-
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise toml_error(text, file, error) from None
-    return _plain(data), toml_positions(text, file)
+    except RecursionError:  # nesting too deep for the parser: say where it gets too deep
+        _toml_positions(text, file)
+        raise _fail(file, f"nested deeper than {MAX_DEPTH} levels",
+                    "flatten the structure: settings need only a few levels") from None
+    except ValueError as error:  # e.g. an integer longer than Python converts
+        raise _number_error(text, file, "TOML", error) from None
+    positions = _toml_positions(text, file)
+    try:
+        return _plain(data), positions
+    except _Limit as limit:
+        raise _limit_error(limit, file, text, positions) from None
+
+
+def _toml_positions(text: str, file: str) -> dict[KeyPath, Located]:
+    from runspec.manifest.toml_positions import TooDeep, toml_positions
+
+    try:
+        return toml_positions(text, file)
+    except TooDeep as deep:
+        raise _fail(file, f"nested deeper than {MAX_DEPTH} levels",
+                    "flatten the structure: settings need only a few levels", deep.at.line,
+                    deep.at.col, short_path(deep.path), text, deep.at.length) from None
+    except RecursionError:
+        raise _fail(file, f"nested deeper than {MAX_DEPTH} levels",
+                    "flatten the structure: settings need only a few levels") from None
+
+
+_LONG_NUMBER = re.compile(r"[0-9_]{640,}")
+
+
+def _number_error(text: str, file: str, syntax: str, error: Exception) -> ManifestError:
+    """A parser's ValueError, in practice an integer of thousands of digits."""
+    found = _LONG_NUMBER.search(text)
+    if found is None:
+        return _fail(file, f"invalid {syntax}: {error}")
+    line = text.count("\n", 0, found.start()) + 1
+    col = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+    return _fail(file, f"number too long ({found.end() - found.start():,} digits)",
+                 "numbers in a manifest have at most 19 digits", line, col, text=text,
+                 length=found.end() - found.start())
 
 
 _TOMLLIB_WHERE = re.compile(r"^(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$")
@@ -161,9 +376,84 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Located]]:
                     text=text) from None
     except YAMLError as error:
         raise _fail(file, f"invalid YAML: {error}") from None
+    except RecursionError:  # nesting too deep for the parser: say where it gets too deep
+        raise _yaml_too_deep(text, file) from None
+    except ValueError as error:  # e.g. an integer longer than Python converts
+        raise _number_error(text, file, "YAML", error) from None
     positions: dict[KeyPath, Located] = {}
-    _yaml_positions(data, (), file, positions)
-    return _plain(data), positions
+    try:
+        return _yaml_plain(data, (), file, positions, _Budget(), 0, set()), positions
+    except _Limit as limit:
+        if limit.alias is not None:  # ruamel places an alias at its anchor: find the alias
+            where, name, at = limit.alias
+            mark = _alias_mark(text, at)
+            if mark is not None:
+                limit.alias = (Position(file, *mark), name, at)
+        raise _limit_error(limit, file, text, positions) from None
+    except RecursionError:  # cannot happen within MAX_DEPTH; a last resort all the same
+        raise _fail(file, f"nested deeper than {MAX_DEPTH} levels") from None
+
+
+def _alias_mark(text: str, target: KeyPath) -> tuple[int, int] | None:
+    """Line and column of the alias (``*name``) at ``target``, from the parser's events."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.events import (
+        AliasEvent,
+        CollectionEndEvent,
+        CollectionStartEvent,
+        MappingStartEvent,
+        NodeEvent,
+        ScalarEvent,
+    )
+
+    frames: list[list[Any]] = []  # per open collection: [is a mapping, key or index, key next]
+    try:
+        for event in YAML(typ="rt").parse(text):
+            if isinstance(event, CollectionEndEvent):
+                frames.pop()
+                continue
+            if not isinstance(event, NodeEvent):
+                continue  # stream and document events
+            if frames:
+                top = frames[-1]
+                if top[0] and top[2]:  # a mapping's key
+                    if not isinstance(event, ScalarEvent):
+                        return None  # a complex key: the anchor's place will do
+                    top[1], top[2] = event.value, False
+                    continue
+                if top[0]:
+                    top[2] = True
+                else:
+                    top[1] += 1
+                if isinstance(event, AliasEvent) and tuple(f[1] for f in frames) == target:
+                    return event.start_mark.line + 1, event.start_mark.column + 1
+            if isinstance(event, CollectionStartEvent):
+                frames.append([isinstance(event, MappingStartEvent), -1, True])
+    except Exception:  # it parsed once already; anything odd only means no better place
+        return None
+    return None
+
+
+def _yaml_too_deep(text: str, file: str) -> ManifestError:
+    """Where YAML nesting passes ``MAX_DEPTH``, from the parser's events (which, unlike the
+    composer, use no stack), for a document too deep to load."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
+
+    depth, line, col = 0, 1, 1
+    try:
+        for event in YAML(typ="rt").parse(text):
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH + 1:  # the top-level table is not nesting
+                    line, col = event.start_mark.line + 1, event.start_mark.column + 1
+                    break
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
+    except Exception:  # invalid further on: the depth is what stopped the loader
+        pass
+    return _fail(file, f"nested deeper than {MAX_DEPTH} levels",
+                 "flatten the structure: settings need only a few levels", line, col, text=text)
 
 
 def _yaml_key_path(text: str, line: int, name: str) -> str:
@@ -180,32 +470,71 @@ def _yaml_key_path(text: str, line: int, name: str) -> str:
     return ".".join(path)
 
 
-def _yaml_positions(node: Any, path: KeyPath, file: str, out: dict[KeyPath, Located]) -> None:
+def _yaml_plain(node: Any, path: KeyPath, file: str, out: dict[KeyPath, Located],
+                budget: _Budget, depth: int, seen: set[int]) -> Any:
+    """``_plain`` for round-trip YAML, recording the position of every key and value.
+
+    ruamel shares one object among an anchor and its aliases, so each table or list seen
+    before is an alias: if the budget runs out under one, the outermost such alias is
+    what the error points at.
+    """
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+    if not isinstance(node, CommentedMap | CommentedSeq):
+        return _plain(node, budget, depth)
+    budget.spend(node, depth)
+    seen.add(id(node))
     if isinstance(node, CommentedMap):
+        plain = {}
         for key, value in node.items():
-            child = path + (str(key),)
+            name = str(key)
+            budget.spend_text(name)
+            child = path + (name,)
+            where = None
             try:
                 kl, kc = node.lc.key(key)
                 vl, vc = node.lc.value(key)
             except (KeyError, TypeError):
-                continue
+                pass
+            else:
+                vlen = len(str(value)) if not isinstance(value, dict | list) else 1
+                where = Position(file, vl + 1, vc + 1, vlen)
+                out[child] = Located(Position(file, kl + 1, kc + 1, len(name)), where)
+            plain[name] = _yaml_child(value, child, file, out, budget, depth, seen, where)
+        return plain
+    items = []
+    for index, value in enumerate(node):
+        child = path + (index,)
+        where = None
+        try:
+            line, col = node.lc.item(index)
+        except (KeyError, TypeError, IndexError):
+            pass
+        else:
             vlen = len(str(value)) if not isinstance(value, dict | list) else 1
-            out[child] = Located(Position(file, kl + 1, kc + 1, len(str(key))),
-                                 Position(file, vl + 1, vc + 1, vlen))
-            _yaml_positions(value, child, file, out)
-    elif isinstance(node, CommentedSeq):
-        for index, value in enumerate(node):
-            child = path + (index,)
-            try:
-                line, col = node.lc.item(index)
-            except (KeyError, TypeError, IndexError):
-                continue
-            vlen = len(str(value)) if not isinstance(value, dict | list) else 1
-            pos = Position(file, line + 1, col + 1, vlen)
-            out[child] = Located(None, pos)
-            _yaml_positions(value, child, file, out)
+            where = Position(file, line + 1, col + 1, vlen)
+            out[child] = Located(None, where)
+        items.append(_yaml_child(value, child, file, out, budget, depth, seen, where))
+    return items
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def _yaml_child(value: Any, path: KeyPath, file: str, out: dict[KeyPath, Located],
+                budget: _Budget, depth: int, seen: set[int], where: Position | None) -> Any:
+    repeated = id(value) in seen
+    if type(value) not in _PLAIN_TYPES and getattr(getattr(value, "anchor", None), "value", None):
+        seen.add(id(value))  # an anchored scalar: its aliases are the same object
+    try:
+        return _yaml_plain(value, path, file, out, budget, depth + 1, seen)
+    except _Limit as limit:
+        if not limit.rooted:
+            limit.path, limit.rooted = [*path, *limit.path], True
+        if repeated and where is not None:  # overwritten on the way out: the outermost wins
+            anchor = getattr(getattr(value, "anchor", None), "value", None)
+            limit.alias = (where, anchor, path)
+        raise
 
 
 def load_document(path: str | Path, display: str | None = None) -> Document:
@@ -233,34 +562,68 @@ def load_document(path: str | Path, display: str | None = None) -> Document:
 
 
 def load_manifest(path: str | Path) -> Document:
-    """Load a manifest and deep-merge the chain of ``extends`` bases beneath it."""
-    return _load_with_bases(Path(path), [])
+    """Load a manifest and deep-merge the chain of ``extends`` bases beneath it (at most
+    ``MAX_EXTENDS`` files, followed in a loop: a long chain cannot exhaust the stack)."""
+    path = Path(path)
+    documents = [load_document(path, display=_display(path))]
+    chain = [_resolved(path)]
+    while True:
+        document, current = documents[-1], chain[-1]
+        base_ref = document.data.get("extends")
+        if not isinstance(base_ref, str):
+            break  # none, or of the wrong type (the schema reports it)
+        position = document.value_position(("extends",))
+        base_path = _resolved(current.parent / base_ref)
+        if not _is_file(base_path):
+            raise ManifestError([_missing_base(base_ref, base_path, current.parent, position,
+                                               document)])
+        if base_path in chain:
+            cycle = " → ".join(_display(p) for p in [*chain, base_path])
+            raise ManifestError([Diagnostic.at(position, "extends", f"extends cycle: {cycle}",
+                                               document=document)])
+        if len(chain) >= MAX_EXTENDS:
+            start = documents[0]
+            shown = [_display(p) for p in chain[:3]] + ["…", _display(chain[-1])]
+            raise ManifestError([Diagnostic.at(
+                start.value_position(("extends",)), "extends",
+                f"the extends chain of {start.display} is longer than {MAX_EXTENDS} manifests: "
+                + " → ".join(shown) + " → …",
+                "flatten the chain: let the manifests extend one shared base", start)])
+        documents.append(load_document(base_path, display=_display(base_path)))
+        chain.append(base_path)
+    merged = documents[-1]
+    for top in reversed(documents[:-1]):
+        merged = merge_documents(merged, top)
+    return merged
 
 
-def _load_with_bases(path: Path, chain: list[Path]) -> Document:
-    document = load_document(path, display=_display(path))
-    base_ref = document.data.get("extends")
-    if base_ref is None:
-        return document
-    position = document.value_position(("extends",))
-    if not isinstance(base_ref, str):
-        return document  # the schema reports the wrong type
+def _missing_base(base_ref: str, base_path: Path, directory: Path, position: Position,
+                  document: Document) -> Diagnostic:
+    """Why a base manifest cannot be read, at the ``extends`` that names it."""
+    if os.path.lexists(base_path):  # something is there: a directory, a pipe, a link loop
+        try:
+            read_bytes(base_path)
+        except ManifestError as error:
+            return Diagnostic.at(position, "extends",
+                                 f'base manifest "{base_ref}": {error.diagnostics[0].message}',
+                                 error.diagnostics[0].hint, document)
+    from runspec.manifest.suggest import did_you_mean_file
+
     try:
-        base_path = (path.parent / base_ref).resolve()
+        hint = did_you_mean_file(base_ref, directory)
     except (OSError, ValueError):
-        base_path = path.parent / base_ref
-    resolved_chain = chain + [path.resolve()]
-    if not _is_file(base_path):
-        from runspec.manifest.suggest import did_you_mean_file
+        hint = None
+    return Diagnostic.at(position, "extends", f'base manifest "{base_ref}" not found', hint,
+                         document)
 
-        raise ManifestError([Diagnostic.at(position, "extends", f'base manifest "{base_ref}" not found',
-                                           did_you_mean_file(base_ref, path.parent), document)])
-    if base_path in resolved_chain:
-        cycle = " → ".join(_display(p) for p in resolved_chain + [base_path])
-        raise ManifestError([Diagnostic.at(position, "extends", f"extends cycle: {cycle}",
-                                           document=document)])
-    base = _load_with_bases(base_path, resolved_chain)
-    return merge_documents(base, document)
+
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, or the path as it is where it cannot be resolved (a symlink loop,
+    a name the OS refuses): reading it then says what is wrong."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return path.absolute()
 
 
 def _is_file(path: Path) -> bool:
@@ -307,8 +670,9 @@ def _display(path: Path) -> str:
     """Paths in messages: relative to the working directory when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (OSError, RuntimeError, ValueError):  # outside it, or a symlink loop
         return str(path)
 
 
-__all__ = ["load_document", "load_manifest", "read_text", "deep_merge", "format_path"]
+__all__ = ["load_document", "load_manifest", "read_bytes", "read_text", "deep_merge",
+           "format_path", "MAX_BYTES", "MAX_DEPTH", "MAX_EXTENDS", "MAX_VALUES"]

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from runspec.manifest.executors import Env, Strict
+from runspec.manifest.executors import Env, OneLine, Strict, one_line
 from runspec.manifest.vocabulary import MEM_PATTERN, NAME_PATTERN, TIME_PATTERN
 
 Scalar = str | int | float | bool
@@ -59,20 +59,22 @@ class Recipe(Strict):
 class Resources(Strict):
     """Compute resources per run."""
 
-    nodes: int = Field(1, ge=1, description="Number of nodes.", examples=[1, 2])
+    nodes: int = Field(1, ge=1, le=100_000, description="Number of nodes.", examples=[1, 2])
     procs_per_node: int = Field(
-        1, ge=1, description="Processes per node (torchrun --nproc_per_node, Slurm tasks).",
+        1, ge=1, le=4096, description="Processes per node (torchrun --nproc_per_node, Slurm tasks).",
         examples=[2, 8],
     )
-    gpus_per_node: int = Field(0, ge=0, description="GPUs per node.", examples=[0, 8])
-    cpus_per_task: int | None = Field(None, ge=1, description="CPUs per process.")
-    mem: str | None = Field(
-        None, pattern=MEM_PATTERN,
+    gpus_per_node: int = Field(0, ge=0, le=1024, description="GPUs per node.", examples=[0, 8])
+    cpus_per_task: int | None = Field(
+        None, ge=1, le=16_384, description="CPUs per Slurm task: per process; on Slurm a "
+        "torchrun launcher is one task per node, whose workers share them.")
+    mem: one_line(MEM_PATTERN) | None = Field(
+        None,
         description="Memory per node: a number with an optional K, M, G or T suffix, no space.",
         examples=["16G"],
     )
-    time: str | None = Field(
-        None, pattern=TIME_PATTERN, description='Wall-time limit: "[D-]HH:MM[:SS]" or whole minutes.',
+    time: one_line(TIME_PATTERN) | None = Field(
+        None, description='Wall-time limit: "[D-]HH:MM[:SS]" or whole minutes.',
         examples=["00:20:00", "120"],
     )
     extra: dict[str, Scalar] = Field(
@@ -151,8 +153,10 @@ class Sweep(Strict):
         description="Dotted config key → values: a list, {values}, {range} or {distribution, min, max}.",
         examples=[{"optim.lr": [0.001, 0.0003], "model.n_layer": {"values": [2, 4]}}],
     )
-    samples: int | None = Field(None, ge=1, description="Number of draws (random mode).")
-    seed: int | None = Field(None, description="Seed for random mode (default: from the name).")
+    samples: int | None = Field(None, ge=1, le=1_000_000,
+                                 description="Number of draws (random mode).")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1,
+                              description="Seed for random mode (default: from the name).")
     include: list[dict[str, Any]] = Field(
         default_factory=list, description="Extra points (or extensions of matching points)."
     )
@@ -164,17 +168,20 @@ class Sweep(Strict):
 class Campaign(Strict):
     """Statistical repetition of the sweep."""
 
-    cycles: int = Field(1, ge=1, description="Repetitions of every sweep point.")
+    cycles: int = Field(1, ge=1, le=1_000_000, description="Repetitions of every sweep point.")
     order: Literal["grouped", "interleaved", "shuffled"] = Field(
         "grouped", description="grouped: a point's cycles together; interleaved: cycle by cycle; "
         "shuffled: seeded random order.",
     )
-    seed: int | None = Field(None, description="Shuffle seed (default: derived from the name).")
-    warmup_runs: int = Field(0, ge=0, description="Runs per point marked warmup, excluded from results.")
-    config_gap: float = Field(0, ge=0, description="Seconds to wait between runs.")
-    cycle_gap: float = Field(0, ge=0, description="Seconds to wait between cycles.")
-    max_parallel: int | None = Field(None, ge=1, description="Runs at once (Slurm array %N).")
-    retries: int = Field(0, ge=0, description="Times a failed run is retried.")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1,
+                              description="Shuffle seed (default: derived from the name).")
+    warmup_runs: int = Field(0, ge=0, le=1_000_000,
+                             description="Runs per point marked warmup, excluded from results.")
+    config_gap: float = Field(0, ge=0, le=604_800, description="Seconds to wait between runs.")
+    cycle_gap: float = Field(0, ge=0, le=604_800, description="Seconds to wait between cycles.")
+    max_parallel: int | None = Field(None, ge=1, le=1_000_000,
+                                      description="Runs at once (Slurm array %N).")
+    retries: int = Field(0, ge=0, le=100, description="Times a failed run is retried.")
 
 
 class Wandb(Strict):
@@ -196,7 +203,7 @@ class Measure(Strict):
         description="ISO 3166-1 alpha-3 country code (three capital letters) for codecarbon.",
         examples=["USA", "FRA"],
     )
-    power_interval: float = Field(1.0, gt=0, description="Seconds between power samples.")
+    power_interval: float = Field(1.0, gt=0, le=3600, description="Seconds between power samples.")
     metrics: list[str] = Field(
         default_factory=list, description="Metric names the recipe reports.",
         examples=[["tokens_per_s", "loss"]],
@@ -212,7 +219,7 @@ class Measure(Strict):
 class Outputs(Strict):
     """Where runs and state go, and which artifacts the recipe produces."""
 
-    root: str = Field("runs", description="Root of run directories, relative to the manifest.")
+    root: OneLine = Field("runs", description="Root of run directories, relative to the manifest.")
     state: str | None = Field(
         None, description="State location: a path or fsspec URL (default .runspec/state/).",
     )
@@ -250,8 +257,7 @@ class Manifest(Strict):
     schema_: Literal["runspec/v1"] = Field(
         alias="schema", description="Manifest format version.", examples=["runspec/v1"]
     )
-    name: str = Field(
-        pattern=NAME_PATTERN,
+    name: one_line(NAME_PATTERN) = Field(
         description="Identity of this manifest in state and run keys: letters, digits, '.', '_' "
         "and '-', starting with a letter or digit.",
         examples=["tiny-gpt-lr"],
@@ -272,7 +278,7 @@ class Manifest(Strict):
                                description="Cycles, order and pacing of the runs.")
     measure: Measure = Field(default_factory=Measure,
                              description="Energy, timing, metrics and W&B settings.")
-    stages: dict[str, Stage] = Field(
+    stages: dict[OneLine, Stage] = Field(
         default_factory=dict,
         description="Pipeline stages; the top-level recipe form is shorthand for one stage.",
     )

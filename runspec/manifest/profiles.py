@@ -9,12 +9,13 @@ wins, key by key); cycles are errors. Works on plain data with positions so that
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from runspec.manifest.document import Document, KeyPath, Located
 from runspec.manifest.errors import Diagnostic, ManifestError
-from runspec.manifest.load import deep_merge, load_document
+from runspec.manifest.load import MAX_EXTENDS, deep_merge, load_document
 from runspec.manifest.suggest import did_you_mean, one_of
 from runspec.manifest.vocabulary import RESERVED_TABLES
 
@@ -25,14 +26,24 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {"local": {"executor": "local"}}
 
 def find_env_file(start: Path) -> Path | None:
     """The nearest env.toml at or above ``start``, stopping at a project root (.git, pyproject)."""
-    directory = start.resolve()
+    try:
+        directory = start.resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop: no env.toml to find
+        return None
     for candidate in (directory, *directory.parents):
         path = candidate / ENV_FILE_NAME
-        if path.is_file():
+        if _exists(path, file=True):
             return path
-        if (candidate / ".git").exists() or (candidate / "pyproject.toml").is_file():
+        if _exists(candidate / ".git") or _exists(candidate / "pyproject.toml", file=True):
             return None
     return None
+
+
+def _exists(path: Path, file: bool = False) -> bool:
+    try:
+        return path.is_file() if file else path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
@@ -41,9 +52,18 @@ class EnvFileDocument:
 
     document: Document
 
-    @property
+    @cached_property
     def profiles(self) -> dict[str, Any]:
         return {k: v for k, v in self.document.data.items() if k not in RESERVED_TABLES}
+
+    @cached_property
+    def positions_by_profile(self) -> dict[str, dict[KeyPath, Located]]:
+        """Each profile's positions, relative to it: indexed once, not per chain step."""
+        index: dict[str, dict[KeyPath, Located]] = {}
+        for path, located in self.document.positions.items():
+            if len(path) > 1 and isinstance(path[0], str):
+                index.setdefault(path[0], {})[path[1:]] = located
+        return index
 
     def names(self) -> list[str]:
         return sorted(set(self.profiles) | set(BUILTIN_PROFILES))
@@ -64,9 +84,15 @@ class ResolvedProfile:
     chain: list[str]
 
 
+class ChainTooLong(ManifestError):
+    """A profile's ``extends`` chain passes ``MAX_EXTENDS`` (every profile on it says so:
+    ``validate`` reports only where it starts)."""
+
+
 def resolve_profile(env: EnvFileDocument | None, name: str, where: Diagnostic | None = None
                     ) -> ResolvedProfile:
-    """Merge ``name`` over its ancestors. Raises ManifestError for unknown names or cycles."""
+    """Merge ``name`` over its ancestors. Raises ManifestError for unknown names, cycles and
+    chains longer than ``MAX_EXTENDS``."""
     profiles = env.profiles if env else {}
     chain: list[str] = []
     current: str | None = name
@@ -83,12 +109,10 @@ def resolve_profile(env: EnvFileDocument | None, name: str, where: Diagnostic | 
             table = BUILTIN_PROFILES[current]
         if not isinstance(table, dict):
             raise ManifestError([_unknown_profile(env, current, chain, where)])
+        if len(chain) >= MAX_EXTENDS:
+            raise _chain_too_long(env, chain, current)
         chain.append(current)
-        prefix = (current,)
-        positions = {}
-        if env is not None:
-            positions = {p[1:]: loc for p, loc in env.document.positions.items()
-                         if p[:1] == prefix and len(p) > 1}
+        positions = env.positions_by_profile.get(current, {}) if env is not None else {}
         layers.append((table, positions))
         parent = table.get("extends")
         current = parent if isinstance(parent, str) else None
@@ -99,6 +123,15 @@ def resolve_profile(env: EnvFileDocument | None, name: str, where: Diagnostic | 
         merged_positions.update(positions)
     data.pop("extends", None)
     return ResolvedProfile(name, data, merged_positions, chain)
+
+
+def _chain_too_long(env: EnvFileDocument, chain: list[str], next_name: str) -> ChainTooLong:
+    position = env.document.value_position((chain[0], "extends"))
+    shown = " → ".join([*chain[:3], "…", chain[-1], next_name, "…"])
+    return ChainTooLong([Diagnostic.at(
+        position, f"{chain[0]}.extends",
+        f'the extends chain of profile "{chain[0]}" is longer than {MAX_EXTENDS} profiles: {shown}',
+        "flatten the chain: let the profiles extend one shared base", env.document)])
 
 
 def _unknown_profile(env: EnvFileDocument | None, name: str, chain: list[str],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import tomllib
 
-from runspec.manifest.document import KeyPath, Located, Position
+from runspec.manifest.document import MAX_DEPTH, KeyPath, Located, Position
 
 _BARE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _SCALAR_END = set(",]}\n#")
@@ -22,6 +22,18 @@ class DuplicateKey(Exception):
     def __init__(self, path: KeyPath, first: Position | None, again: Position):
         super().__init__(path)
         self.path, self.first, self.again = path, first, again
+
+
+class TooDeep(Exception):
+    """A key path nested deeper than ``MAX_DEPTH``; ``at`` is where the too-deep part starts."""
+
+    def __init__(self, path: KeyPath, at: Position):
+        super().__init__(path)
+        self.path, self.at = path, at
+
+
+class _Invalid(Exception):
+    """The text is not TOML after all (only when looking for duplicates in a failed parse)."""
 
 
 class _Scanner:
@@ -73,6 +85,8 @@ class _Scanner:
                 while self.i < len(self.text) and self.text[self.i] in _BARE:
                     self.i += 1
                 name = raw = self.text[start : self.i]
+                if not raw:  # no key here: the text is invalid, and scanning on would not move
+                    raise _Invalid(start)
             parts.append((name, start, len(raw)))
             self.skip_blank(newlines=False)
             if self.peek() == ".":
@@ -114,6 +128,8 @@ class _Scanner:
         path = base
         for n, (name, offset, length) in enumerate(parts):
             path = path + (name,)
+            if len(path) > MAX_DEPTH:
+                raise TooDeep(path, self.pos(offset, length))
             if record and path not in self.keys:
                 self.keys[path] = self.pos(offset, length)
             if n < len(parts) - 1 and path in self.array_tables:
@@ -127,11 +143,12 @@ class _Scanner:
             self.skip_blank(newlines=True)
             if self.i >= len(text):
                 return
+            before = self.i
             if text.startswith("[[", self.i):
                 header_at = self.i
                 self.i += 2
                 path = self.resolve((), self.read_key(), record=True)
-                self.i = text.find("]]", self.i) + 2
+                self.i = self._after(text.find("]]", self.i), 2)
                 count = self.array_tables.get(path, 0) + 1
                 self.array_tables[path] = count
                 table = path + (count - 1,)
@@ -140,13 +157,24 @@ class _Scanner:
                 header_at = self.i
                 self.i += 1
                 table = self.resolve((), self.read_key(), record=True)
-                self.i = text.find("]", self.i) + 1
+                self.i = self._after(text.find("]", self.i), 1)
                 if self.find_duplicates and (table in self.tables or table in self.values):
                     raise DuplicateKey(table, self.keys.get(table),
                                        self.pos(header_at, self.i - header_at))
                 self.tables.add(table)
             else:
                 self.key_value(table)
+            self._moved(before)
+
+    def _moved(self, before: int) -> None:
+        """Every step must consume text; on text that is not TOML one might not (and loop)."""
+        if self.i <= before:
+            raise _Invalid(self.i)
+
+    def _after(self, found: int, width: int) -> int:
+        if found < 0:
+            raise _Invalid(self.i)
+        return found + width
 
     def key_value(self, table: KeyPath) -> None:
         key_at = self.i
@@ -165,6 +193,8 @@ class _Scanner:
     def value(self, path: KeyPath) -> None:
         text = self.text
         start = self.i
+        if len(path) > MAX_DEPTH:  # before recursing: nesting must not exhaust the stack
+            raise TooDeep(path, self.pos(start))
         c = self.peek()
         if c in "\"'":
             end = self._string_end(start)
@@ -181,11 +211,13 @@ class _Scanner:
                 if self.i >= len(text) or self.peek() == "]":
                     self.i += 1
                     return
+                before = self.i
                 self.value(path + (index,))
                 index += 1
                 self.skip_blank(newlines=True)
                 if self.peek() == ",":
                     self.i += 1
+                self._moved(before)
         elif c == "{":
             self.values[path] = self.pos(start)
             self.i += 1
@@ -194,10 +226,12 @@ class _Scanner:
                 if self.i >= len(text) or self.peek() == "}":
                     self.i += 1
                     return
+                before = self.i
                 self.key_value(path)
                 self.skip_blank(newlines=False)
                 if self.peek() == ",":
                     self.i += 1
+                self._moved(before)
         else:
             j = start
             while j < len(text) and text[j] not in _SCALAR_END:
@@ -219,7 +253,8 @@ def find_duplicate(text: str, file: str) -> DuplicateKey | None:
 
 
 def toml_positions(text: str, file: str) -> dict[KeyPath, Located]:
-    """Map every key path in a valid TOML ``text`` to where its key and value start."""
+    """Map every key path in a valid TOML ``text`` to where its key and value start.
+    Raises TooDeep for nesting beyond ``MAX_DEPTH``."""
     scanner = _Scanner(text, file)
     scanner.run()
     paths = scanner.keys.keys() | scanner.values.keys()

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from runspec.manifest.capabilities import campaign_diagnostics, capability_diagnostics
 from runspec.manifest.checks import Checker
 from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic, ManifestError, sort_key
@@ -20,6 +22,7 @@ from runspec.manifest.explain import Explainer, validator_for
 from runspec.manifest.load import MANIFEST_SUFFIXES, load_manifest
 from runspec.manifest.profiles import (
     ENV_FILE_NAME,
+    ChainTooLong,
     EnvFileDocument,
     find_env_file,
     load_env_file,
@@ -41,13 +44,13 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if not path.is_dir():
+        if not _is_dir(path):
             found.append(path)
             continue
         for candidate in sorted(path.rglob("*")):
             if any(part in SKIP_DIRS for part in candidate.relative_to(path).parts[:-1]):
                 continue
-            if candidate.suffix in MANIFEST_SUFFIXES and candidate.is_file() and (
+            if candidate.suffix in MANIFEST_SUFFIXES and _is_file(candidate) and (
                 candidate.name == ENV_FILE_NAME or is_manifest(candidate)
             ):
                 found.append(candidate)
@@ -59,10 +62,11 @@ def is_manifest(path: Path) -> bool:
     stem = path.name.rsplit(".", 1)[0]
     if stem == "run" or stem.endswith(".run"):
         return True
-    try:
-        with path.open("r", encoding="utf-8", errors="replace") as handle:
-            head = handle.read(4096)
-    except OSError:
+    from runspec.manifest.load import read_bytes
+
+    try:  # a regular file's first bytes only: never a pipe that blocks or a device
+        head = read_bytes(path, limit=4096, truncate=True).decode("utf-8", errors="replace")
+    except ManifestError:
         return False
     return bool(_LOOKS_LIKE_MANIFEST.search(head))
 
@@ -79,9 +83,11 @@ def validate_file(path: str | Path) -> list[Diagnostic]:
     return validate_document(document)
 
 
-def validate_document(document: Document) -> list[Diagnostic]:
+def validate_document(document: Document, max_runs: int | None = None) -> list[Diagnostic]:
+    """Every diagnostic for a loaded manifest; a sweep past ``max_runs`` runs (default: the
+    current ``run_limit``) is one of them, counted without expanding it."""
     diagnostics = schema_diagnostics(document, "run")
-    diagnostics += Checker(document).run()
+    diagnostics += Checker(document, max_runs).run()
     diagnostics += _script_diagnostics(document)
     diagnostics += _config_key_diagnostics(document)
     diagnostics += _env_diagnostics(document)
@@ -93,8 +99,26 @@ def schema_diagnostics(document: Document, kind: str, ref: str | None = None, ba
     from runspec.manifest import schema as schemas
 
     data = document.data if instance is None else instance
-    errors = validator_for(kind, ref).iter_errors(data)
-    return Explainer(document, schemas.load(kind), base).explain_all(errors)
+    errors = _strict_validator(kind, ref).iter_errors(data)
+    found = Explainer(document, schemas.load(kind), base).explain_all(errors)
+    # "write 1000…0" for 1e308 is no help: the bound beside it says what fits.
+    return [replace(d, hint=None) if d.hint and len(d.hint) > 40 and d.hint[6:].isdigit() else d
+            for d in found]
+
+
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+@cache
+def _strict_validator(kind: str, ref: str | None = None):
+    """``validator_for`` where an integer must be one: JSON Schema counts 2.0 and 1e308 as
+    integers, which the models would then coerce (or fail to, with a traceback)."""
+    from jsonschema.validators import extend
+
+    base = validator_for(kind, ref)
+    checker = type(base).TYPE_CHECKER.redefine("integer", _is_integer)
+    return extend(type(base), type_checker=checker)(base.schema)
 
 
 def _unique_sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
@@ -135,7 +159,7 @@ def _script_diagnostics(document: Document) -> list[Diagnostic]:
             continue
         declared_in = Path(document.value_position(at + ("recipe", "script")).file).parent
         path = declared_in / script
-        if path.is_file():
+        if _is_file(path):
             try:
                 read_script_spec(path)
             except ManifestError as error:
@@ -153,7 +177,9 @@ def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
     def load(path: Path) -> Any:  # keys only, no positions: the fast (C) safe loader
         from ruamel.yaml import YAML
 
-        return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        from runspec.manifest.load import bounded, read_text
+
+        return bounded(YAML(typ="safe").load(read_text(path, "recipe config")), str(path))
 
     out: list[Diagnostic] = []
     for at, unit in _units(document.data):
@@ -162,7 +188,7 @@ def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
         if not isinstance(config_ref, str):
             continue  # no config (a PEP 723 default one is checked by plan)
         config_path = Path(document.value_position(at + ("recipe", "config")).file).parent / config_ref
-        if not config_path.is_file():
+        if not _is_file(config_path):
             continue  # reported by the semantic checks
         try:
             config = load(config_path)
@@ -170,7 +196,7 @@ def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
             if isinstance(script, str):
                 where = Path(document.value_position(at + ("recipe", "script")).file).parent
                 default = (default_config_under(read_script_spec(where / script), config_path)
-                           if (where / script).is_file() else None)
+                           if _is_file(where / script) else None)
                 if default is not None:
                     config = deep_merge(load(default), config)
         except ManifestError as error:
@@ -185,8 +211,9 @@ def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
         artifacts = unit.get("artifacts") if isinstance(unit.get("artifacts"), dict) else {}
         wanted = [(k, at + ("recipe", "overrides", *path), True)
                   for k, path in override_leaves(recipe.get("overrides")).items()]
-        wanted += [(k, at + ("sweep", "parameters", k), True)
-                   for k in (parameters if isinstance(parameters, dict) else {})]
+        wanted += [(k, at + ("sweep", "parameters", k), True)  # resources.*: not config keys
+                   for k in (parameters if isinstance(parameters, dict) else {})
+                   if not k.startswith("resources.")]
         wanted += [(a["bind"], at + ("artifacts", n, "bind"), False) for n, a in artifacts.items()
                    if isinstance(a, dict) and isinstance(a.get("bind"), str)]
         known = all_keys(config)
@@ -207,8 +234,11 @@ def _env_diagnostics(document: Document) -> list[Diagnostic]:
     top = data.get("env") if isinstance(data.get("env"), dict) else {}
     out = _check_env(document, ("env",), top, top)
     for at, unit in _units(data):
-        if at and isinstance(unit.get("env"), dict):
-            out += _check_env(document, at + ("env",), unit["env"], top)
+        if at:  # a stage without an env table runs on the top one: its recipe still counts
+            env = unit.get("env") if isinstance(unit.get("env"), dict) else {}
+            out += _check_env(document, at + ("env",), env, top)
+        out += campaign_diagnostics(document, at, unit.get("campaign",
+                                                           data.get("campaign") if at else None))
     return out
 
 
@@ -221,10 +251,11 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
     env_file: EnvFileDocument | None = None
     if isinstance(env_file_ref, str):
         env_path = manifest_dir / env_file_ref
-        if not env_path.is_file():
+        if not _is_file(env_path):
             position = document.value_position(at + ("file",))
             return [Diagnostic.at(position, format_path(at + ("file",)),
-                                  f'env file not found: "{env_path}"', document=document)]
+                                  f'env file {_why_unreadable(env_path)}: "{env_path}"',
+                                  document=document)]
     else:
         env_path = find_env_file(manifest_dir)
     try:
@@ -262,6 +293,12 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
         found = schema_diagnostics(document, "run", _ENV_DEF[executor], at, instance)
         out += _name_owners([d for d in found if not d.path.endswith(".executor")],
                             "run", _ENV_DEF, executor, origin)
+    if not out:
+        unit = document.data.get("stages", {}).get(at[1], {}) if len(at) > 1 else document.data
+        recipe = unit.get("recipe") if isinstance(unit, dict) else None
+        out += capability_diagnostics(document, at, inline, profile,
+                                      env_file.document if env_file else None, executor,
+                                      recipe if isinstance(recipe, dict) else {})
     return out
 
 
@@ -314,6 +351,7 @@ def validate_env_file(path: Path) -> list[Diagnostic]:
     document = env_file.document
     reserved = {k: v for k, v in document.data.items() if k in RESERVED_TABLES}
     out = schema_diagnostics(document, "env", instance=reserved)
+    too_long: dict[str, list[Diagnostic]] = {}
     for name, table in env_file.profiles.items():
         if not isinstance(table, dict):
             out.append(Diagnostic.at(document.key_position((name,)), name,
@@ -323,18 +361,55 @@ def validate_env_file(path: Path) -> list[Diagnostic]:
             continue
         try:
             profile = resolve_profile(env_file, name)
+        except ChainTooLong as error:
+            too_long[name] = error.diagnostics
+            continue
         except ManifestError as error:
             out += error.diagnostics
             continue
         out += _check_profile(env_file, profile)
+    # A chain too long is too long from every profile on it: report where it starts.
+    extended = {env_file.profiles[n].get("extends") for n in too_long}
+    starts = [n for n in too_long if n not in extended] or list(too_long)[:1]
+    for name in starts:
+        out += too_long[name]
     return _unique_sorted(out)
 
 
 def _display(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (OSError, RuntimeError, ValueError):  # outside it, or a symlink loop
         return str(path)
+
+
+def _is_file(path: Path) -> bool:
+    """``is_file`` that answers False where the OS refuses the name (too long, a NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _why_unreadable(path: Path) -> str:
+    """"not found", or what is there instead of a file (a directory, a pipe, a device)."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return "not found"
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    return "is not a regular file (a pipe or a device)"
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def validate_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:

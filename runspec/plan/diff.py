@@ -12,6 +12,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from runspec.manifest.checks import SECRET_NAME
 from runspec.plan import yamltext
 from runspec.plan.dotted import flatten
 from runspec.plan.identity import format_value
@@ -21,6 +22,8 @@ from runspec.state.store import RERUN_STATUSES, Member, State
 ACTIONS = ("create", "replace", "rerun", "destroy", "noop")
 SUBMITTING = ("create", "replace", "rerun")
 MAX_DIFF_LINES = 40
+MASK = "***"
+NOT_SECRET = {"RUNSPEC_RUN_KEY"}  # the run's key, which runspec sets itself
 
 
 @dataclass
@@ -171,17 +174,35 @@ def _show(value: Any) -> str:
     return "(unset)" if value is None else format_value(value)
 
 
+def masked(request: Any) -> Any:
+    """``request`` as plan prints it: the values of secret-looking variables (``HF_TOKEN``,
+    which validate warns about) written ``***``. The rendered files, which are what is
+    submitted, keep them."""
+    if isinstance(request, list):
+        return [masked(item) for item in request]
+    if not isinstance(request, dict):
+        return request
+    out = {}
+    for key, value in request.items():
+        if key in ("env", "env_vars") and isinstance(value, dict):
+            value = {name: MASK if isinstance(name, str) and SECRET_NAME.search(name)
+                     and name not in NOT_SECRET and value[name] not in ("", None) else value[name]
+                     for name in value}
+        out[key] = masked(value)
+    return out
+
+
 def request_diff(old: dict[str, Any], new: dict[str, Any],
                  moves: tuple[tuple[str, str], ...] = ()) -> list[str]:
     """A unified diff (no context) of the rendered request, shortened for the terminal.
     ``moves`` (old → new text, e.g. the run directory of a run whose key moved) are applied
     to the old side first, so the diff shows what changed beyond them."""
-    text = yamltext.dump(old) if old else ""
+    text = yamltext.dump(masked(old)) if old else ""
     for was, now in moves:
         if was:
             text = text.replace(was, now)
     before = text.splitlines()
-    after = yamltext.dump(new).splitlines()
+    after = yamltext.dump(masked(new)).splitlines()
     lines = [line for line in difflib.unified_diff(before, after, "applied", "planned", n=0,
                                                    lineterm="")]
     if len(lines) > MAX_DIFF_LINES:

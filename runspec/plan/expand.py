@@ -13,7 +13,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from runspec.manifest.checks import run_limit, unit_count
 from runspec.manifest.models import Campaign, DistributionSpec, RangeSpec, Sweep, ValuesSpec
+
+_TOO_MANY = "use fewer sweep values or cycles, or raise the limit with --max-runs N"
 
 
 class ExpandError(ValueError):
@@ -71,6 +74,10 @@ def sweep_points(sweep: Sweep | None, seed_name: str) -> list[Point]:
     """Every sweep point, in order, after include and exclude. One empty point without a sweep."""
     if sweep is None or not sweep.parameters:
         return [{}]
+    count = unit_count(sweep.model_dump(exclude_none=True), {})
+    if count.points > run_limit():  # counted first: a huge grid is refused, not listed
+        raise ExpandError((), f"{count.describe()}, more than --max-runs {run_limit():,}",
+                          _TOO_MANY)
     names = list(sweep.parameters)
     if sweep.mode == "random":
         points = _random_points(sweep, seed_name)
@@ -162,6 +169,11 @@ def _frozen(point: Point) -> tuple[tuple[str, str], ...]:
 
 def campaign_slots(points: list[Point], campaign: Campaign, seed_name: str) -> list[Slot]:
     """Runs in execution order: warmups first, then cycles, grouped / interleaved / shuffled."""
+    runs = len(points) * (campaign.cycles + campaign.warmup_runs)
+    if runs > run_limit():
+        raise ExpandError((), f"{len(points):,} points × {campaign.cycles + campaign.warmup_runs:,} "
+                          f"cycles and warmups = {runs:,} runs, more than --max-runs "
+                          f"{run_limit():,}", _TOO_MANY)
     indexed = list(enumerate(points))
     warmups = [Slot(i, p, 0, w) for w in range(1, campaign.warmup_runs + 1) for i, p in indexed]
     if campaign.order == "grouped":

@@ -39,11 +39,16 @@ class PlanResult:
     lock_note: str | None = None   # the state is locked (by a running or a dead apply)
 
 
-def make_plan(path: str | Path, selection: Selection | None = None) -> PlanResult:
-    """Plan one manifest against its state. Raises ManifestError or StateError."""
+def make_plan(path: str | Path, selection: Selection | None = None,
+              max_runs: int | None = None) -> PlanResult:
+    """Plan one manifest against its state. Raises ManifestError or StateError; a sweep of
+    more than ``max_runs`` runs (default ``checks.MAX_RUNS``) is refused before expanding."""
+    from runspec.manifest.checks import limit_runs
+
     selection = selection or Selection()
-    resolved = resolve(path, selection.sets)
-    plan = build_plan(resolved)
+    with limit_runs(max_runs):
+        resolved = resolve(path, selection.sets)
+        plan = build_plan(resolved)
     store = store_for(resolved)
     result = against_state(resolved, plan, store, store.read(), selection)
     if store.is_local:

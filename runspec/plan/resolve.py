@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runspec.manifest.document import Document, Located, Position
+from runspec.manifest.document import Document, Located, Position, format_path
 from runspec.manifest.errors import Diagnostic, ManifestError
 from runspec.manifest.load import deep_merge, load_document, load_manifest
 from runspec.manifest.models import (
@@ -122,7 +122,9 @@ def parse_set(assignment: str) -> tuple[list[str], Any]:
         value = YAML(typ="safe").load(raw) if raw.strip() else ""
     except Exception:
         value = raw
-    return parts, value
+    from runspec.manifest.load import bounded
+
+    return parts, bounded(value, "--set", tuple(parts))
 
 
 def apply_sets(document: Document, assignments: list[str]) -> Document:
@@ -149,13 +151,16 @@ def apply_sets(document: Document, assignments: list[str]) -> Document:
     return Document(document.path, data, document.display, positions, sources, document.files)
 
 
-def resolve(path: str | Path, sets: list[str] | None = None) -> Resolved:
-    """Load, validate and resolve a manifest. Raises ManifestError with every problem."""
+def resolve(path: str | Path, sets: list[str] | None = None, max_runs: int | None = None
+            ) -> Resolved:
+    """Load, validate and resolve a manifest. Raises ManifestError with every problem,
+    also a sweep of more than ``max_runs`` runs (default: ``checks.run_limit()``), counted
+    before anything is expanded."""
     document = apply_sets(load_manifest(path), list(sets or []))
-    problems = [d for d in validate_document(document) if d.severity == "error"]
+    problems = [d for d in validate_document(document, max_runs) if d.severity == "error"]
     if problems:
         raise ManifestError(problems)
-    manifest = Manifest.model_validate(document.data)
+    manifest = _model(Manifest, document.data, document, ())
     root = Path(document.path).resolve().parent
     raw = document.data
     stages_raw = raw.get("stages") or {SINGLE_STAGE: {k: raw[k] for k in (
@@ -212,18 +217,52 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
         name=name,
         needs=list(stage.get("needs") or []),
         recipe=recipe,
-        resources=Resources.model_validate(resources),
+        resources=_model(Resources, resources, document, at + ("resources",)),
         env=env[0],
-        sweep=Sweep.model_validate(stage["sweep"]) if stage.get("sweep") else None,
-        campaign=Campaign.model_validate(campaign),
-        measure=Measure.model_validate(measure),
-        artifacts={k: ArtifactInput.model_validate(v) for k, v in (stage.get("artifacts") or {}).items()},
-        outputs={k: ArtifactOutput.model_validate(v)
+        sweep=_model(Sweep, stage["sweep"], document, at + ("sweep",)) if stage.get("sweep")
+        else None,
+        campaign=_model(Campaign, campaign, document, at + ("campaign",)),
+        measure=_model(Measure, measure, document, at + ("measure",)),
+        artifacts={k: _model(ArtifactInput, v, document, at + ("artifacts", k))
+                   for k, v in (stage.get("artifacts") or {}).items()},
+        outputs={k: _model(ArtifactOutput, v, document, at + ("outputs", "artifacts", k))
                  for k, v in (outputs_raw.get("artifacts") or {}).items()},
         base_config=base_config,
         config_document=config_document,
         at=at,
     )
+
+
+def _model(model: Any, data: Any, document: Document, at: tuple[str | int, ...]) -> Any:
+    """``model.model_validate(data)``, its errors as diagnostics at ``at`` in the manifest
+    (validate catches nearly everything first; what a profile or script adds, it may not)."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        found = []
+        for problem in error.errors(include_url=False):
+            path = at + _data_path(data, problem.get("loc", ()))
+            found.append(Diagnostic.at(document.value_position(path), format_path(path),
+                                       str(problem.get("msg", "invalid value")).lower(),
+                                       document=document))
+        raise ManifestError(found or [Diagnostic.at(document.value_position(at), format_path(at),
+                                                    "invalid value", document=document)]
+                            ) from None
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """pydantic's error location without its union tags: the parts that name the data."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        found = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        if found:
+            node = node[part]
+            path.append(part)
+    return tuple(path)
 
 
 def _artifacts_root(root: Path, env: dict[str, Any]) -> str:
@@ -344,14 +383,18 @@ def fingerprint(resolved: Resolved, selection_sets: list[str]) -> str:
     env.toml, recipe configs and scripts, sbatch templates). Equal fingerprints mean an
     equal plan, so an unchanged re-apply can stop before rendering anything."""
     import hashlib
+    import stat
 
     from runspec import __version__
 
     files = {}
     for path in sorted(set(resolved.inputs)):
-        try:
-            files[str(path.resolve())] = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
+        try:  # streamed, and regular files only: a script may be large, a pipe never ends
+            if not stat.S_ISREG(path.stat().st_mode):
+                raise OSError(f"{path} is not a regular file")
+            with path.open("rb") as handle:
+                files[str(path.resolve())] = hashlib.file_digest(handle, "sha256").hexdigest()
+        except (OSError, RuntimeError, ValueError):
             files[str(path)] = None
     return digest({"runspec": __version__, "manifest": resolved.manifest_digest,
                    "sets": selection_sets, "root": str(resolved.root), "files": files})

@@ -1,0 +1,92 @@
+"""Settings a backend cannot honour are refused at validate, never accepted and ignored.
+
+Each backend declares what it honours (``Capabilities`` in runspec/backends/base.py); this
+module compares a stage's settings, from the manifest and its env.toml profile, with the
+capabilities of the executor they resolve to, and says at the setting's own position what
+would work instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runspec.manifest.document import Document, KeyPath, format_path
+from runspec.manifest.errors import Diagnostic
+from runspec.manifest.vocabulary import LAUNCHES
+
+SSH_KEYS = ("host", "user", "identity", "remote_job_dir", "port")
+CONTAINER_KEYS = ("container_image", "container", "mounts")
+
+
+def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, Any],
+                           profile: Any, env_document: Document | None, executor: str,
+                           recipe: dict[str, Any]) -> list[Diagnostic]:
+    """What the stage at ``at`` (its ``env`` table) asks of ``executor`` that it cannot do."""
+    from runspec.backends import REGISTRY, backend_for
+
+    if executor not in REGISTRY:
+        return []
+    caps = backend_for(executor).capabilities
+    merged = {**(profile.data if profile is not None else {}), **inline}
+    out: list[Diagnostic] = []
+
+    def refuse(key: str, message: str, hint: str) -> None:
+        if key in inline:
+            position, doc, path = document.value_position(at + (key,)), document, at + (key,)
+        elif profile is not None and env_document is not None:
+            located = profile.positions.get((key,))
+            position = (located.value or located.key) if located else \
+                env_document.value_position((profile.name,))
+            doc, path = env_document, (profile.name, key)
+        else:
+            position, doc, path = document.value_position(at), document, at + (key,)
+        out.append(Diagnostic.at(position, format_path(path), message, hint, doc))
+
+    if not caps.submits:
+        refuse("executor", f'executor "{executor}" can be planned and rendered, but runspec '
+               "cannot submit through it yet", 'use executor = "slurm" (it runs the same '
+               "launch.sh), or a local profile")
+    tunnel = merged.get("tunnel")
+    if tunnel == "ssh":
+        refuse("tunnel", 'tunnel = "ssh" is not supported yet: runspec would run sbatch on '
+               "this machine, not on the login node", "run runspec on the login node and "
+               "remove tunnel (and host, user, identity, remote_job_dir)")
+    else:
+        for key in SSH_KEYS:
+            if merged.get(key) is not None:
+                refuse(key, f'{key} is only used with tunnel = "ssh", which is not set',
+                       f"remove {key}")
+    if not caps.containers:
+        for key in CONTAINER_KEYS:
+            if merged.get(key):
+                refuse(key, f"the {executor} executor runs no containers, so {key} would be "
+                       "ignored", f"remove {key}, or use a Slurm profile (pyxis runs the "
+                       "container)")
+    launch = recipe.get("launch")
+    if launch in LAUNCHES and launch not in caps.launch_modes:  # others: the schema says
+        hint = ('use a Ray profile (executor = "ray"; without an address runspec starts a '
+                "local head)" if launch == "ray" else
+                "use one of: " + ", ".join(sorted(caps.launch_modes)))
+        position = document.value_position(at[:-1] + ("recipe", "launch"))
+        out.append(Diagnostic.at(position, format_path(at[:-1] + ("recipe", "launch")),
+                                 f'the {executor} executor cannot start launch = "{launch}"',
+                                 hint, document))
+    return out
+
+
+def campaign_diagnostics(document: Document, at: KeyPath, campaign: Any) -> list[Diagnostic]:
+    """A gap is idle time between one run's end and the next run's start: it needs one run
+    at a time, so it cannot go with ``max_parallel > 1``."""
+    if not isinstance(campaign, dict):
+        return []
+    gaps = [k for k in ("config_gap", "cycle_gap")
+            if isinstance(campaign.get(k), int | float) and campaign[k] > 0]
+    parallel = campaign.get("max_parallel")
+    if gaps and isinstance(parallel, int) and parallel > 1:
+        path = at + ("campaign", "max_parallel")
+        return [Diagnostic.at(document.value_position(path), format_path(path),
+                              f"{gaps[0]} is idle time between one run's end and the next "
+                              f"run's start, which needs one run at a time, not {parallel}",
+                              f"remove max_parallel (or set it to 1), or remove {gaps[0]}",
+                              document)]
+    return []
