@@ -65,6 +65,7 @@ def print_plan(text: str, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     if not is_terminal(stream):
         stream.write(text)
+        stream.flush()  # before apply's events on stderr, also when both go to one pipe
         return
     from rich.console import Console
     from rich.markup import escape
@@ -84,7 +85,8 @@ def confirm_plan(assume_yes: bool):
             return True
         import click
 
-        return click.confirm("Apply these changes?", default=False, err=True)
+        return click.confirm("Apply these changes? [y/N]", default=False, err=True,
+                             show_default=False, prompt_suffix=" ")
 
     return confirm
 
@@ -108,7 +110,10 @@ class _RichReporter:
         self.tasks: dict[str, int] = {}
 
     def event(self, text: str) -> None:
-        self.bar.console.print(text, highlight=False, markup=False)
+        from rich.markup import escape
+
+        # markup stays on (with markup=False rich would print the bar's own style tags)
+        self.bar.console.print(escape(text), highlight=False)
 
     def progress(self, done: int, total: int, text: str) -> None:
         if text not in self.tasks:
@@ -136,11 +141,10 @@ STATUS_STYLES = {"succeeded": "green", "failed": "red", "lost": "red", "cancelle
 
 def status_rows(members) -> list[list[str]]:
     rows = []
+    from runspec.backends import backend_for
+
     for m in members:
-        handle = m.handle or {}
-        where = (f"job {handle['job_id']}" + (f"_{handle['task']}" if "task" in handle else "")
-                 if "job_id" in handle else handle.get("submission_id")
-                 or (f"pid {handle['pid']}" if handle.get("pid") else ""))
+        where = backend_for(m.backend).describe(m.handle)
         rows.append([m.key, m.status, m.backend, where, str(m.attempts), m.submitted_at or "",
                      m.finished_at or ""])
     return rows

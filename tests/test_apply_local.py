@@ -366,7 +366,8 @@ def test_applying_a_nemo_run_profile_is_a_clear_error(project):
     (project / "run.toml").write_text(manifest(["a"]) + '[env]\nexecutor = "nemo-run"\n')
     result = invoke("apply", "--yes", "run.toml", cwd=project)
     assert result.exit_code == 1
-    assert "submitting through NeMo-Run is not implemented yet" in result.output
+    assert 'executor "nemo-run" can be planned and rendered, but runspec cannot submit' \
+        in result.output
     assert "Traceback" not in result.output
     assert state_of(project).members == {}
 
@@ -402,3 +403,32 @@ def test_startup_commands_run_before_the_recipe_and_a_failing_one_fails_the_run(
     assert member.status == "failed"
     assert not (project / member.run_dir / "seen.txt").exists()
     assert (project / "startup.log").read_text() == "started\nstarted\n"
+
+
+def idle_gaps(project: Path, keys: list[str]) -> list[float]:
+    """Idle seconds between consecutive runs, from the wrapper's own records: the next run's
+    started_at minus the previous run's ended_at (the same measure on every backend)."""
+    from datetime import datetime
+
+    members = StateStore(str(next((project / ".runspec/state").glob("*.json"))), "").read().members
+    times = []
+    for key in keys:
+        result = json.loads((project / members[key].run_dir / "result.json").read_text())
+        times.append((datetime.fromisoformat(result["started_at"]),
+                      datetime.fromisoformat(result["ended_at"])))
+    return [(times[i][0] - times[i - 1][1]).total_seconds() for i in range(1, len(times))]
+
+
+def test_gaps_are_idle_time_from_one_runs_end_to_the_next_start(project):
+    """config_gap between runs of a cycle, cycle_gap where the cycle changes, measured from
+    the runs' recorded end and start (a start-to-start gap would give ~0 s here: each run
+    lasts longer than the gaps)."""
+    (project / "run.toml").write_text(manifest(["a", "b"], pause=1.5, cycles=2, extra=(
+        'order = "interleaved"\nconfig_gap = 1\ncycle_gap = 2.5\n')).replace(
+        "max_parallel = 1\n", ""))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    keys = ["loc/main/v=a/c1", "loc/main/v=b/c1", "loc/main/v=a/c2", "loc/main/v=b/c2"]
+    gaps = idle_gaps(project, keys)
+    for measured, configured in zip(gaps, [1.0, 2.5, 1.0], strict=True):
+        assert configured <= measured < configured + 2.0, gaps

@@ -311,3 +311,14 @@ def test_an_unknown_executor_is_an_error_not_a_local_run():
         "nemo-run": "NemoRunBackend"}
     with pytest.raises(BackendError, match='no backend implements executor "k8s"'):
         backend_for("k8s")
+
+
+def test_a_resources_sweep_sets_each_runs_resources_with_a_config_too(project):
+    """resources.* sweep parameters are the runs' resources, not keys of the recipe config:
+    validate accepts them beside a config, and each run gets its own."""
+    text = (project / "run.toml").read_text().replace(
+        '"model.n_layer" = [2, 4]', '"resources.cpus_per_task" = [1, 2]')
+    (project / "run.toml").write_text(text)
+    assert invoke("validate", "run.toml", cwd=project).exit_code == 0
+    runs = make_plan(project / "run.toml").plan.runs
+    assert sorted({r.request["resources"]["cpus_per_task"] for r in runs}) == [1, 2]

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from runspec.apply.pacer import Pace, Running, pace
 from runspec.apply.refresh import refresh_state
 from runspec.backends import backend_for
-from runspec.backends.base import BackendError
+from runspec.backends.base import Backend, BackendError
 from runspec.measure import RESULT_FILE, STARTED_FILE
 from runspec.measure.files import disk_full, os_reason
 from runspec.plan.ir import Launch, Run
+from runspec.plan.launches import gaps_before, one_at_a_time
 from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
 from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved
@@ -102,7 +104,8 @@ class Applier:
         self.state: State = result.state
         self.report = ApplyReport()
         self.stopping = False
-        self.started_ray_head = False
+        self.sessions = contextlib.ExitStack()
+        self.opened: dict[str, Any] = {}      # backend name → its open session
         self.out_of_space = False  # a run directory could not be written: launch no more
 
     # -- state -------------------------------------------------------------------------------
@@ -171,14 +174,18 @@ class Applier:
 
     # -- the apply ---------------------------------------------------------------------------
     def run(self) -> ApplyReport:
-        try:
+        """Apply, inside each backend's session (a managed Ray head lives exactly as long as
+        this apply needs it, and is stopped also when the apply fails)."""
+        with contextlib.ExitStack() as sessions:
+            self.sessions = sessions
             return self._run()
-        finally:
-            if self.started_ray_head and not self.options.detach:
-                from runspec.backends.ray_head import stop_head
 
-                self.reporter.event("stopping the local Ray head")
-                stop_head()  # also when the apply failed: a head runspec started never leaks
+    def session(self, backend: Backend, launches: list[Launch]):
+        """The backend's session for this apply, opened on first use."""
+        if backend.name not in self.opened:
+            self.opened[backend.name] = self.sessions.enter_context(
+                backend.session(launches, self.reporter.event, keep=self.options.detach))
+        return self.opened[backend.name]
 
     def _run(self) -> ApplyReport:
         changes = self.result.changes
@@ -196,18 +203,20 @@ class Applier:
                 self.reporter.event(f"skipped stage {stage}: {', '.join(blocked)} did not succeed")
                 failed_stages.add(stage)
                 continue
-            executor = self.result.plan.stages[stage]
+            backend = backend_for(self.result.plan.stages[stage])
             stage_launches = [launch for launch in launches if launch.stage == stage]
             self.supersede([c for c in changes.to_submit() if c.stage == stage])
-            if executor == "local":
-                self.run_local(stage, runs, stage_launches)
+            session = self.session(backend, stage_launches)
+            # Follow the runs when asked, when the backend's session must outlive them (a
+            # managed Ray head), or when a later stage needs them and its scheduler cannot
+            # hold it in the queue itself (a Slurm stage after a Slurm stage: --dependency).
+            follow = (self.options.wait or session.must_follow
+                      or self._later_stage_must_wait_for(stage))
+            if backend.capabilities.paced_by_runspec:
+                self.run_paced(backend, stage, runs, stage_launches, follow)
             else:
-                self.submit_remote(stage, runs, stage_launches)
-                # Follow the jobs when asked, when runspec's own Ray head must be stopped
-                # afterwards, or when a later stage needs them and cannot wait in the queue
-                # itself (a Slurm stage after a Slurm stage waits through --dependency).
-                if self.options.wait or (self.started_ray_head and not self.options.detach) \
-                        or self._later_stage_must_wait_for(stage):
+                self.submit_launches(backend, stage, runs, stage_launches)
+                if follow:
                     self.wait_remote(runs)
             if any(self.report.statuses.get(r.key) in ("failed", "lost", "cancelled")
                    for r in runs):
@@ -250,9 +259,12 @@ class Applier:
                    for m in self.state.members.values() if m.stage == stage)
 
     def _later_stage_must_wait_for(self, stage: str) -> bool:
+        """Only a scheduler that holds dependent jobs itself lets apply move on."""
         stages = self.result.plan.stages
-        return any(stage in needs and not (stages[stage] == stages[later] == "slurm")
-                   for later, needs in self.result.plan.needs.items())
+        return any(stage in needs and not (
+            stages[stage] == stages[later]
+            and backend_for(stages[stage]).capabilities.stage_dependencies)
+            for later, needs in self.result.plan.needs.items())
 
     def supersede(self, changes) -> None:
         """Before a replace or rerun is submitted: cancel the run it supersedes if that one
@@ -276,71 +288,43 @@ class Applier:
         if changes:
             self.save()
 
-    # -- local -------------------------------------------------------------------------------
-    def run_local(self, stage: str, runs: list[Run], launches: list[Launch]) -> None:
-        backend = backend_for("local")
+    # -- backends that apply paces (local processes, Ray jobs) ---------------------------------
+    def run_paced(self, backend, stage: str, runs: list[Run], launches: list[Launch],
+                  follow: bool) -> None:
+        """Start the stage's runs by the campaign's rules (see ``pacer``) and follow them:
+        always for an attached backend (local processes), else when ``follow`` or when the
+        rules need it (gaps, a limit, retries); otherwise return once every run started."""
         campaign = self.result.resolved.stages[list(self.result.plan.stages).index(stage)].campaign
-        limit = campaign.max_parallel or 1
-        retries = campaign.retries
-        by_key = {launch.keys[0]: launch for launch in launches}
-        queue = list(runs)
-        running: dict[str, tuple[Run, Any, float]] = {}
-        attempts: dict[str, int] = {}
-        last_start = 0.0
-        last_cycle = None
-        total, done = len(runs), 0
-        self.reporter.progress(0, total, f"stage {stage}")
+        caps = backend.capabilities
+        limit = campaign.max_parallel or (1 if one_at_a_time(campaign) else caps.default_parallel)
+        rules = Pace(limit=limit, gaps=gaps_before(runs, campaign), retries=campaign.retries,
+                     follow=caps.attached or follow or bool(
+                         limit or campaign.retries or any(gaps_before(runs, campaign))))
+        recorder = _PacedRecorder(self, backend, stage, len(runs))
         previous_handlers = self._trap_signals()
+        left = None
         try:
-            while (queue or running) and not self.stopping:
-                while queue and len(running) < limit and not self.stopping:
-                    run = queue[0]
-                    gap = campaign.config_gap
-                    if last_cycle is not None and run.slot != last_cycle and campaign.cycle_gap:
-                        gap = max(gap, campaign.cycle_gap)
-                    wait = last_start + gap - time.monotonic() if last_start else 0
-                    if wait > 0 and running:
-                        break  # let running ones finish while the gap passes
-                    if wait > 0:
-                        time.sleep(wait)
-                    queue.pop(0)
-                    attempts[run.key] = attempts.get(run.key, 0) + 1
-                    handle = self._start_local(backend, run, by_key[run.key], attempts[run.key])
-                    if handle is None:
-                        done += 1
-                        if self.out_of_space:  # the rest stay unlaunched for the next apply
-                            self.reporter.event(f"disk full: {len(queue)} run(s) not launched")
-                            queue.clear()
-                        continue
-                    running[run.key] = (run, handle["_process"], time.monotonic())
-                    last_start, last_cycle = time.monotonic(), run.slot
-                    self.reporter.event(f"started {run.key}")
-                for key, (run, process, began) in list(running.items()):
-                    if process.poll() is None:
-                        continue
-                    del running[key]
-                    status = backend.refresh({"pid": None}, self.root / run.run_dir)
-                    status = "failed" if status == "lost" else status
-                    if status == "failed" and attempts[key] <= retries:
-                        self.reporter.event(f"failed {key}; retrying ({attempts[key]}/{retries})")
-                        queue.insert(0, run)
-                        continue
-                    self._finish(run, status, time.monotonic() - began)
-                    done += 1
-                    self.reporter.progress(done, total, f"stage {stage}")
-                time.sleep(0.05)
+            left = pace(backend, runs, {launch.keys[0]: launch for launch in launches},
+                        self.root, rules, recorder, lambda: self.stopping)
         except KeyboardInterrupt:
             self.stopping = True
         finally:
             if self.stopping:
-                self._cancel_local(backend, running)
+                self._cancel_running(backend, recorder.running)
             self._restore_signals(previous_handlers)
+        if left is not None and not self.stopping:
+            for current in left.running:  # not followed: status and --wait follow them later
+                self.report.statuses.pop(current.run.key, None)
 
-    def _start_local(self, backend, run: Run, launch: Launch, attempt: int) -> dict | None:
+    def start_paced(self, backend, run: Run, launch: Launch) -> dict | None:
+        """Intent first (a crash from here on can neither lose nor repeat the run), then the
+        start, then its handle. A run that cannot be started is recorded failed."""
+        previous = self.state.members.get(run.key)
         try:
             run_dir = self.materialize(run)
-            self.record(run, "submitted", {"host": None}, "local")
-            self.save()  # intent first: a crash from here on cannot lose or repeat the run
+            self.record(run, "submitted", backend.intent(launch, uuid.uuid4().hex[:12], 0),
+                        backend.name)
+            self.save()
             handle = backend.start(launch, self.root, run_dir)
         except (BackendError, OSError) as error:
             if isinstance(error, OSError):
@@ -350,15 +334,44 @@ class Applier:
             message = getattr(error, "message", None) or str(error)
             self.report.errors.append(f"{run.key}: {message}")
             self.reporter.event(f"error {run.key}: {error}")
-            self.record(run, "failed", None, "local")
+            if getattr(error, "ambiguous", False):
+                self.report.errors.append("the submission may have arrived; it is kept as "
+                                          "an intent that `runspec status` reconciles")
+                self.stopping = True
+                return None
+            if isinstance(error, BackendError) and not backend.capabilities.attached:
+                # refused by the scheduler (the next ones would be too): as it was before
+                if previous is None:
+                    self.state.members.pop(run.key, None)
+                else:
+                    self.state.members[run.key] = previous
+                self.save()
+                self.stopping = True
+                return None
+            self.record(run, "failed", None, backend.name)
             self.report.statuses[run.key] = "failed"
             self.save()
             return None
-        self.record(run, "running", handle, "local",
-                    attempts=self.state.members[run.key].attempts)
+        self.record(run, "running" if backend.capabilities.attached else "submitted", handle,
+                    backend.name, attempts=self.state.members[run.key].attempts)
         self.save()
-        self.report.submitted.append(run.key)
+        if run.key not in self.report.submitted:
+            self.report.submitted.append(run.key)
         return handle
+
+    def _cancel_running(self, backend, running: dict) -> None:
+        """Stop every running run at once (one grace period), deaf to repeated signals."""
+        ignored = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError):
+                ignored[signum] = signal.signal(signum, signal.SIG_IGN)
+        try:
+            backend.cancel_many([self.state.members[key] for key in running], self.root)
+            for current in running.values():
+                self._finish(current.run, "cancelled", time.monotonic() - current.began)
+        finally:
+            for signum, handler in ignored.items():
+                signal.signal(signum, handler)
 
     def register_outputs(self, run: Run) -> str | None:
         """A run that succeeded publishes its outputs.artifacts, with lineage (its key and
@@ -414,11 +427,9 @@ class Applier:
         for signum, handler in (previous or {}).items():
             signal.signal(signum, handler)
 
-    # -- slurm, ray, nemo-run ------------------------------------------------------------------
-    def submit_remote(self, stage: str, runs: list[Run], launches: list[Launch]) -> None:
-        backend = backend_for(self.result.plan.stages[stage])
-        if backend.name == "ray" and any(not launch.request.get("address") for launch in launches):
-            self.ensure_ray_head()
+    # -- backends whose scheduler paces a whole launch (Slurm arrays) ------------------------
+    def submit_launches(self, backend, stage: str, runs: list[Run], launches: list[Launch]
+                        ) -> None:
         by_key = {run.key: run for run in runs}
         for launch in launches:
             members = [by_key[k] for k in launch.keys]
@@ -429,7 +440,7 @@ class Applier:
                     self.materialize(run)
                 self.write_launch_files(launch)
                 for index, run in enumerate(members):
-                    self.record(run, "submitted", self._intent(launch, tag, index), backend.name)
+                    self.record(run, "submitted", backend.intent(launch, tag, index), backend.name)
                 self.save()  # intent, before the scheduler hears of it
                 after = {n: self._job_of(n) for n in self.result.plan.needs.get(stage, [])}
                 handles = backend.submit(launch, self.root, {k: v for k, v in after.items() if v},
@@ -456,37 +467,18 @@ class Applier:
             self.save()
             self.reporter.event(f"submitted {len(members)} run{'s' * (len(members) != 1)} of "
                                 f"stage {stage} to {backend.name}: "
-                                + _describe_handle(handles[members[0].key]))
-
-    @staticmethod
-    def _intent(launch: Launch, tag: str, index: int) -> dict:
-        """What is recorded before submitting: enough to find the job again if the answer
-        is lost (Slurm: the comment tag and array task; Ray: the submission id)."""
-        intent = {"launch": launch.directory, "tag": tag}
-        if launch.request.get("array_size"):
-            intent["task"] = index
-        body = launch.request.get("body")
-        if body:  # Ray: the id is chosen by us, so the job can be asked about directly
-            intent["submission_id"] = body["submission_id"]
-            intent["address"] = launch.request.get("address")
-        return intent
-
-    def ensure_ray_head(self) -> None:
-        """No Ray address: start a local head (and stop it after an attached apply)."""
-        from runspec.backends.ray_head import running_head, start_head
-
-        if running_head() is None:
-            self.reporter.event("starting a local Ray head on 127.0.0.1 …")
-            head = start_head()
-            self.started_ray_head = True
-            self.reporter.event(f"Ray head up at {head['address']}")
+                                + backend.describe(handles[members[0].key]))
 
     def _job_of(self, stage: str) -> str | None:
+        """What a later stage on the same scheduler waits for: every active job of ``stage``
+        (several arrays when its runs have different resource shapes), ``:``-joined."""
+        ids = []
         for member in self.state.members.values():
-            if member.stage == stage and member.handle and member.handle.get("job_id") and \
-                    member.status in ACTIVE:
-                return str(member.handle["job_id"])
-        return None
+            if member.stage == stage and member.status in ACTIVE:
+                job = backend_for(member.backend).dependency_id(member.handle)
+                if job and job not in ids:
+                    ids.append(job)
+        return ":".join(ids) or None
 
     def active_runs(self) -> list[Run]:
         """Planned runs still queued or running that this apply did not follow (launched by
@@ -543,12 +535,41 @@ class Applier:
             self.save()
 
 
-def _describe_handle(handle: dict) -> str:
-    if "job_id" in handle:
-        return f"job {handle['job_id']}" + (" (array)" if "task" in handle else "")
-    if "submission_id" in handle:
-        return f"Ray job {handle['submission_id']}"
-    return str(handle)
+class _PacedRecorder:
+    """What the pacer's starts, retries and ends mean for the apply's state and output."""
+
+    def __init__(self, applier: Applier, backend, stage: str, total: int):
+        self.applier, self.backend, self.stage = applier, backend, stage
+        self.running: dict[str, Running] = {}
+        self.unstarted = total
+
+    def start(self, run: Run, launch: Launch, attempt: int) -> dict | None:
+        applier = self.applier
+        if attempt == 1:
+            self.unstarted -= 1
+        handle = applier.start_paced(self.backend, run, launch)
+        if handle is None:
+            if applier.out_of_space:  # the rest stay unlaunched for the next apply
+                applier.reporter.event(f"disk full: {self.unstarted} run(s) not launched")
+                applier.stopping = True
+            return None
+        self.running[run.key] = Running(run, handle, time.monotonic())
+        where = self.backend.describe(handle)
+        applier.reporter.event(f"started {run.key}" + (f" ({where})" if where and
+                                                         not self.backend.capabilities.attached
+                                                         else ""))
+        return handle
+
+    def retry(self, run: Run, attempt: int, retries: int) -> None:
+        self.running.pop(run.key, None)
+        self.applier.reporter.event(f"failed {run.key}; retrying ({attempt}/{retries})")
+
+    def finish(self, run: Run, status: str, seconds: float) -> None:
+        self.running.pop(run.key, None)
+        self.applier._finish(run, status, seconds)
+
+    def progress(self, done: int, total: int) -> None:
+        self.applier.reporter.progress(done, total, f"stage {self.stage}")
 
 
 def prepare(resolved: Resolved, selection: Selection) -> tuple[PlanResult, Any]:

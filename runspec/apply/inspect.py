@@ -119,11 +119,12 @@ def log_lines(target: Tracked, member: Member, follow: bool, poll_s: float = 0.5
               ) -> Iterator[str]:
     """The run's output (stdout then stderr), following it until the run ends with ``follow``."""
     backend = backend_for(member.backend)
-    reader = getattr(backend, "log_text", None)
     run_dir = target.root / member.run_dir
-    if reader is not None and not (run_dir / "stdout.log").exists():
-        yield reader(member, target.root)
-        return
+    if not (run_dir / "stdout.log").exists():
+        text = backend.log_text(member, target.root)
+        if text is not None:
+            yield text
+            return
     offsets = {"stdout.log": 0, "stderr.log": 0}
     while True:
         for name in offsets:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runspec.apply.engine import Applier, ApplyAborted, ApplyOptions, ApplyReport, Reporter, prepare
+from runspec.backends import backend_for
 from runspec.measure.files import disk_full, os_reason
 from runspec.plan import report
 from runspec.plan.pipeline import PlanResult, Selection, store_for
@@ -109,8 +110,9 @@ def _run_apply(target: Path, selection: Selection, options: ApplyOptions,
             return ApplyReport(no_changes=True)
         if saved is None and not confirm(report.plan_text(result)):
             raise ApplyAborted("apply cancelled; nothing was launched")
-        if options.detach and any(result.plan.stages[c.stage] == "local"
-                                  for c in result.changes.to_submit()):
+        if options.detach and any(
+                backend_for(result.plan.stages[c.stage]).capabilities.attached
+                for c in result.changes.to_submit()):
             lock.__exit__(None, None, None)
             lock = None
             return detach_local(selection, result, options)

@@ -1,20 +1,70 @@
 """What every backend implements (TorchX's idea: the request you see is the request that runs).
 
-``render_run`` and ``render_launch`` are pure and snapshot-tested; ``submit`` sends exactly
-the rendered request, ``refresh_many`` and ``cancel_many`` follow and stop what it started.
+A backend is one module behind this interface. ``render_run`` and ``render_launch`` are pure
+and snapshot-tested; ``submit`` sends exactly the rendered request; ``refresh_many``,
+``cancel_many`` and ``log_text`` follow and stop what it started; ``session`` owns what
+lives only while apply runs (a managed Ray head). It declares what it honours in
+``Capabilities``, and only it reads its handles: the engine, the plan report and the console
+ask ``describe`` and ``describe_launches`` instead of branching on names or handle keys.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import shlex
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
+
+Handle = dict[str, Any]
+"""A backend's record of one submitted run, as stored in the state (JSON). Its keys are the
+backend's own business; keys starting with ``_`` are live objects never stored."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend honours; validate refuses what it does not (nothing accepted is ignored)."""
+
+    launch_modes: frozenset[str]        # recipe.launch values it can start
+    containers: bool                    # container_image / mounts
+    multi_node: bool                    # resources.nodes > 1
+    paced_by_runspec: bool              # apply feeds runs one by one (order, gaps, max_parallel,
+    #                                     retries); else the scheduler paces a whole launch
+    attached: bool                      # apply follows its runs to the end (local processes)
+    default_parallel: int | None        # runs at once when nothing asks for pacing (None: all)
+    stage_dependencies: bool            # the scheduler itself holds a stage until its needs succeed
+    submits: bool = True                # apply can launch it at all
+    poll_s: float = 1.0                 # how often a paced run is polled
+
+
+class Session(Protocol):
+    """What a backend keeps alive for one apply (a managed Ray head): closed when apply ends."""
+
+    must_follow: bool                   # apply must wait for the runs before closing it
+
+
+def no_scheduler_logs(member: Any, root: Path) -> str | None:
+    """``log_text`` of a backend whose runs write their logs into the run directory."""
+    return None
+
+
+@contextlib.contextmanager
+def no_session(*_args: Any, **_kwargs: Any) -> Iterator[Any]:
+    """The session of a backend that needs none."""
+
+    class _Nothing:
+        must_follow = False
+
+    yield _Nothing()
 
 
 class Backend(Protocol):
     name: str
+    capabilities: Capabilities
 
     def render_run(self, spec: RunSpec, root: Path, digest: str) -> dict[str, str]:
         """Files for the run directory that describe this backend's request for one run."""
@@ -23,17 +73,54 @@ class Backend(Protocol):
                       ) -> list[Launch]:
         """The submissions that start ``runs`` (all of one stage, in execution order)."""
 
-    # The half that touches the world (local runs are started by the apply engine itself
-    # through LocalBackend.start, to keep campaign order, gaps and Ctrl-C in one place).
+    def describe_launches(self, launches: list[Launch]) -> str:
+        """How apply will start these launches of one stage, for the plan (``sbatch one job
+        array of 12``, ``3 local processes``)."""
+
+    # -- the half that touches the world -----------------------------------------------------
+    def session(self, launches: list[Launch], say: Callable[[str], None], keep: bool = False
+                ) -> contextlib.AbstractContextManager[Session]:
+        """What must live while apply uses the backend (e.g. a Ray head when no address);
+        ``keep``: a detached apply leaves it running for its runs."""
+
+    def intent(self, launch: Launch, tag: str, index: int) -> Handle:
+        """What is recorded before submitting: enough to find the job again if the answer
+        is lost."""
+
     def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
-               ) -> dict[str, dict]:
-        """Send exactly ``launch.request``; handles per run key."""
+               ) -> dict[str, Handle]:
+        """Send exactly ``launch.request``; handles per run key. ``after``: the dependency
+        ids (from ``dependency_id``) of stages this one needs."""
 
     def refresh_many(self, members: list, root: Path) -> dict[str, str]:
         """Current status of active members: their result.json first, the scheduler after."""
 
     def cancel_many(self, members: list, root: Path) -> None:
         """Stop active members."""
+
+    def log_text(self, member: Any, root: Path) -> str | None:
+        """The run's output as the scheduler keeps it, or None when the run directory's
+        stdout.log / stderr.log are the logs (local, Slurm)."""
+
+    def describe(self, handle: Handle | None) -> str:
+        """The handle for people: ``job 12_3``, ``Ray job runspec-…``, ``pid 4242``."""
+
+    def dependency_id(self, handle: Handle | None) -> str | None:
+        """What a later stage on the same scheduler waits for (a Slurm job id), if anything."""
+
+
+class PacedBackend(Backend, Protocol):
+    """A backend whose runs apply starts one by one (``paced_by_runspec``)."""
+
+    def start(self, launch: Launch, root: Path, run_dir: Path) -> Handle:
+        """Start one run now; its handle (may hold live objects under ``_`` keys)."""
+
+    def poll(self, handle: Handle, root: Path, run_dir: Path) -> str | None:
+        """The run's final status once it has ended, else None."""
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def shell_quote(value: object) -> str:
@@ -46,15 +133,32 @@ def comment_safe(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def run_script(spec: RunSpec) -> str:
-    """``launch.sh``: the run's command as a script (exports, startup commands, exec)."""
+def env_name(name: str, what: str = "environment variable") -> str:
+    """``name`` if it can follow ``export`` as a name, else a RenderError: validate refuses
+    such names, and a script never relies on that (the Python API skips validate)."""
+    if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+        raise RenderError(f"{what} name {name!r} is not a valid shell variable name",
+                          "use letters, digits and _, not starting with a digit")
+    return name
+
+
+def run_script(spec: RunSpec, secrets_loaded: bool = False) -> str:
+    """``launch.sh``: the run's command as a script (exports, startup commands, exec).
+
+    Secrets are by reference: read from the launching environment at run time (NeMo-Run),
+    or, with ``secrets_loaded``, already in the environment under their own names (a Slurm
+    job reads them from its run's secrets file); either way the script holds no value."""
     lines = ["#!/usr/bin/env bash", f"# runspec run {comment_safe(spec.key)}", "set -euo pipefail",
              f"cd {shell_quote(spec.cwd)}"]
     for name, value in spec.env.items():
-        lines.append(f"export {name}={shell_quote(value)}")
+        lines.append(f"export {env_name(name)}={shell_quote(value)}")
     for name, source in spec.secrets.items():
-        # By reference: the value comes from the launching environment at run time.
-        lines.append(f'export {name}="${{{source}:?secret {source} is not set}}"')
+        env_name(name, "secret")
+        env_name(source, "secret source")
+        if secrets_loaded:
+            lines.append(f': "${{{name}:?secret {name} was not delivered to the job}}"')
+        else:
+            lines.append(f'export {name}="${{{source}:?secret {source} is not set}}"')
     lines += spec.startup_commands
     lines.append("exec " + " ".join(shell_quote(a) for a in spec.argv))
     return "\n".join(lines) + "\n"
@@ -71,6 +175,21 @@ class BackendError(Exception):
         self.message, self.hint, self.ambiguous = message, hint, ambiguous
 
 
+class RenderError(BackendError, ValueError):
+    """A request that cannot be written safely (a name that is no shell name, a newline in
+    an ``#SBATCH`` value): validate reports these with positions; rendering refuses them too."""
+
+
+def one_line(value: object, what: str) -> str:
+    """``value`` as text for one line of a script, or a RenderError."""
+    text = str(value)
+    found = CONTROL.search(text)
+    if found:
+        raise RenderError(f"{what} contains a control character ({found.group()!r}): {text!r}",
+                          "a value written into a line of the job script must be one line")
+    return text
+
+
 def executable_env(env: dict[str, str]) -> dict[str, str]:
     """The job environment on top of ours, with this Python's directory first on PATH, so the
     rendered ``python`` is the interpreter runspec runs in (the one with runspec installed)."""
@@ -84,6 +203,26 @@ def executable_env(env: dict[str, str]) -> dict[str, str]:
     if path.split(os.pathsep)[:1] != [bin_dir]:
         merged["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
     return merged
+
+
+def write_secrets(path: Path, values: dict[str, str]) -> None:
+    """``values`` as ``export NAME='value'`` lines in ``path``, readable only by this user
+    from the moment it exists (created 0600, then renamed into place): at submission only,
+    for the job to read and remove."""
+    import os
+    import tempfile
+
+    text = "".join(f"export {env_name(name, 'secret')}={shell_quote(value)}\n"
+                   for name, value in values.items())
+    handle, temporary = tempfile.mkstemp(prefix=".secrets-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)  # mkstemp's mode already; said, not assumed
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def resolve_secrets(secrets: dict[str, str]) -> dict[str, str]:

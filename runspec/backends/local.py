@@ -16,7 +16,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from runspec.backends.base import executable_env, resolve_secrets
+from runspec.backends.base import (
+    Capabilities,
+    Handle,
+    executable_env,
+    no_scheduler_logs,
+    no_session,
+    resolve_secrets,
+)
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
 from runspec.state import status as run_status
 
@@ -25,6 +32,12 @@ KILL_GRACE_S = 5.0
 
 class LocalBackend:
     name = "local"
+    capabilities = Capabilities(
+        launch_modes=frozenset({"direct", "torchrun"}), containers=False, multi_node=False,
+        paced_by_runspec=True, attached=True, default_parallel=1, stage_dependencies=False,
+        poll_s=0.05)
+    session = staticmethod(no_session)
+    log_text = staticmethod(no_scheduler_logs)
 
     def request(self, spec: RunSpec) -> dict:
         """Exactly what the local runner executes: argv, env (secrets by reference), cwd.
@@ -41,7 +54,39 @@ class LocalBackend:
         return [Launch("local", context.stage, [run.key], self.request(specs[run.key]),
                        directory=run.run_dir) for run in runs]
 
+    @staticmethod
+    def describe_launches(launches: list[Launch]) -> str:
+        return f"{len(launches)} local process{'es' * (len(launches) != 1)}"
+
+    @staticmethod
+    def describe(handle: Handle | None) -> str:
+        return f"pid {handle['pid']}" if handle and handle.get("pid") else ""
+
+    @staticmethod
+    def dependency_id(handle: Handle | None) -> str | None:
+        return None
+
+    @staticmethod
+    def intent(launch: Launch, tag: str, index: int) -> Handle:
+        return {"host": None}
+
     # -- execution ---------------------------------------------------------------------------
+    def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
+               ) -> dict[str, Handle]:
+        """Start the launch's run now (apply paces local runs through ``start``/``poll``)."""
+        return {launch.keys[0]: self.start(launch, root, root / launch.directory)}
+
+    def poll(self, handle: Handle, root: Path, run_dir: Path) -> str | None:
+        """None while the process runs; then its fate from the wrapper's files (a process
+        that ended without a result failed: it never got as far as the wrapper's end)."""
+        process = handle.get("_process")
+        if process is not None and process.poll() is None:
+            return None
+        status = self.refresh({"pid": None} if process is not None else handle, run_dir)
+        if status == "running":
+            return None
+        return "failed" if status == "lost" else status
+
     def start(self, launch: Launch, root: Path, run_dir: Path) -> dict:
         """Start one run; returns its handle. Raises OSError if it cannot be started."""
         request = launch.request

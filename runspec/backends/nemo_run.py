@@ -9,12 +9,34 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runspec.backends.base import run_script
+from runspec.backends.base import Capabilities, no_scheduler_logs, no_session, run_script
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
 
 
 class NemoRunBackend:
     name = "nemo-run"
+    capabilities = Capabilities(
+        launch_modes=frozenset({"direct", "torchrun"}), containers=True, multi_node=True,
+        paced_by_runspec=False, attached=False, default_parallel=None, stage_dependencies=False,
+        submits=False)
+    session = staticmethod(no_session)
+    log_text = staticmethod(no_scheduler_logs)
+
+    @staticmethod
+    def describe_launches(launches: list[Launch]) -> str:
+        return f"{len(launches)} NeMo-Run launch{'es' * (len(launches) != 1)}"
+
+    @staticmethod
+    def describe(handle: dict | None) -> str:
+        return ""
+
+    @staticmethod
+    def dependency_id(handle: dict | None) -> str | None:
+        return None
+
+    @staticmethod
+    def intent(launch: Launch, tag: str, index: int) -> dict:
+        return {"launch": launch.directory, "tag": tag}
 
     def request(self, spec: RunSpec) -> dict:
         return {"executor": spec.settings.get("nemo_executor", "local"),

@@ -1,29 +1,54 @@
-"""The Ray backend: one Ray Jobs API submission per run."""
+"""The Ray backend: one Ray Jobs API submission per run.
+
+Secret values never go into the submission: Ray keeps a job's ``runtime_env`` and shows it
+to anyone who can reach the dashboard (``GET /api/jobs/<id>``). Each run with secrets gets
+a ``secrets.env`` (0600) in its run directory at submission instead, which the entrypoint
+reads and removes before it starts the recipe (runs share the file system with the head).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from runspec.backends.base import Capabilities, Handle
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
+
+SECRETS_FILE = "secrets.env"
+FINISHED = ("succeeded", "failed", "cancelled", "lost")
 
 
 class RayBackend:
     name = "ray"
+    capabilities = Capabilities(
+        launch_modes=frozenset({"direct", "ray", "torchrun"}), containers=False,
+        multi_node=False, paced_by_runspec=True, attached=False, default_parallel=None,
+        stage_dependencies=False, poll_s=1.0)
 
     def request(self, spec: RunSpec, root: Path, digest: str) -> dict:
-        """``body`` is the Jobs API request as sent; ``secrets`` are added to its
-        ``runtime_env.env_vars`` at submission, from the launching environment, and never
-        written anywhere. ``submission_id`` comes from the run digest, so Ray itself detects
-        the same run submitted twice."""
+        """``body`` is the Jobs API request as sent; ``secrets`` (by reference) are written to
+        the run's ``secrets.env`` at submission, which the entrypoint reads and removes.
+        ``submission_id`` comes from the run digest, so Ray itself detects the same run
+        submitted twice."""
+        from runspec.backends.base import env_name
+
         command = " ".join(shlex.quote(a) for a in spec.argv)
         cwd = (root / spec.cwd).as_posix() if spec.cwd != "." else root.as_posix()
+        load = ""
+        if spec.secrets:
+            for name in spec.secrets:
+                env_name(name, "secret")
+            secrets_file = shlex.quote((root / spec.run_dir / SECRETS_FILE).as_posix())
+            load = f". {secrets_file} && rm -f {secrets_file} && "
         runtime_env = dict(spec.settings.get("runtime_env", {}))
         runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **spec.env}
         resources = spec.resources
         body = {
-            "entrypoint": f"cd {shlex.quote(cwd)} && exec {command}",
+            "entrypoint": f"cd {shlex.quote(cwd)} && {load}exec {command}",
             "submission_id": f"runspec-{digest[:20]}",
             "runtime_env": runtime_env,
             "entrypoint_num_cpus": resources["procs_per_node"] * (resources.get("cpus_per_task") or 1),
@@ -35,8 +60,11 @@ class RayBackend:
             body["entrypoint_memory"] = memory_bytes(resources["mem"])
         if resources.get("extra"):
             body["entrypoint_resources"] = {k: float(v) for k, v in resources["extra"].items()}
-        return {"address": spec.settings.get("address"), "timeout": spec.settings.get("timeout"),
-                "body": body, "secrets": {k: {"from_env": v} for k, v in spec.secrets.items()}}
+        request = {"address": spec.settings.get("address"), "timeout": spec.settings.get("timeout"),
+                   "body": body, "secrets": {k: {"from_env": v} for k, v in spec.secrets.items()}}
+        if spec.secrets:
+            request["secret_file"] = f"{spec.run_dir}/{SECRETS_FILE}"
+        return request
 
     def render_run(self, spec: RunSpec, root: Path, digest: str) -> dict[str, str]:
         return {"ray.json": json.dumps(self.request(spec, root, digest), indent=2) + "\n"}
@@ -47,14 +75,86 @@ class RayBackend:
                        self.request(specs[run.key], context.root, run.digest),
                        directory=run.run_dir) for run in runs]
 
+    @staticmethod
+    def describe_launches(launches: list[Launch]) -> str:
+        return f"{len(launches)} Ray job{'s' * (len(launches) != 1)}"
+
+    @staticmethod
+    def describe(handle: Handle | None) -> str:
+        return f"Ray job {handle['submission_id']}" if handle and "submission_id" in handle \
+            else ""
+
+    @staticmethod
+    def dependency_id(handle: Handle | None) -> str | None:
+        return None
+
+    @staticmethod
+    def intent(launch: Launch, tag: str, index: int) -> Handle:
+        """The submission id is chosen by us, so the job can be asked about directly."""
+        return {"launch": launch.directory, "tag": tag,
+                "submission_id": launch.request["body"]["submission_id"],
+                "address": launch.request.get("address")}
+
+    @contextlib.contextmanager
+    def session(self, launches: list[Launch], say: Callable[[str], None], keep: bool = False
+                ) -> Iterator:
+        """With no ``address``, a local head on 127.0.0.1 for this apply: started if none
+        runs, and stopped at the end (also when the apply fails) once its runs ended, unless
+        ``keep`` (a detached apply leaves it to the runs)."""
+        from runspec.backends.ray_head import running_head, start_head, stop_head
+
+        class Head:
+            must_follow = False
+
+        head = Head()
+        if any(not launch.request.get("address") for launch in launches) \
+                and running_head() is None:
+            say("starting a local Ray head on 127.0.0.1 …")
+            say(f"Ray head up at {start_head()['address']}")
+            head.must_follow = not keep
+        try:
+            yield head
+        finally:
+            if head.must_follow:
+                say("stopping the local Ray head")
+                stop_head()
+
+    def start(self, launch: Launch, root: Path, run_dir: Path) -> Handle:
+        return self.submit(launch, root, {}, uuid.uuid4().hex[:12])[launch.keys[0]]
+
+    def poll(self, handle: Handle, root: Path, run_dir: Path) -> str | None:
+        from runspec.state.store import Member
+
+        member = Member(key="", stage="", digest="", handle=handle,
+                        run_dir=str(run_dir.relative_to(root)))
+        status = self.refresh_many([member], root)[""]
+        return status if status in FINISHED else None
+
     def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
                ) -> dict[str, dict]:
-        from runspec.backends.base import BackendError, resolve_secrets
+        from runspec.backends.base import BackendError, resolve_secrets, write_secrets
 
         client = _client(launch.request)
         body = json.loads(json.dumps(launch.request["body"]))
         secrets = resolve_secrets({k: v["from_env"] for k, v in launch.request["secrets"].items()})
-        body["runtime_env"]["env_vars"].update(secrets)
+        secrets_file = root / launch.request["secret_file"] if secrets else None
+        if secrets_file is not None:
+            try:
+                write_secrets(secrets_file, secrets)
+            except OSError as error:
+                raise BackendError(f"cannot write the secrets file {secrets_file}: "
+                                   f"{error.strerror or error}") from None
+        try:
+            return self._post(client, body, launch)
+        except BackendError as error:
+            if secrets_file is not None and not error.ambiguous:
+                secrets_file.unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _post(client, body: dict, launch: Launch) -> dict[str, dict]:
+        from runspec.backends.base import BackendError
+
         base_id = body["submission_id"]
         for attempt in range(1, 50):
             body["submission_id"] = base_id if attempt == 1 else f"{base_id}-r{attempt}"
@@ -73,6 +173,14 @@ class RayBackend:
         raise BackendError(f"Ray keeps refusing {base_id}: too many earlier attempts")
 
     def refresh_many(self, members, root: Path) -> dict[str, str]:
+        """Each run's status; a run that has ended loses a secrets file it did not read."""
+        statuses = self._statuses(members, root)
+        for member in members:
+            if statuses.get(member.key) in FINISHED:
+                _remove_secrets(root, member.run_dir)
+        return statuses
+
+    def _statuses(self, members, root: Path) -> dict[str, str]:
         from runspec.state import status as run_status
 
         statuses = {}
@@ -95,6 +203,7 @@ class RayBackend:
             handle = member.handle or {}
             if "submission_id" in handle:
                 _client_for(handle).call("POST", f"/api/jobs/{handle['submission_id']}/stop")
+            _remove_secrets(root, member.run_dir)
 
     def log_text(self, member, root: Path) -> str:
         handle = member.handle or {}
@@ -102,6 +211,13 @@ class RayBackend:
             return ""
         _, answer = _client_for(handle).call("GET", f"/api/jobs/{handle['submission_id']}/logs")
         return answer.get("logs", "")
+
+
+def _remove_secrets(root: Path, run_dir: str) -> None:
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        (root / run_dir / SECRETS_FILE).unlink(missing_ok=True)
 
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}

@@ -1,43 +1,135 @@
-"""The Slurm backend: an sbatch script per stage; a sweep becomes ONE job array.
+"""The Slurm backend: an sbatch script per stage; a sweep becomes ONE job array (one per
+resource shape, when a sweep over ``resources.*`` gives runs different directives).
 
 Each run's command lives in its own ``launch.sh``; the array script picks the run
 directory by ``$SLURM_ARRAY_TASK_ID`` from a list inside the script (which Slurm copies
 at submission, so a later apply cannot change what a pending task runs), under ``srun``
-(with pyxis container flags when the profile names an image). Every interpolated value
-is shell-quoted by the template's ``q`` filter.
+(with pyxis container flags when the profile names an image). The campaign is kept inside
+the array (templates/run.sh.j2): index = plan order, one task at a time where order or
+gaps matter, each task sleeping its gap before its run starts, a failed run started again
+up to ``retries`` times; ``launch = "ray"`` starts a Ray cluster on the job's nodes first. Every interpolated value
+is shell-quoted by the template's ``q`` filter; names (``#SBATCH --NAME``, ``export NAME``)
+and values on a directive line are checked here too, not only by validate.
+
+The job's environment is explicit: ``sbatch --export=`` names only ``JOB_ENVIRONMENT``
+(``PATH`` with runspec's Python first, so the rendered ``python`` is the interpreter that
+has runspec; the library paths that Python was started with; the user's identity and
+locale). Slurm adds its own ``SLURM_*`` variables, and a listed export makes it load the
+user's login environment on the node (``--get-user-env``) under the listed values. Nothing
+else of the submitting shell travels, so slurmctld's saved copy of the job's environment
+holds no token that happened to be exported there, and never a secret's source variable
+(left out of sbatch's own environment as well). Everything a run sets is in its
+``launch.sh``. Secret values go in a file instead: ``secrets.env`` in each run directory,
+written 0600 at submission, read by the job when it starts and removed when it ends (a
+job ended by a signal keeps it for a requeued start; runspec removes it once the run has
+ended or is cancelled). The batch step exports them and ``srun --export=ALL`` hands the
+batch step's environment to the tasks (``--export=<list>`` would otherwise be inherited
+by srun through ``SLURM_EXPORT_ENV``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from runspec import __version__
-from runspec.backends.base import BackendError, run_script, shell_quote
+from runspec.backends.base import (
+    BackendError,
+    Capabilities,
+    RenderError,
+    comment_safe,
+    no_scheduler_logs,
+    no_session,
+    one_line,
+    run_script,
+    shell_quote,
+)
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
 
 RDZV_PORT = 29500
+RAY_START_TIMEOUT_S = 180
+"""How long a job waits for its Ray cluster (launch = "ray") to have every node."""
 DIRECTIVE_KEYS = ("partition", "account", "qos", "time", "nodes", "ntasks-per-node",
                   "gpus-per-node", "cpus-per-task", "mem", "constraint")
+DIRECTIVE_NAME = re.compile(r"[a-z][a-z0-9-]*")
+DEPENDENCY_REF = re.compile(r"\{(job|launch):([^}]*)\}")
+JOB_ENVIRONMENT = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "USER",
+                   "LOGNAME", "LANG", "LC_ALL")
+"""What sbatch passes from the submitting environment (see the module docstring)."""
+SECRETS_FILE = "secrets.env"
+FINISHED = ("succeeded", "failed", "cancelled", "lost")
+
+LOAD_SECRETS = """\
+# Secrets: written by runspec at submission (mode 0600), read here, removed when the job
+# ends; a job ended by a signal keeps them for a requeued start.
+SECRETS_FILE="$RUN_DIR/{name}"
+if [ ! -r "$SECRETS_FILE" ]; then
+  echo "runspec: $SECRETS_FILE is missing (written at submission, removed when the job" \\
+    "ends: apply again)" | tee -a "$RUN_DIR/stderr.log" >&2
+  exit 1
+fi
+trap 'rm -f -- "$SECRETS_FILE"' EXIT
+trap 'trap - EXIT; exit 143' TERM
+. "$SECRETS_FILE"
+"""
 
 
-def select_run(run_dirs: list[str], array: bool) -> str:
-    """Bash that sets ``RUN_DIR`` (templates use ``{{ select_run }}``). For an array the
-    list is part of the script, which Slurm copies at submission, so a later apply cannot
-    change what a pending task runs."""
+def select_run(run_dirs: list[str], array: bool, secrets: bool = False) -> str:
+    """Bash that sets ``RUN_DIR`` (templates use ``{{ select_run }}``), then, when the stage
+    has secrets, loads them from the run's secrets file. For an array the list is part of
+    the script, which Slurm copies at submission, so a later apply cannot change what a
+    pending task runs."""
     if not array:
-        return f"RUN_DIR={shell_quote(run_dirs[0])}"
-    listed = "".join(f"  {shell_quote(d)}\n" for d in run_dirs)
-    return ("# The array index selects the run.\n"
-            f"RUNS=(\n{listed})\nRUN_DIR=${{RUNS[$SLURM_ARRAY_TASK_ID]}}")
+        chosen = f"RUN_DIR={shell_quote(run_dirs[0])}"
+    else:
+        listed = "".join(f"  {shell_quote(d)}\n" for d in run_dirs)
+        chosen = ("# The array index selects the run.\n"
+                  f"RUNS=(\n{listed})\nRUN_DIR=${{RUNS[$SLURM_ARRAY_TASK_ID]}}")
+    return chosen + ("\n" + LOAD_SECRETS.format(name=SECRETS_FILE).rstrip("\n") if secrets else "")
+
+
+def job_environment(spec: RunSpec) -> str:
+    """``--export=`` with the names of ``JOB_ENVIRONMENT``, never a secret's source."""
+    names = [n for n in JOB_ENVIRONMENT if n not in set(spec.secrets.values())]
+    return "--export=" + (",".join(names) or "NONE")
 
 
 def is_torchrun(spec: RunSpec) -> bool:
     """Is the recipe (inside the measure wrapper) started by torchrun?"""
     command = spec.argv[spec.argv.index("--") + 1:] if "--" in spec.argv else spec.argv
     return command[:1] == ["torchrun"]
+
+
+def is_ray(spec: RunSpec) -> bool:
+    """launch = "ray": the job starts a Ray cluster on its nodes for the run to join."""
+    return spec.launch == "ray" and not is_torchrun(spec)
+
+
+PACE = "# campaign.config_gap / cycle_gap: idle seconds after the previous run ended (tasks run one at a time)."
+RENDEZVOUS = """\
+# Multi-node torchrun: one launcher per node, rendezvous on the first node.
+head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+export PET_NNODES="$SLURM_NNODES"
+export PET_RDZV_BACKEND=c10d
+export PET_RDZV_ENDPOINT="$head_node:{port}"
+export PET_RDZV_ID="$SLURM_JOB_ID\""""
+
+
+def pace(gaps: list[float], array: bool) -> tuple[str, str]:
+    """The bash that waits a run's gap before it starts (``{{ pace }}``), and its sleep line
+    alone (a retry waits it again). Inside the task that follows, so the idle time runs
+    from the previous run's end to this run's start."""
+    if array and any(gaps):
+        sleep = 'sleep "${GAPS[$SLURM_ARRAY_TASK_ID]}"'
+        listed = " ".join(f"{g:g}" for g in gaps)
+        return f"\n{PACE}\nGAPS=({listed})\n{sleep}\n", sleep
+    if not array and gaps and gaps[0]:
+        sleep = f"sleep {gaps[0]:g}"
+        return f"\n{PACE}\n{sleep}\n", sleep
+    return "", ""
 
 
 @cache
@@ -48,6 +140,7 @@ def _environment():
     env = Environment(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined,
                       keep_trailing_newline=True, autoescape=False)
     env.filters["q"] = shell_quote
+    env.filters["c"] = comment_safe
     return env
 
 
@@ -60,14 +153,53 @@ def _template(custom: str | None, root: Path):
 
 class SlurmBackend:
     name = "slurm"
+    capabilities = Capabilities(
+        launch_modes=frozenset({"direct", "torchrun", "ray"}), containers=True, multi_node=True,
+        paced_by_runspec=False, attached=False, default_parallel=None, stage_dependencies=True)
+    session = staticmethod(no_session)
+
+    def __init__(self) -> None:
+        self.submitted: dict[str, str] = {}
+        """Job ids of the launches this backend submitted, by script: a stage's later array
+        waits for the one before it."""
+    log_text = staticmethod(no_scheduler_logs)
+
+    @staticmethod
+    def describe_launches(launches: list[Launch]) -> str:
+        runs = sum(len(launch.keys) for launch in launches)
+        request = launches[0].request
+        shape = f"one job array of {runs}" if runs > 1 else "one job"
+        if len(launches) > 1:
+            shape = f"{len(launches)} job arrays of {runs} runs"
+        pace = ", one at a time in campaign order" if request.get("one_at_a_time") else ""
+        return f"sbatch {shape}{pace} ({request['script']})"
+
+    @staticmethod
+    def describe(handle: dict | None) -> str:
+        if not handle or "job_id" not in handle:
+            return ""
+        return f"job {handle['job_id']}" + (f"_{handle['task']}" if "task" in handle else "")
+
+    @staticmethod
+    def dependency_id(handle: dict | None) -> str | None:
+        return str(handle["job_id"]) if handle and handle.get("job_id") else None
+
+    @staticmethod
+    def intent(launch: Launch, tag: str, index: int) -> dict:
+        """The comment tag (and array task) find the job in the queue if sbatch's answer is
+        lost."""
+        intent: dict = {"launch": launch.directory, "tag": tag}
+        if launch.request.get("array_size"):
+            intent["task"] = index
+        return intent
 
     def render_run(self, spec: RunSpec, root: Path, digest: str) -> dict[str, str]:
-        return {"launch.sh": run_script(spec)}
+        return {"launch.sh": run_script(spec, secrets_loaded=True)}
 
     def directives(self, spec: RunSpec, count: int, job_name: str, chdir: str, output: str
                    ) -> list[tuple[str, Any]]:
         resources, settings = spec.resources, spec.settings
-        torchrun = is_torchrun(spec)
+        torchrun = is_torchrun(spec) or is_ray(spec)  # one launcher (or Ray node) per node
         values = {
             "partition": settings.get("batch_partition") or settings.get("partition"),
             "account": settings.get("account"),
@@ -85,20 +217,26 @@ class SlurmBackend:
         out += [(k, values[k]) for k in DIRECTIVE_KEYS if values[k] is not None]
         if settings.get("exclusive"):
             out.append(("exclusive", None))
+        from runspec.manifest.executors import RENDERED_DIRECTIVES
+
         for name, value in sorted(settings.get("extra_directives", {}).items()):
-            out.append((name, None if value is True else value))
-        return out
+            if name in RENDERED_DIRECTIVES:
+                raise RenderError(f"extra_directives: runspec writes --{name} itself",
+                                  RENDERED_DIRECTIVES[name])
+            if value is not False:  # false: leave the directive out
+                out.append((name, None if value is True else value))
+        return checked(out)
 
     @staticmethod
     def cpus_per_task(spec: RunSpec) -> int | None:
-        """torchrun is one task that starts procs_per_node workers: it needs all their CPUs."""
-        cpus = spec.resources.get("cpus_per_task")
-        if cpus and is_torchrun(spec):
-            return cpus * spec.resources["procs_per_node"]
-        return cpus
+        """CPUs per Slurm task, as given (what Nemotron and itwinai mean by it); a torchrun
+        launcher is one task, so its workers share them."""
+        return spec.resources.get("cpus_per_task")
 
     def srun_flags(self, spec: RunSpec, chdir: str) -> list[str]:
-        flags = []
+        # The batch step's environment (secrets, rendezvous) goes to the tasks: srun would
+        # otherwise inherit sbatch's --export list through SLURM_EXPORT_ENV.
+        flags = ["--export=ALL"]
         if is_torchrun(spec) and spec.resources["nodes"] > 1:
             flags += ["--ntasks-per-node=1"]
         if self.cpus_per_task(spec):
@@ -115,36 +253,112 @@ class SlurmBackend:
 
     def render_launch(self, context: LaunchContext, runs: list[Run], specs: dict[str, RunSpec]
                       ) -> list[Launch]:
+        """One job array per resource shape (what the directives and srun flags say), in
+        plan order. Where order, gaps or ``max_parallel`` matter, the arrays are chained
+        (``--dependency=afterany:`` the one before) and an ordered campaign gets one array
+        per stretch of consecutive runs of one shape, so the plan order holds across them."""
         if not runs:
             return []
+        gaps = list(context.gaps) or [0.0] * len(runs)
+        paced = context.sequential or any(gaps)
+        groups: list[list[int]] = []
+        keys: list[Any] = []
+        for index, run in enumerate(runs):
+            key = self.shape(specs[run.key], context.root.as_posix())
+            if paced and keys and keys[-1] == key:
+                groups[-1].append(index)
+            elif not paced and key in keys:
+                groups[keys.index(key)].append(index)
+            else:
+                keys.append(key)
+                groups.append([index])
+        chained = len(groups) > 1 and (paced or context.max_parallel is not None)
+        launches: list[Launch] = []
+        for number, indices in enumerate(groups, 1):
+            name = "job.sbatch" if len(groups) == 1 else f"job-{number}.sbatch"
+            after = launches[-1].request["script"] if chained and launches else None
+            launches.append(self._render_array(
+                context, [runs[i] for i in indices], specs, [gaps[i] for i in indices], name,
+                f"-{number}" if len(groups) > 1 else "", after))
+        return launches
+
+    def shape(self, spec: RunSpec, chdir: str) -> tuple:
+        """Everything about a run that its job's directives and srun flags say."""
+        return (tuple(self.directives(spec, 1, "", chdir, "")), tuple(self.srun_flags(spec, chdir)),
+                is_torchrun(spec), is_ray(spec))
+
+    def _render_array(self, context: LaunchContext, runs: list[Run], specs: dict[str, RunSpec],
+                      gaps: list[float], name: str, suffix: str, after: str | None) -> Launch:
         root, stage, launch_dir = context.root, context.stage, context.directory
         needs, max_parallel, manifest = context.needs, context.max_parallel, context.manifest
         first = specs[runs[0].key]
         chdir = root.as_posix()
         array = len(runs) > 1
+        ray = is_ray(first)
+        if ray and first.container_image:
+            raise RenderError('launch = "ray" on Slurm starts Ray on the nodes themselves, '
+                              "not in a container", "leave container_image out of the profile, "
+                              "or use launch = \"direct\"")
         output = f"{chdir}/{launch_dir}/slurm-%A_%a.out" if array else f"{chdir}/{launch_dir}/slurm-%j.out"
-        directives = self.directives(first, len(runs), f"{manifest}-{stage}", chdir, output)
+        directives = self.directives(first, len(runs), f"{manifest}-{stage}{suffix}", chdir,
+                                     output)
+        ordered = context.sequential or any(context.gaps)
         if array:
-            limit = 1 if context.sequential else max_parallel
+            limit = 1 if ordered else max_parallel
             throttle = f"%{limit}" if limit else ""
             directives.insert(3, ("array", f"0-{len(runs) - 1}{throttle}"))
-        script = _template(first.settings.get("template"), root).render(
+        multi_node = is_torchrun(first) and first.resources["nodes"] > 1
+        flags = self.srun_flags(first, chdir)
+        placed = '--overlap --nodes=1 --ntasks=1 -w "$ray_head" ' if ray else ""
+        step = f"srun {placed}{''.join(shell_quote(f) + ' ' for f in flags)}bash \"$RUN_DIR/launch.sh\""
+        waits, gap_sleep = pace(gaps, array)
+        gpus = first.resources["gpus_per_node"]
+        ray_flags = ["--export=ALL", *[f for f in flags if f.startswith("--cpus-per-task=")],
+                     *([f"--gpus-per-node={gpus}"] if gpus else [])]
+        pieces = {
+            "pace": waits,
+            "rendezvous": f"\n{RENDEZVOUS.format(port=RDZV_PORT)}\n" if multi_node else "",
+            "run": _environment().get_template("run.sh.j2").render(
+                ray=ray, ray_gpus=gpus, ray_flags=ray_flags, ray_timeout=RAY_START_TIMEOUT_S,
+                secrets=bool(first.secrets), retries=context.retries, step=step,
+                gap_sleep=gap_sleep).strip("\n"),
+        }
+        custom = first.settings.get("template")
+        script = _template(custom, root).render(
             version=__version__, manifest=manifest, stage=stage, directives=directives,
             array=array, runs=[run.run_dir for run in runs],
-            select_run=select_run([run.run_dir for run in runs], array),
-            multi_node=is_torchrun(first) and first.resources["nodes"] > 1,
-            rdzv_port=RDZV_PORT, srun_flags=self.srun_flags(first, chdir),
-            gap=context.gap if array else 0,
+            select_run=select_run([run.run_dir for run in runs], array, bool(first.secrets)),
+            multi_node=multi_node, rdzv_port=RDZV_PORT, srun_flags=flags,
+            gaps=[f"{g:g}" for g in gaps] if array and any(gaps) else [], ray=ray,
+            retries=context.retries, **pieces,
         )
-        argv = ["sbatch", "--parsable"]
+        if custom:  # a site template must start the run the way this stage needs
+            plain = {"pace": "", "rendezvous": "", "run": step}
+            missing = [k for k, v in pieces.items() if v != plain[k] and v.strip() not in script]
+            if missing:
+                raise RenderError(f"the template {custom} leaves out "
+                                  + ", ".join(f"{{{{ {k} }}}}" for k in missing)
+                                  + ", which this stage needs (gaps, retries, a Ray cluster or "
+                                  "a multi-node rendezvous)",
+                                  "render {{ pace }}, {{ rendezvous }} and {{ run }} where the "
+                                  "template starts the run, as sbatch.sh.j2 does")
+        argv = ["sbatch", "--parsable", job_environment(first)]
+        dependencies = []
         if needs:
-            argv.append("--dependency=afterok:" + ":".join(f"{{job:{n}}}" for n in needs))
-        argv.append(f"{launch_dir}/job.sbatch")
-        files = {"job.sbatch": script}
-        request = {"argv": argv, "cwd": ".", "script": f"{launch_dir}/job.sbatch",
+            dependencies.append("afterok:" + ":".join(f"{{job:{n}}}" for n in needs))
+        if after:  # the array before this one in the stage: order and pacing hold across both
+            dependencies.append(f"afterany:{{launch:{after}}}")
+        if dependencies:
+            argv.append("--dependency=" + ",".join(dependencies))
+        argv.append(f"{launch_dir}/{name}")
+        request = {"argv": argv, "cwd": ".", "script": f"{launch_dir}/{name}",
                    "array_size": len(runs) if array else None,
-                   "one_at_a_time": bool(array and context.sequential)}
-        return [Launch("slurm", stage, [run.key for run in runs], request, files, launch_dir)]
+                   "one_at_a_time": bool(array and ordered)}
+        if first.secrets:  # by reference; the values are written at submission only
+            request["secrets"] = {k: {"from_env": v} for k, v in first.secrets.items()}
+            request["secret_files"] = [f"{run.run_dir}/{SECRETS_FILE}" for run in runs]
+        return Launch("slurm", stage, [run.key for run in runs], request, {name: script},
+                      launch_dir)
 
     def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
                ) -> dict[str, dict]:
@@ -153,28 +367,83 @@ class SlurmBackend:
         crash, a timeout) can be found again in the queue."""
         argv = []
         for arg in launch.request["argv"]:
-            if arg.startswith("--dependency=afterok:"):
-                ids = [after.get(need[5:-1]) for need in arg.removeprefix("--dependency=afterok:")
-                       .split(":") if need.startswith("{job:")]
-                ids = [i for i in ids if i]
-                if ids:
-                    argv.append("--dependency=afterok:" + ":".join(ids))
+            if arg.startswith("--dependency="):
+                dependency = self._dependency(arg, after)
+                if dependency:
+                    argv.append(dependency)
                 continue
             argv.append(arg)
         if tag:
             argv.insert(2, f"--comment=runspec:{tag}")
-        output = _slurm(argv, root, "sbatch")
+        secrets = launch.request.get("secrets") or {}
+        sources = {ref["from_env"] for ref in secrets.values()}
+        written = self.write_secret_files(launch, root)
+        try:
+            output = _slurm(argv, root, "sbatch", hide=sources)
+        except BackendError as error:
+            if not error.ambiguous:  # refused: no job will read them
+                for path in written:
+                    path.unlink(missing_ok=True)
+            raise
         job_id = output.strip().split(";")[0]
         if not job_id.isdigit():
-            from runspec.backends.base import BackendError
-
             raise BackendError(f"sbatch answered {output.strip()!r}, not a job id")
+        self.submitted[launch.request["script"]] = job_id
         if launch.request.get("array_size"):
             return {key: {"job_id": job_id, "task": index} for index, key in enumerate(launch.keys)}
         return {launch.keys[0]: {"job_id": job_id}}
 
+    def _dependency(self, arg: str, after: dict[str, str]) -> str | None:
+        """``--dependency=afterok:{job:STAGE},afterany:{launch:SCRIPT}`` with the job ids: a
+        needed stage with no active job is left out; the array before, never."""
+        clauses = []
+        for clause in arg.removeprefix("--dependency=").split(","):
+            kind, _, refs = clause.partition(":")
+            ids = []
+            for what, name in DEPENDENCY_REF.findall(refs):
+                if what == "job" and after.get(name):
+                    ids.append(after[name])
+                elif what == "launch":
+                    if name not in self.submitted:
+                        raise BackendError(f"{name} waits for the array {name} follows, which "
+                                           "this apply did not submit", "apply again")
+                    ids.append(self.submitted[name])
+            if ids:
+                clauses.append(f"{kind}:" + ":".join(ids))
+        return "--dependency=" + ",".join(clauses) if clauses else None
+
+    @staticmethod
+    def write_secret_files(launch: Launch, root: Path) -> list[Path]:
+        """Each run's ``secrets.env`` (0600), from the launching environment, just before
+        sbatch: the only place a secret value is written."""
+        from runspec.backends.base import resolve_secrets, write_secrets
+
+        secrets = launch.request.get("secrets") or {}
+        if not secrets:
+            return []
+        values = resolve_secrets({k: v["from_env"] for k, v in secrets.items()})
+        written = []
+        try:
+            for name in launch.request["secret_files"]:
+                write_secrets(root / name, values)
+                written.append(root / name)
+        except OSError as error:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise BackendError(f"cannot write the secrets file {name}: "
+                               f"{error.strerror or error}") from None
+        return written
+
     def refresh_many(self, members, root: Path) -> dict[str, str]:
-        """result.json first; then one squeue for everything; scontrol for what left the queue."""
+        """result.json first; then one squeue for everything; scontrol for what left the
+        queue. A run that has ended loses its secrets file, if its job left one behind."""
+        statuses = self._statuses(members, root)
+        for member in members:
+            if statuses.get(member.key) in FINISHED:
+                _remove_secrets(root, member.run_dir)
+        return statuses
+
+    def _statuses(self, members, root: Path) -> dict[str, str]:
         from runspec.state import status as run_status
 
         statuses: dict[str, str] = {}
@@ -240,6 +509,8 @@ class SlurmBackend:
         ids = sorted({_task_id(m.handle) for m in members if m.handle and "job_id" in m.handle})
         if ids:
             _slurm(["scancel", *ids], root, "scancel")
+        for member in members:  # a job cancelled before it started never read its secrets
+            _remove_secrets(root, member.run_dir)
 
 
 # -- execution: sbatch, squeue, scontrol, scancel --------------------------------------------
@@ -254,13 +525,17 @@ _STATES = {
 }
 
 
-def _slurm(argv: list[str], root: Path, what: str) -> str:
+def _slurm(argv: list[str], root: Path, what: str, hide: set[str] | frozenset = frozenset()
+           ) -> str:
+    """Run a Slurm client; ``hide`` are variables left out of its environment (a secret's
+    source: sbatch must not be able to pass it on, whatever its --export says)."""
     import subprocess
 
     from runspec.backends.base import BackendError, executable_env
 
+    env = {k: v for k, v in executable_env({}).items() if k not in hide}
     try:
-        completed = subprocess.run(argv, cwd=root, env=executable_env({}), capture_output=True,
+        completed = subprocess.run(argv, cwd=root, env=env, capture_output=True,
                                    text=True, timeout=SLURM_TIMEOUT_S, check=False)
     except FileNotFoundError:
         raise BackendError(f"{argv[0]} not found on PATH",
@@ -276,6 +551,27 @@ def _slurm(argv: list[str], root: Path, what: str) -> str:
     return completed.stdout
 
 
+
+
+def _remove_secrets(root: Path, run_dir: str) -> None:
+    with contextlib.suppress(OSError):
+        (root / run_dir / SECRETS_FILE).unlink(missing_ok=True)
+
+
+def checked(directives: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """``directives`` if each is one ``#SBATCH --name[=value]`` line, once; else a RenderError
+    (validate refuses such names and values; a script never relies on that)."""
+    seen = set()
+    for name, value in directives:
+        if not isinstance(name, str) or not DIRECTIVE_NAME.fullmatch(name):
+            raise RenderError(f"#SBATCH --{comment_safe(str(name))}: not an sbatch option name",
+                              "use the long option name in lowercase without its dashes")
+        if name in seen:
+            raise RenderError(f"#SBATCH --{name} is given twice", "keep one")
+        seen.add(name)
+        if value is not None:
+            one_line(value, f"#SBATCH --{name}")
+    return directives
 
 
 def _task_id(handle: dict) -> str:

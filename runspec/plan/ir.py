@@ -30,6 +30,7 @@ class RunSpec:
     container_image: str | None
     mounts: list[str]
     startup_commands: list[str]
+    launch: str = "direct"            # recipe.launch: direct | torchrun | ray
 
 
 @dataclass
@@ -66,7 +67,8 @@ class LaunchContext:
     needs: tuple[str, ...] = ()
     max_parallel: int | None = None
     sequential: bool = False           # the campaign's order or gaps matter: one run at a time
-    gap: float = 0                     # seconds between runs (campaign.config_gap)
+    gaps: tuple[float, ...] = ()       # idle seconds before each run, aligned with the runs
+    retries: int = 0                   # times a failed run is started again (campaign.retries)
 
 
 @dataclass

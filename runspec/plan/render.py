@@ -95,16 +95,15 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     recipe = stage.recipe
     # A command recipe gets no --config argument, but its config.yaml is still rendered (it
     # can name ${run.dir}/config.yaml itself), so overrides are never silently dropped.
+    swept = [k for k in (stage.sweep.parameters if stage.sweep else {})
+             if not k.startswith(RESOURCE_PREFIX)]
     renders_config = (recipe.config is not None or bool(recipe.overrides)
-                      or bool(stage.sweep and stage.sweep.parameters) or bool(stage.artifacts))
+                      or bool(swept) or bool(stage.artifacts))
     per_run_config = has_reference(stage.base_config) or has_reference(recipe.overrides)
     resources = stage.resources.model_dump(exclude_none=True)
-    if stage.env.executor in ("local", "ray") and resources["nodes"] > 1:
+    if not backend.capabilities.multi_node and resources["nodes"] > 1:
         problems.at(at + ("resources", "nodes") if at else ("resources", "nodes"),
-                    f"the {stage.env.executor} executor starts one process group on one node, "
-                    f"got nodes = {resources['nodes']}",
-                    "use a Slurm profile for multi-node jobs" if stage.env.executor == "local"
-                    else "a Ray job is one entrypoint: let the recipe spread work with Ray tasks")
+                    *_one_node(stage.env.executor, resources["nodes"]))
         return []
     cwd = recipe.workdir or "."
     here = _paths_from(cwd, resolved.root)
@@ -116,6 +115,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     argv_refs = has_reference(recipe.args) or (recipe.kind == "command" and has_reference(recipe.entry))
     vars_refs = has_reference(stage.env.vars)
     job_head, job_tail = _job_yaml_static(resolved, stage, resources)
+    stage_resources, stage_tail = resources, job_tail
+    shapes: dict[int, tuple[dict[str, Any], str]] = {}
     wandb = stage.measure.wandb
     wandb_settings = None if wandb is None else {
         "project": wandb.project, "entity": wandb.entity, "mode": wandb.mode,
@@ -134,6 +135,12 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                                                   consumed := {}),
                                     artifact_field)
         try:
+            if slot.point_index not in shapes:  # once per point, not per cycle
+                point_resources = _point_resources(stage_resources, slot.point, stage, problems)
+                shapes[slot.point_index] = (point_resources, stage_tail
+                                            if point_resources is stage_resources else
+                                            _job_yaml_static(resolved, stage, point_resources)[1])
+            resources, job_tail = shapes[slot.point_index]
             if renders_config and (per_run_config or slot.point_index not in configs):
                 configs[slot.point_index] = _config(stage, slot.point, config_keys, interpolator,
                                                     problems, pinned)
@@ -141,8 +148,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             config_path = (here(f"{run_dir}/config.yaml")
                            if renders_config and recipe.kind != "command" else None)
             argv = recipe_argv(recipe, resources["procs_per_node"], config_path,
-                               None if stage.env.executor == "local" or resources["nodes"] == 1
-                               else [])
+                               None if not backend.capabilities.multi_node
+                               or resources["nodes"] == 1 else [])
             # Arguments and environment values are text, whatever type a reference resolved to.
             if argv_refs:
                 argv = [as_text(a) for a in
@@ -164,7 +171,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             secrets=dict(stage.env.secrets), cwd=cwd, resources=resources,
             executor=stage.env.executor, settings=stage.env.settings,
             container_image=stage.env.container_image, mounts=stage.env.mounts,
-            startup_commands=stage.env.startup_commands,
+            startup_commands=stage.env.startup_commands, launch=recipe.launch,
         )
         request = {
             "argv": argv, "env": env, "secrets": spec.secrets, "cwd": spec.cwd, "config": config,
@@ -172,6 +179,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             "container_image": spec.container_image, "mounts": spec.mounts,
             "startup_commands": spec.startup_commands,
         }
+        if spec.launch == "ray":
+            request["launch"] = spec.launch  # same argv as direct, another job: a new digest
         if upstream:
             request["upstream"] = upstream  # a changed upstream stage replaces this one too
         if inputs:
@@ -184,7 +193,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             request["code_digest"] = code_digest  # an edited script replaces its runs
         run_digest = digest(request)
 
-        def files(spec=spec, config=config, slot=slot, run_digest=run_digest) -> dict[str, str]:
+        def files(spec=spec, config=config, slot=slot, run_digest=run_digest,
+                  job_tail=job_tail) -> dict[str, str]:
             rendered = {"config.yaml": yamltext.dump(config)} if renders_config else {}
             rendered["job.yaml"] = job_head + _job_yaml_run(spec, slot, inputs) + job_tail
             rendered.update(backend_files(spec, resolved.root, run_digest))
@@ -195,6 +205,51 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                         digest=run_digest, renderer=files, outputs=produced))
         plan.specs[key] = spec
     return runs
+
+
+RESOURCE_PREFIX = "resources."
+
+
+def _one_node(executor: str, nodes: int) -> tuple[str, str]:
+    """Why a backend without multi-node runs refuses ``nodes > 1``, and what works."""
+    return (f"the {executor} executor starts one process group on one node, got nodes = "
+            f"{nodes}", "use a Slurm profile for multi-node jobs (on Ray, one entrypoint "
+            "spreads its work with Ray tasks)")
+
+
+def _point_resources(resources: dict[str, Any], point: dict[str, Any], stage: ResolvedStage,
+                     problems: _Problems) -> dict[str, Any]:
+    """The run's resources: the stage's, with the sweep point's ``resources.*`` values (a
+    sweep over ``resources.nodes`` gives each run its own node count, not a config key)."""
+    swept = {k.removeprefix(RESOURCE_PREFIX): v for k, v in point.items()
+             if k.startswith(RESOURCE_PREFIX)}
+    if not swept:
+        return resources
+    from pydantic import ValidationError
+
+    from runspec.manifest.models import Resources
+
+    merged = {**resources, "extra": dict(resources.get("extra", {}))}
+    for name, value in swept.items():
+        field, _, sub = name.partition(".")
+        if field == "extra" and sub:
+            merged["extra"][sub] = value
+        else:
+            merged[field] = value
+    where = stage.at + ("sweep", "parameters", RESOURCE_PREFIX + next(iter(swept)))
+    try:
+        checked = Resources.model_validate(merged).model_dump(exclude_none=True)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = RESOURCE_PREFIX + ".".join(str(p) for p in first["loc"])
+        where = stage.at + ("sweep", "parameters", name if name in point else where[-1])
+        problems.at(where, f"{name}: {first['msg']} (got {first.get('input')!r})",
+                    on_key=True)
+        raise _Stop from None
+    if not backend_for(stage.env.executor).capabilities.multi_node and checked["nodes"] > 1:
+        problems.at(where, *_one_node(stage.env.executor, checked["nodes"]), on_key=True)
+        raise _Stop
+    return checked
 
 
 def _paths_from(cwd: str, root) -> Any:
@@ -247,8 +302,9 @@ def _checked_config_keys(stage: ResolvedStage, problems: _Problems) -> dict[str,
     known = all_keys(config) if config else []
     checked: dict[str, str] = {}
     wanted: list[tuple[str, KeyPath]] = [(k, _override_path(stage, k)) for k in stage.recipe.overrides]
-    if stage.sweep:
-        wanted += [(k, at + ("sweep", "parameters", k)) for k in stage.sweep.parameters]
+    if stage.sweep:  # resources.* set the run's resources, not its config
+        wanted += [(k, at + ("sweep", "parameters", k)) for k in stage.sweep.parameters
+                   if not k.startswith(RESOURCE_PREFIX)]
     wanted += [(a.bind, at + ("artifacts", n, "bind")) for n, a in stage.artifacts.items() if a.bind]
     ok = True
     for key, path in wanted:
@@ -285,8 +341,8 @@ def _config(stage: ResolvedStage, point: dict[str, Any], keys: dict[str, str],
                                                          at + ("artifacts", name, "uri"), problems,
                                                          pinned, name)
     for key, value in point.items():
-        if key.startswith(FAN_OUT_PREFIX):
-            continue  # which upstream run this run consumes: not a config key
+        if key.startswith((FAN_OUT_PREFIX, RESOURCE_PREFIX)):
+            continue  # which upstream run it consumes, or its resources: not config keys
         values[keys[key]] = _interpolated(interpolator, value, at + ("sweep", "parameters", key),
                                           problems)
     config = with_values(stage.base_config, values)

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from runspec import __version__
-from runspec.plan.diff import ACTIONS, Change
+from runspec.backends import backend_for
+from runspec.plan.diff import ACTIONS, Change, masked
 from runspec.plan.pipeline import PlanResult
 
 JSON_FORMAT = "runspec.plan/1"
@@ -61,21 +62,10 @@ def _launch_lines(result: PlanResult) -> list[str]:
     for launch in result.launches:
         by_stage.setdefault(launch.stage, []).append(launch)
     for stage, launches in by_stage.items():
-        backend = launches[0].backend
-        runs = sum(len(launch.keys) for launch in launches)
         after = result.plan.needs.get(stage) or []
         waits = f", after {', '.join(after)} succeeds" if after else ""
-        if backend == "slurm":
-            request = launches[0].request
-            shape = f"one job array of {runs}" if runs > 1 else "one job"
-            pace = ", one at a time in campaign order" if request.get("one_at_a_time") else ""
-            lines.append(f"Stage {stage}: sbatch {shape}{pace}{waits} ({request['script']})")
-        elif backend == "ray":
-            lines.append(f"Stage {stage}: {runs} Ray job{'s' * (runs != 1)}{waits}")
-        elif backend == "nemo-run":
-            lines.append(f"Stage {stage}: {runs} NeMo-Run launch{'es' * (runs != 1)}{waits}")
-        else:
-            lines.append(f"Stage {stage}: {runs} local process{'es' * (runs != 1)}{waits}")
+        how = backend_for(launches[0].backend).describe_launches(launches)
+        lines.append(f"Stage {stage}: {how}{waits}")
     return lines
 
 
@@ -96,7 +86,8 @@ def _unchanged_note(result: PlanResult) -> str:
 
 
 def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, Any]:
-    """The versioned machine format (also what ``--out`` saves and ``apply`` reads)."""
+    """The versioned machine format (also what ``--out`` saves and ``apply`` reads: by
+    digests, so requests show secret-looking variables masked, as the text does)."""
     plan, state = result.plan, result.state
     return {
         "format": JSON_FORMAT,
@@ -109,12 +100,12 @@ def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, An
             {"key": c.key, "stage": c.stage, "action": c.action, "reasons": c.reasons,
              "digest": c.run.digest if c.run else None,
              "run_dir": c.run.run_dir if c.run else None,
-             **({"request": c.run.request} if include_requests and c.run else {})}
+             **({"request": masked(c.run.request)} if include_requests and c.run else {})}
             for c in result.changes.changes
         ],
         "launches": [
             {"backend": launch.backend, "stage": launch.stage, "keys": launch.keys,
-             "request": launch.request, "files": launch.files}
+             "request": masked(launch.request), "files": launch.files}
             for launch in result.launches
         ],
     }

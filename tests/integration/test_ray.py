@@ -148,3 +148,77 @@ def test_apply_wait_follows_runs_an_earlier_apply_left_running(project, ray_head
     assert "Apply complete: 0 launched, 1 succeeded." in followed.output
     (member,) = members(project, name).values()
     assert member.status == "succeeded"
+
+
+def test_ray_honours_campaign_order_gaps_max_parallel_and_retries(project, ray_head):
+    """runspec feeds Ray in plan order, one run at a time when the campaign asks for order
+    and gaps, with the idle gap measured from one run's end to the next start; a run that
+    fails once is retried and succeeds."""
+    from test_apply_local import idle_gaps
+
+    address = ray_head["RUNSPEC_RAY_ADDRESS"]
+    name = f"paced-{uuid.uuid4().hex[:8]}"
+    (project / "flaky.py").write_text(textwrap.dedent('''\
+        import os, sys
+        marker = sys.argv[1]
+        with open(marker, "a") as handle:
+            handle.write("start\\n")
+        sys.exit(1 if sys.argv[2] == "flaky" and open(marker).read().count("start") == 1 else 0)
+        '''))
+    (project / "run.toml").write_text(manifest(["a", "flaky"], address, name=name, timeout=30)
+                                      .replace('"recipe.py", "${run.dir}/marker.txt", '
+                                               '"${sweep.v}", "0.0"',
+                                               '"flaky.py", "${run.dir}/marker.txt", "${sweep.v}"')
+                                      + '[campaign]\ncycles = 2\norder = "interleaved"\n'
+                                        'config_gap = 1\ncycle_gap = 2\nretries = 1\n')
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    assert "Apply complete: 4 launched, 4 succeeded." in result.stdout, result.output
+    assert f"failed {name}/main/v=flaky/c1; retrying (1/1)" in result.stderr
+    keys = [f"{name}/main/v={v}/c{c}" for c in (1, 2) for v in ("a", "flaky")]
+    state = members(project, name)
+    assert all(state[k].status == "succeeded" for k in keys)
+    gaps = idle_gaps(project, keys)
+    for measured, configured in zip(gaps, [1.0, 2.0, 1.0], strict=True):
+        assert configured <= measured < configured + 10.0, gaps
+
+
+def test_a_secret_reaches_a_ray_job_but_not_rays_records(project, ray_head):
+    """The value is in the job's environment, not in what Ray keeps about the job."""
+    import hashlib
+    import os
+    import urllib.request
+
+    address = ray_head["RUNSPEC_RAY_ADDRESS"]
+    canary = f"canary-{uuid.uuid4().hex}"
+    (project / "secret.py").write_text(
+        "import hashlib, os, sys\n"
+        "open(sys.argv[1], 'w').write(hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest())\n")
+    name = f"secret-{uuid.uuid4().hex[:8]}"
+    (project / "run.toml").write_text(textwrap.dedent(f'''\
+        schema = "runspec/v1"
+        name = "{name}"
+        [recipe]
+        command = ["python", "secret.py", "${{run.dir}}/hash.txt"]
+        [env]
+        executor = "ray"
+        address = "{address}"
+        timeout = 30
+        [env.secrets]
+        TOKEN = {{ from_env = "RUNSPEC_CANARY_SECRET" }}
+        '''))
+    os.environ["RUNSPEC_CANARY_SECRET"] = canary
+    try:
+        result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    finally:
+        del os.environ["RUNSPEC_CANARY_SECRET"]
+    assert result.exit_code == 0, result.output
+    member = members(project, name)[f"{name}/main/_/c1"]
+    run_dir = project / member.run_dir
+    assert (run_dir / "hash.txt").read_text() == hashlib.sha256(canary.encode()).hexdigest()
+    assert not (run_dir / "secrets.env").exists()
+    with urllib.request.urlopen(f"{address}/api/jobs/{member.handle['submission_id']}",
+                                timeout=30) as answer:
+        assert canary not in answer.read().decode()
+    leaked = [p for p in project.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
+    assert leaked == []

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -236,3 +239,359 @@ def test_a_requeued_job_is_not_recorded_as_cancelled(project):
     (row,) = json.loads(status.stdout)
     assert row["status"] in ("submitted", "running"), row
     invoke("cancel", "run.toml", cwd=project)
+
+
+# -- hostile values and secrets on the real cluster --------------------------------------------
+
+CANARY_RECIPE = """\
+import json, os, sys
+with open(os.path.join(os.environ["RUNSPEC_RUN_DIR"], "seen.json"), "w") as out:
+    json.dump({"argv": sys.argv[1:], "payload": os.environ["PAYLOAD"]}, out)
+"""
+
+
+def test_canary_payloads_in_values_create_no_file(project):
+    """Values that would run code if a shell evaluated them reach the job as plain data:
+    the recipe's arguments and environment, a sweep value (the array's run list) and an
+    #SBATCH directive's value (parsed by sbatch itself). Jobs start in the project, where
+    each payload would create its CANARY_<x> file."""
+    (project / "canary.py").write_text(CANARY_RECIPE)
+    args = ["$(touch CANARY_a)", "`touch CANARY_b`", "x; touch CANARY_c", "a\ntouch CANARY_d",
+            "'q' \"dq\" $HOME *"]
+    payload = "$(touch CANARY_e)\n`touch CANARY_f`; touch CANARY_g 'q' \"dq\""
+    mail_user = "a@b $(touch CANARY_h) `touch CANARY_i`;touch CANARY_j 'q' \"dq\""
+    sweep = ["$(touch CANARY_k)", "x; touch CANARY_l"]
+    (project / "run.toml").write_text(textwrap.dedent(f'''\
+        schema = "runspec/v1"
+        name = "canary"
+        [recipe]
+        command = ["python", "canary.py", "${{sweep.v}}"]
+        args = {json.dumps(args)}
+        [resources]
+        time = "00:05:00"
+        [env]
+        executor = "slurm"
+        partition = "debug"
+        extra_directives = {{ mail-type = "END", mail-user = {json.dumps(mail_user)} }}
+        [env.vars]
+        PAYLOAD = {json.dumps(payload)}
+        [sweep.parameters]
+        v = {json.dumps(sweep)}
+        '''))
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    state = members(project, "canary")
+    seen = [json.loads((project / m.run_dir / "seen.json").read_text()) for m in state.values()]
+    assert sorted(s["argv"][0] for s in seen) == sorted(sweep)
+    assert [s["argv"][1:] for s in seen] == [args, args]
+    assert [s["payload"] for s in seen] == [payload, payload]
+    job_id = next(iter(state.values())).handle["job_id"]
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
+                           check=True).stdout
+    assert f"MailUser={mail_user} MailType=END" in shown  # one value, quotes and all
+    created = [p for p in project.rglob("CANARY_*") if len(p.name) == len("CANARY_a")]
+    assert created == []
+
+
+def _slurm_dirs() -> list[Path]:
+    """slurmctld's StateSaveLocation, slurmd's spool, the log files' directories and the
+    job completion file, read from the test cluster's slurm.conf."""
+    keys = ("StateSaveLocation", "SlurmdSpoolDir", "SlurmctldLogFile", "SlurmdLogFile",
+            "JobCompLoc")
+    found = {}
+    for line in Path(os.environ["SLURM_CONF"]).read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key in keys:
+            found[key] = Path(value.strip())
+    assert set(found) == set(keys), found
+    dirs = [found["StateSaveLocation"], found["SlurmdSpoolDir"],
+            found["SlurmctldLogFile"].parent, found["SlurmdLogFile"].parent, found["JobCompLoc"]]
+    return [d for d in dirs if d.exists()]
+
+
+def _hits(needle: bytes, places: list[Path]) -> list[str]:
+    """Files under ``places`` whose bytes contain ``needle``."""
+    hits = []
+    for place in places:
+        for path in [place] if place.is_file() else place.rglob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
+                    hits.append(str(path))
+    return hits
+
+
+def _command_lines_with(needle: bytes) -> list[str]:
+    hits = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if needle in cmdline.read_bytes():
+                hits.append(str(cmdline))
+    return hits
+
+
+SECRET_RECIPE = """\
+import hashlib, os, sys, time
+run_dir = os.environ["RUNSPEC_RUN_DIR"]
+with open(os.path.join(run_dir, "token.sha256"), "w") as out:
+    out.write(hashlib.sha256(os.environ["TOKEN"].encode()).hexdigest())
+while not os.path.exists("go"):  # the test looks at Slurm's records while the job runs
+    time.sleep(0.1)
+"""
+
+
+def test_a_secret_never_reaches_slurms_records_or_a_command_line(project, monkeypatch):
+    """A canary secret: the job receives it (it writes the value's hash), yet no byte of it
+    is in slurmctld's saved job state (the job's environment and script), slurmd's spool,
+    the Slurm logs, the project tree (runs/, .runspec/) or any process's command line, and
+    each run's secrets file is gone once its job has ended."""
+    value = f"canary-{secrets.token_hex(16)}"
+    monkeypatch.setenv("RUNSPEC_CANARY_SECRET", value)
+    (project / "secret.py").write_text(SECRET_RECIPE)
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "secret"
+        [recipe]
+        command = ["python", "secret.py", "${sweep.v}"]
+        [resources]
+        time = "00:05:00"
+        [env]
+        executor = "slurm"
+        partition = "debug"
+        [env.secrets]
+        TOKEN = { from_env = "RUNSPEC_CANARY_SECRET" }
+        [sweep.parameters]
+        v = [1, 2]
+        '''))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    state = members(project, "secret")
+    run_dirs = [project / m.run_dir for m in state.values()]
+    expected = hashlib.sha256(value.encode()).hexdigest()
+    deadline = time.monotonic() + 120
+    while not all((d / "token.sha256").exists() for d in run_dirs) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    places = [*_slurm_dirs(), project]
+    needle = value.encode()
+    # While the jobs run: Slurm holds their environment (what sbatch sent) and script.
+    (job_id,) = {m.handle["job_id"] for m in state.values()}
+    environments = list(_slurm_dirs()[0].glob(f"hash.*/job.{job_id}/environment"))
+    assert environments, "no saved job environment to look at"
+    saved = b"".join(p.read_bytes() for p in environments)
+    assert b"PATH=" in saved and b"RUNSPEC_CANARY_SECRET" not in saved
+    running = (_hits(needle, places), _command_lines_with(needle))
+    delivery = sorted(str(d / "secrets.env") for d in run_dirs)  # while a job runs: its file
+    assert [oct(os.stat(f).st_mode & 0o777) for f in delivery] == ["0o600", "0o600"]
+    (project / "go").write_text("")
+    while any(m.status not in ("succeeded", "failed") for m in members(project, "secret").values()) \
+            and time.monotonic() < deadline:
+        invoke("status", "run.toml", cwd=project)
+        time.sleep(0.5)
+    assert {m.status for m in members(project, "secret").values()} == {"succeeded"}
+    assert [(d / "token.sha256").read_text() for d in run_dirs] == [expected, expected]
+    assert [d for d in run_dirs if (d / "secrets.env").exists()] == []
+    assert (sorted(running[0]), running[1]) == (delivery, [])
+    assert _hits(needle, places) == []
+
+
+# -- campaign semantics inside job arrays: gaps, order, retries; Ray; per-run resources -------
+
+
+def _record(run_dir: Path, name: str) -> dict:
+    return json.loads((run_dir / name).read_text())
+
+
+def _instant(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def _by_plan_order(project: Path, name: str) -> list:
+    """The stage's members in plan order: by job id (arrays are submitted in plan order),
+    then array index."""
+    return sorted(members(project, name).values(),
+                  key=lambda m: (int(m.handle["job_id"]), m.handle.get("task", 0)))
+
+
+def test_gaps_are_idle_time_from_one_runs_end_to_the_next_runs_start_in_plan_order(project):
+    """config_gap between runs, cycle_gap where the cycle changes (interleaved: c1 c1 c2 c2),
+    measured from each run's result.json end to the next run's started.json start: one task
+    at a time, in array index order, each idle gap at least the configured one."""
+    (project / "run.toml").write_text(manifest(["a", "b"], pause=1.0, extra=textwrap.dedent('''\
+        [campaign]
+        cycles = 2
+        order = "interleaved"
+        config_gap = 2
+        cycle_gap = 6
+        ''')))
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    runs = _by_plan_order(project, "sl")
+    assert [m.key for m in runs] == ["sl/main/v=a/c1", "sl/main/v=b/c1", "sl/main/v=a/c2",
+                                     "sl/main/v=b/c2"]
+    assert [m.handle["task"] for m in runs] == [0, 1, 2, 3]
+    (job_id,) = {m.handle["job_id"] for m in runs}
+    assert {t["ArrayTaskThrottle"] for t in scontrol(job_id)} == {"1"}
+    spans = [(_instant(_record(project / m.run_dir, "started.json")["started_at"]),
+              _instant(_record(project / m.run_dir, "result.json")["ended_at"])) for m in runs]
+    idle = [start - spans[i][1] for i, (start, _) in enumerate(spans[1:])]
+    print("configured gaps [2, 6, 2] s; measured idle", [round(g, 2) for g in idle])
+    for configured, measured in zip([2, 6, 2], idle, strict=True):
+        assert configured <= measured < configured + 20, (configured, idle)
+
+
+RETRY_RECIPE = """\
+import sys
+marker = sys.argv[1]
+with open(marker, "a") as out:  # one line per start
+    out.write("start\\n")
+with open(marker) as done:
+    starts = len(done.read().splitlines())
+print("start", starts, flush=True)
+sys.exit(0 if starts >= 2 else 3)  # fails on its first start only
+"""
+
+
+@pytest.mark.parametrize(("retries", "status", "count"), [(1, "succeeded", 2), (0, "failed", 1)])
+def test_a_failed_run_is_started_again_inside_its_array_task(project, retries, status, count):
+    (project / "retry.py").write_text(RETRY_RECIPE)
+    (project / "run.toml").write_text(textwrap.dedent(f'''\
+        schema = "runspec/v1"
+        name = "retry"
+        [recipe]
+        command = ["python", "retry.py", "${{run.dir}}/marker.txt"]
+        [resources]
+        time = "00:05:00"
+        [env]
+        executor = "slurm"
+        partition = "debug"
+        [campaign]
+        retries = {retries}
+        '''))
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert result.exit_code == (0 if status == "succeeded" else 1), result.output
+    (member,) = members(project, "retry").values()
+    run_dir = project / member.run_dir
+    assert member.status == status
+    assert starts(project) == {member.run_dir: count}
+    assert _record(run_dir, "result.json")["exit_code"] == (0 if retries else 3)
+    if retries:  # the first attempt's records, kept beside the last one's
+        assert _record(run_dir, "result.attempt-1.json")["exit_code"] == 3
+        assert (run_dir / "started.attempt-1.json").exists()
+        assert "starting it again (1/1)" in (run_dir / "stderr.log").read_text()
+    else:
+        assert not list(run_dir.glob("*.attempt-*.json"))
+    state = scontrol(member.handle["job_id"])[0]["JobState"]
+    assert state == ("COMPLETED" if status == "succeeded" else "FAILED")
+
+
+@pytest.mark.parametrize("how", ["runspec cancel", "SIGTERM to the step"])
+def test_a_cancelled_run_is_not_started_again(project, how):
+    """``runspec cancel`` ends the whole job; a SIGTERM to the run's step alone (scancel
+    --signal, as a preemption notice does) leaves the job script running, which must not
+    take the run's exit 143 for a failure to retry."""
+    (project / "run.toml").write_text(manifest(["slow"], pause=120, extra="[campaign]\nretries = 2\n"))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    (member,) = members(project).values()
+    run_dir, job_id = project / member.run_dir, member.handle["job_id"]
+    deadline = time.monotonic() + 60
+    while not (run_dir / "started.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if how == "runspec cancel":
+        assert invoke("cancel", "run.toml", cwd=project).exit_code == 0
+    else:
+        subprocess.run(["scancel", "--signal=TERM", job_id], check=True)
+    while scontrol(job_id)[0]["JobState"] in ("RUNNING", "COMPLETING") and \
+            time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)  # a retry would have started by now
+    assert scontrol(job_id)[0]["JobState"] == ("CANCELLED" if how == "runspec cancel"
+                                               else "FAILED")
+    assert starts(project) == {member.run_dir: 1}
+    assert not list(run_dir.glob("*.attempt-*.json"))
+
+
+RAY_RECIPE = """\
+import json, os
+import ray
+
+ray.init(address=os.environ["RAY_ADDRESS"])  # the cluster the job started
+
+
+@ray.remote
+def square(x):
+    return x * x
+
+
+total = sum(ray.get([square.remote(i) for i in range(10)]))
+with open(os.environ["RUNSPEC_METRICS"], "a") as out:
+    out.write(json.dumps({"sum": total, "nodes": sum(n["Alive"] for n in ray.nodes()),
+                          "cpus": ray.cluster_resources().get("CPU", 0)}) + "\\n")
+print("joined", os.environ["RAY_ADDRESS"], flush=True)
+"""
+
+
+def test_launch_ray_starts_a_ray_cluster_inside_the_job_for_the_run(project):
+    """One node here, so the head only: the run's ray.init() joins the job's cluster (the
+    node's two CPUs, given to the task), runs tasks, and the cluster is gone afterwards."""
+    pytest.importorskip("ray")
+    (project / "ray_recipe.py").write_text(RAY_RECIPE)
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "rayjob"
+        [recipe]
+        script = "ray_recipe.py"
+        launch = "ray"
+        [resources]
+        cpus_per_task = 2
+        time = "00:05:00"
+        [env]
+        executor = "slurm"
+        partition = "debug"
+        '''))
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    (member,) = members(project, "rayjob").values()
+    run_dir = project / member.run_dir
+    assert result.exit_code == 0, (result.output, (run_dir / "stderr.log").read_text())
+    outcome = _record(run_dir, "result.json")
+    assert outcome["metrics"] == {"sum": 285.0, "nodes": 1.0, "cpus": 2.0}
+    assert "runspec: Ray cluster of 1 node(s) at " in (run_dir / "stdout.log").read_text()
+    (task,) = scontrol(member.handle["job_id"])
+    assert (task["NumNodes"], task["NumTasks"], task["NumCPUs"]) == ("1", "1", "2")
+    job_id = member.handle["job_id"]
+    assert not Path(f"/tmp/runspec-ray-{job_id}").exists()
+    assert _command_lines_with(f"/tmp/runspec-ray-{job_id}".encode()) == []
+
+
+def test_runs_of_different_resources_get_their_own_arrays_in_plan_order(project):
+    """A sweep over resources.cpus_per_task: one job per shape, each with its own CPUs;
+    with a gap the second waits for the first (afterany), so the campaign order holds."""
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "shapes"
+        [recipe]
+        command = ["python", "recipe.py", "${run.dir}/marker.txt", "x", "1"]
+        [resources]
+        time = "00:05:00"
+        [env]
+        executor = "slurm"
+        partition = "debug"
+        [sweep.parameters]
+        "resources.cpus_per_task" = [2, 1]
+        [campaign]
+        config_gap = 2
+        '''))
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    runs = _by_plan_order(project, "shapes")
+    assert [m.key for m in runs] == ["shapes/main/resources.cpus_per_task=2/c1",
+                                     "shapes/main/resources.cpus_per_task=1/c1"]
+    assert len({m.handle["job_id"] for m in runs}) == 2
+    shown = [scontrol(m.handle["job_id"])[0] for m in runs]
+    assert [(s["NumCPUs"], s["NumTasks"], s["CPUs/Task"]) for s in shown] == [
+        ("2", "1", "2"), ("1", "1", "1")]
+    first_end = _instant(_record(project / runs[0].run_dir, "result.json")["ended_at"])
+    second_start = _instant(_record(project / runs[1].run_dir, "started.json")["started_at"])
+    print("configured gap 2 s across arrays; measured idle", round(second_start - first_end, 2))
+    assert 2 <= second_start - first_end < 22
