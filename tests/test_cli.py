@@ -64,10 +64,39 @@ def test_json_format_is_a_list_of_records(tmp_path):
                for r in records)
 
 
-def test_validate_requires_a_path():
-    result = invoke("validate")
-    assert result.exit_code == 2
-    assert "Missing argument 'PATHS...'" in result.stderr
+def test_without_a_path_commands_use_the_manifest_here(tmp_path):
+    empty = invoke("validate", cwd=tmp_path)
+    assert empty.exit_code == 1
+    assert "error: no manifests found in ." in empty.stderr
+    missing = invoke("plan", cwd=tmp_path)
+    assert missing.exit_code == 2
+    assert "no run.toml or run.yaml in this directory: name the manifest" in missing.stderr
+
+
+@pytest.mark.parametrize("fmt", ["toml", "yaml"])
+def test_init_writes_a_project_that_runs_as_written(tmp_path, fmt):
+    """`runspec init`, then `runspec validate && runspec apply --yes && runspec results`,
+    with no paths: a table with n = 3 for both points of the sweep, two metrics each."""
+    project = tmp_path / "proj"
+    assert invoke("init", "--format", fmt, str(project)).exit_code == 0
+    assert {".gitignore", "config.yaml", "train.py", f"run.{fmt}"} <= {
+        p.name for p in project.iterdir()}
+    assert (project / ".gitignore").read_text().splitlines()[1:] == ["runs/", ".runspec/"]
+    validated = invoke("validate", cwd=project)
+    assert validated.exit_code == 0, validated.output
+    applied = invoke("apply", "--yes", cwd=project)
+    assert applied.exit_code == 0, applied.output
+    assert "Apply complete: 6 launched, 6 succeeded." in applied.stdout
+    shown = invoke("results", "--format", "json", cwd=project)
+    assert shown.exit_code == 0, shown.output
+    rows = json.loads(shown.stdout)["rows"]
+    by_metric = {(r["point"], r["metric"]): r for r in rows}
+    for point in ("train.lr=0.001", "train.lr=0.01"):
+        for metric in ("loss", "steps_per_s"):
+            assert by_metric[(point, metric)]["n"] == 3
+    # the sweep value reached the recipe: the slower rate fits worse in the same steps
+    assert (by_metric[("train.lr=0.001", "loss")]["mean"]
+            > by_metric[("train.lr=0.01", "loss")]["mean"])
 
 
 def test_apply_of_a_directory_says_it_takes_one_manifest(tmp_path):
@@ -75,3 +104,48 @@ def test_apply_of_a_directory_says_it_takes_one_manifest(tmp_path):
     result = invoke("apply", "--yes", "specs", cwd=tmp_path)
     assert result.exit_code == 1
     assert "error: specs is a directory: apply takes one manifest (or a saved plan.json)" in result.stderr
+
+
+def test_piped_apply_output_is_in_order_and_free_of_markup(tmp_path):
+    """`runspec apply … 2>&1 | tee log`: the plan comes first, then the run events."""
+    import subprocess
+    import sys
+
+    assert invoke("init", str(tmp_path / "p")).exit_code == 0
+    done = subprocess.run([sys.executable, "-m", "runspec", "apply", "--yes", "--set",
+                           "campaign.cycles=1", "--set", "recipe.overrides.train.steps=10"],
+                          cwd=tmp_path / "p", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout
+    out = done.stdout
+    assert out.index("Plan: 2 to create") < out.index("started ") < out.index("Apply complete")
+    assert "[progress" not in out
+
+
+def test_the_progress_bar_leaks_no_style_tags_and_the_prompt_says_y_n(monkeypatch):
+    import io
+
+    import click
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from runspec import console
+
+    stream = io.StringIO()
+    with Progress("[progress.description]{task.description}",
+                  console=Console(file=stream, force_terminal=True, width=80)) as progress:
+        reporter = console._RichReporter(progress)
+        reporter.progress(0, 2, "stage main")
+        reporter.event("started x/main/[a]/c1")
+    text = stream.getvalue()
+    assert "[progress.description]" not in text and "started x/main/[a]/c1" in text
+    asked = {}
+
+    def fake_confirm(prompt, **kwargs):  # a fake: what click is asked to show, not a terminal
+        asked["prompt"] = prompt + kwargs.get("prompt_suffix", ": ")
+        return False
+
+    monkeypatch.setattr(click, "confirm", fake_confirm)
+    monkeypatch.setattr(console, "print_plan", lambda text: None)
+    assert console.confirm_plan(False)("plan") is False
+    assert asked["prompt"] == "Apply these changes? [y/N] "

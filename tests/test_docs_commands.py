@@ -155,3 +155,9 @@ def test_guide_word_for_word(tmp_path):
     assert "energy_kwh measured by codecarbon with cpu=" in out
     assert (tutorial / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "tutorial-model:v" in out and "produced by tutorial/main/" in out
+    lineage = [line for line in out.splitlines() if line.startswith("tutorial-model:v")]
+    assert len(lineage) == 1 and re.fullmatch(  # what step 8 shows: no input is listed
+        r"tutorial-model:v\d+  \[model\] produced by tutorial/main/optim\.lr=[0-9.]+/c\d",
+        lineage[0]), lineage
+    following = out.splitlines()[out.splitlines().index(lineage[0]) + 1:][:1]
+    assert not following or not following[0].startswith(("├", "└")), following

@@ -104,3 +104,7 @@ def test_make_demo_runs_the_main_job(tmp_path):
     assert "energy_kwh measured by codecarbon with cpu=" in done.stdout
     assert (repo / "examples/tiny_gpt/runs/tiny-gpt.png").read_bytes()[:4] == b"\x89PNG"
     assert "tiny-gpt-model:v12  [model] produced by tiny-gpt/main/" in done.stdout
+    # only runspec's output, on two screens, ending with where the results are
+    assert "WARNING" not in out and ".venv/bin/runspec" not in out
+    assert len(out.splitlines()) <= 120, out
+    assert done.stdout.rstrip().splitlines()[-1].startswith("Done: results above; plot in ")
