@@ -205,6 +205,25 @@ def executable_env(env: dict[str, str]) -> dict[str, str]:
     return merged
 
 
+SECRETS_FILE = "secrets.env"
+"""Per run directory: secret values for a Slurm or Ray job, 0600, removed by the job."""
+ENDED = ("succeeded", "failed", "cancelled", "lost")
+
+
+def remove_secrets(root: Path, run_dir: str) -> None:
+    """A run's secrets file, gone (if a job left one behind)."""
+    with contextlib.suppress(OSError):
+        (root / run_dir / SECRETS_FILE).unlink(missing_ok=True)
+
+
+def sweep_secrets(statuses: dict[str, str], members: list, root: Path) -> dict[str, str]:
+    """``statuses``, after removing the secrets file of every member that has ended."""
+    for member in members:
+        if statuses.get(member.key) in ENDED:
+            remove_secrets(root, member.run_dir)
+    return statuses
+
+
 def write_secrets(path: Path, values: dict[str, str]) -> None:
     """``values`` as ``export NAME='value'`` lines in ``path``, readable only by this user
     from the moment it exists (created 0600, then renamed into place): at submission only,

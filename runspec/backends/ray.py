@@ -15,11 +15,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from runspec.backends.base import Capabilities, Handle
+from runspec.backends.base import (
+    ENDED,
+    SECRETS_FILE,
+    Capabilities,
+    Handle,
+    remove_secrets,
+    sweep_secrets,
+)
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
-
-SECRETS_FILE = "secrets.env"
-FINISHED = ("succeeded", "failed", "cancelled", "lost")
 
 
 class RayBackend:
@@ -128,7 +132,7 @@ class RayBackend:
         member = Member(key="", stage="", digest="", handle=handle,
                         run_dir=str(run_dir.relative_to(root)))
         status = self.refresh_many([member], root)[""]
-        return status if status in FINISHED else None
+        return status if status in ENDED else None
 
     def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
                ) -> dict[str, dict]:
@@ -174,11 +178,7 @@ class RayBackend:
 
     def refresh_many(self, members, root: Path) -> dict[str, str]:
         """Each run's status; a run that has ended loses a secrets file it did not read."""
-        statuses = self._statuses(members, root)
-        for member in members:
-            if statuses.get(member.key) in FINISHED:
-                _remove_secrets(root, member.run_dir)
-        return statuses
+        return sweep_secrets(self._statuses(members, root), members, root)
 
     def _statuses(self, members, root: Path) -> dict[str, str]:
         from runspec.state import status as run_status
@@ -203,7 +203,7 @@ class RayBackend:
             handle = member.handle or {}
             if "submission_id" in handle:
                 _client_for(handle).call("POST", f"/api/jobs/{handle['submission_id']}/stop")
-            _remove_secrets(root, member.run_dir)
+            remove_secrets(root, member.run_dir)
 
     def log_text(self, member, root: Path) -> str:
         handle = member.handle or {}
@@ -211,13 +211,6 @@ class RayBackend:
             return ""
         _, answer = _client_for(handle).call("GET", f"/api/jobs/{handle['submission_id']}/logs")
         return answer.get("logs", "")
-
-
-def _remove_secrets(root: Path, run_dir: str) -> None:
-    import contextlib
-
-    with contextlib.suppress(OSError):
-        (root / run_dir / SECRETS_FILE).unlink(missing_ok=True)
 
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}

@@ -37,6 +37,7 @@ from typing import Any
 
 from runspec import __version__
 from runspec.backends.base import (
+    SECRETS_FILE,
     BackendError,
     Capabilities,
     RenderError,
@@ -44,8 +45,10 @@ from runspec.backends.base import (
     no_scheduler_logs,
     no_session,
     one_line,
+    remove_secrets,
     run_script,
     shell_quote,
+    sweep_secrets,
 )
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
 
@@ -59,8 +62,7 @@ DEPENDENCY_REF = re.compile(r"\{(job|launch):([^}]*)\}")
 JOB_ENVIRONMENT = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "USER",
                    "LOGNAME", "LANG", "LC_ALL")
 """What sbatch passes from the submitting environment (see the module docstring)."""
-SECRETS_FILE = "secrets.env"
-FINISHED = ("succeeded", "failed", "cancelled", "lost")
+
 
 LOAD_SECRETS = """\
 # Secrets: written by runspec at submission (mode 0600), read here, removed when the job
@@ -437,11 +439,7 @@ class SlurmBackend:
     def refresh_many(self, members, root: Path) -> dict[str, str]:
         """result.json first; then one squeue for everything; scontrol for what left the
         queue. A run that has ended loses its secrets file, if its job left one behind."""
-        statuses = self._statuses(members, root)
-        for member in members:
-            if statuses.get(member.key) in FINISHED:
-                _remove_secrets(root, member.run_dir)
-        return statuses
+        return sweep_secrets(self._statuses(members, root), members, root)
 
     def _statuses(self, members, root: Path) -> dict[str, str]:
         from runspec.state import status as run_status
@@ -510,7 +508,7 @@ class SlurmBackend:
         if ids:
             _slurm(["scancel", *ids], root, "scancel")
         for member in members:  # a job cancelled before it started never read its secrets
-            _remove_secrets(root, member.run_dir)
+            remove_secrets(root, member.run_dir)
 
 
 # -- execution: sbatch, squeue, scontrol, scancel --------------------------------------------
@@ -551,11 +549,6 @@ def _slurm(argv: list[str], root: Path, what: str, hide: set[str] | frozenset = 
     return completed.stdout
 
 
-
-
-def _remove_secrets(root: Path, run_dir: str) -> None:
-    with contextlib.suppress(OSError):
-        (root / run_dir / SECRETS_FILE).unlink(missing_ok=True)
 
 
 def checked(directives: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

@@ -100,7 +100,7 @@ class Checker:
                                "move it into the stage that uses it, e.g. "
                                + table(self.fmt, f"stages.NAME.{key}"), on_key=True)
             for name, stage in stages.items():
-                if not STAGE_NAME.fullmatch(name):
+                if not STAGE_NAME.fullmatch(name) and name.isprintable():  # else: the schema
                     self.error(("stages", name), f'invalid stage name "{name}"',
                                "use letters, digits, - and _", on_key=True)
                 if isinstance(stage, dict):
