@@ -266,6 +266,18 @@ def test_nesting_deeper_than_the_limit_is_refused_where_it_gets_too_deep(tmp_pat
     assert (diagnostic.line, diagnostic.col) == where
 
 
+def test_brackets_that_are_text_are_not_nesting(tmp_path):
+    """The fast scan for deep YAML flow nesting skips what is text: quoted scalars,
+    comments, block scalars and words (a false alarm would refuse a good manifest)."""
+    many = "[" * 300
+    path = tmp_path / "run.yaml"
+    path.write_text(f'a: |\n  {many}\n  more\nb: "{many}"\nc: \'{many}\'\nd: 1 # {many}\n'
+                    f"e: don't {many}\nf: >-\n    {many}\ng: [x, '{many}', \"{many}\"]\n")
+    data = load_document(path).data
+    assert data["a"] == f"{many}\nmore\n" and data["e"] == f"don't {many}"
+    assert data["g"] == ["x", many, many]
+
+
 @pytest.mark.parametrize(("suffix", "text"), [(".yaml", "x: " + "[" * 64 + "]" * 64 + "\n"),
                                               (".toml", "x = " + "[" * 64 + "]" * 64 + "\n")])
 def test_nesting_at_the_limit_loads(tmp_path, suffix, text):
