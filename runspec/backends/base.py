@@ -38,6 +38,7 @@ class Capabilities:
     default_parallel: int | None        # runs at once when nothing asks for pacing (None: all)
     stage_dependencies: bool            # the scheduler itself holds a stage until its needs succeed
     submits: bool = True                # apply can launch it at all
+    startup_commands: bool = True       # runs env.startup_commands before the recipe
     poll_s: float = 1.0                 # how often a paced run is polled
 
 

@@ -31,7 +31,7 @@ class RayBackend:
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "ray", "torchrun"}), containers=False,
         multi_node=False, paced_by_runspec=True, attached=False, default_parallel=None,
-        stage_dependencies=False, poll_s=1.0)
+        stage_dependencies=False, startup_commands=False, poll_s=1.0)
 
     def request(self, spec: RunSpec, root: Path, digest: str) -> dict:
         """``body`` is the Jobs API request as sent; ``secrets`` (by reference) are written to

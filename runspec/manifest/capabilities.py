@@ -62,6 +62,10 @@ def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, An
                 refuse(key, f"the {executor} executor runs no containers, so {key} would be "
                        "ignored", f"remove {key}, or use a Slurm profile (pyxis runs the "
                        "container)")
+    if not caps.startup_commands and merged.get("startup_commands"):
+        refuse("startup_commands", f"the {executor} executor does not run startup_commands "
+               "before the recipe, so they would be ignored", "remove startup_commands, or do "
+               "that setup in the recipe (or its runtime_env)")
     launch = recipe.get("launch")
     if launch in LAUNCHES and launch not in caps.launch_modes:  # others: the schema says
         hint = ('use a Ray profile (executor = "ray"; without an address runspec starts a '
