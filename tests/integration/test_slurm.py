@@ -71,6 +71,12 @@ def test_a_sweep_is_one_array_job_and_reapply_submits_nothing(project):
     tasks = scontrol(job_id)
     assert sorted(int(t["ArrayTaskId"]) for t in tasks) == [0, 1, 2, 3]
     assert {t["ArrayJobId"] for t in tasks} == {job_id}
+    # A task's result.json is written before its script exits; slurmctld marks the task
+    # COMPLETED a moment later, so allow it a few seconds to catch up.
+    deadline = time.monotonic() + 30
+    while {t["JobState"] for t in tasks} != {"COMPLETED"} and time.monotonic() < deadline:
+        time.sleep(0.5)
+        tasks = scontrol(job_id)
     assert {t["JobState"] for t in tasks} == {"COMPLETED"}
     assert sorted(starts(project).values()) == [1, 1, 1, 1]
     again = invoke("apply", "--yes", "run.toml", cwd=project)
