@@ -40,15 +40,18 @@ demo: setup
 	@$(BIN)/runspec artifacts lineage tiny-gpt-model
 	@echo "Done: results above; plot in examples/tiny_gpt/runs/tiny-gpt.png; runs in examples/tiny_gpt/runs/."
 
-## test: lint, check generated files, run the whole suite (integration tests start a real
-## single-node Slurm and a real Ray head through tests/services/, and stop them after)
+## test: lint, type-check (mypy), check generated files, run the whole suite (integration
+## tests start a real single-node Slurm and a real Ray head through tests/services/, and
+## stop them after)
 test: setup
 	$(BIN)/ruff check runspec tests bench
+	$(BIN)/mypy
 	$(BIN)/runspec schema --check
 	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check runspec tests bench
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/validate_startup.py

@@ -195,6 +195,10 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
         report.check_unique_names(results)
     except (ManifestError, StateError, BackendError) as error:
         _fail(error)
+    from runspec.console import print_diagnostics
+
+    for result in results:  # what the plan does differently from what a file asks
+        print_diagnostics(list(dict.fromkeys(result.plan.notes)))
     if as_json:
         documents = [report.plan_json(result) for result in results]
         click.echo(report.dumps(documents[0] if len(documents) == 1 else documents), nl=False)
@@ -501,9 +505,9 @@ def render(path, out_dir, sets) -> None:
     try:
         resolved = resolve(path, list(sets))
         built = build_plan(resolved)
+        written = write_rendered(built, out_dir, {s.name: s.campaign for s in resolved.stages})
     except (ManifestError, BackendError) as error:
         _fail(error)
-    written = write_rendered(built, out_dir, {s.name: s.campaign for s in resolved.stages})
     click.echo(f"wrote {len(written)} files for {len(built.runs)} runs under {out_dir}")
 
 

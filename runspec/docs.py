@@ -99,6 +99,8 @@ def cli_reference() -> str:
     lines += ["## runspec", "", "```text", main.get_help(root).rstrip(), "```", ""]
     for name in main.list_commands(root):
         command = main.get_command(root, name)
+        if command is None:  # cannot happen: list_commands names registered commands
+            continue
         ctx = click.Context(command, info_name=f"runspec {name}", **settings)
         lines += [f"## runspec {name}", "", "```text", command.get_help(ctx).rstrip(), "```", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -175,7 +175,7 @@ def test_absurd_sample_count_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
-    ("procs_per_node", "1e+308", "expected an integer, got number 1e+308"),
+    ("procs_per_node", "1e+308", 'expected an integer or "gpu", got number 1e+308'),
     ("nodes", "2.0", "expected an integer, got number 2.0 — write 2"),
     ("gpus_per_node", "100000", "must be ≤ 1024"),
 ])

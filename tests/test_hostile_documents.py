@@ -45,7 +45,7 @@ EXPECTED = {
                       "3 cycles = 30,000,000 runs, more than --max-runs 1,000,000",
     "cycles-1e30.toml": "cycles-1e30.toml:8:10: error: campaign.cycles: must be ≤",
     "procs-1e308.toml": "procs-1e308.toml:8:18: error: resources.procs_per_node: expected an "
-                        "integer, got number 1e+308",
+                        'integer or "gpu", got number 1e+308',
     "long-segment.toml": "long-segment.toml:11:8: error: outputs.artifacts.checkpoint.path: a path "
                          "segment of 300 bytes with tag = ",
     "huge-range.yaml": "huge-range.yaml:4:1: error: sweep: 2,000,000,000 points (one run each), "

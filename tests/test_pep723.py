@@ -44,16 +44,52 @@ def test_fixture_script_block():
     assert spec.get("name") == "fixtures/train"
 
 
-def test_invalid_launch_is_an_error_with_position(tmp_path):
+def test_an_unknown_launch_runs_directly_with_a_warning_at_its_line(tmp_path):
+    """Nemotron accepts any launch (its recipes use "python"): runspec runs it as direct,
+    and says so at the line."""
+    from runspec.manifest.pep723 import script_launch
+
     script = tmp_path / "rl.py"
     script.write_text(HEADER.format(launch="python"))
-    with pytest.raises(ManifestError) as caught:
-        read_script_spec(script, display="rl.py")
-    (d,) = caught.value.diagnostics
-    assert d.headline == ('rl.py:11:12: error: tool.runspec.run.launch: expected "direct", '
-                          '"torchrun" or "ray", got string "python" — did you mean "direct"? '
-                          '("direct" runs the script with python)')
+    spec = read_script_spec(script, display="rl.py")
+    launch = script_launch(spec)
+    assert (launch.launch, launch.command) == ("direct", "uv run python {script} --config {config}")
+    d = spec.diagnostic(("run", "launch"), launch.note, severity="warning")
+    assert d.headline == ('rl.py:11:12: warning: tool.runspec.run.launch: rl.py: run.launch = '
+                          '"python" is not a launch runspec knows; it runs as "direct" (the '
+                          'script, or its run.cmd, in one process)')
     assert d.source == '# launch = "python"'
+
+
+@pytest.mark.parametrize("line, message", [
+    ('# gpus_per_node = "all"', 'expected an integer or "gpu", got string "all"'),
+    ('# gpus_per_node = true', "expected an integer or a string, got boolean true"),
+])
+def test_gpus_per_node_is_a_count_or_gpu(tmp_path, line, message):
+    script = tmp_path / "s.py"
+    script.write_text(HEADER.format(launch="torchrun").replace("# gpus_per_node = 8", line))
+    with pytest.raises(ManifestError) as caught:
+        read_script_spec(script, display="s.py")
+    assert caught.value.diagnostics[0].message == message
+
+
+def test_a_run_cmd_that_str_format_cannot_fill_is_an_error(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(HEADER.format(launch="ray").replace(
+        "--config {config}", "--config {config} {nodes}"))
+    with pytest.raises(ManifestError) as caught:
+        read_script_spec(script, display="s.py")
+    (d,) = caught.value.diagnostics
+    assert d.path == "tool.runspec.run.cmd"
+    assert d.message == "run.cmd is formatted with {script} and {config} only: 'nodes'"
+
+
+def test_a_missing_launch_is_torchrun_as_in_nemotron(tmp_path):
+    from runspec.manifest.pep723 import script_launch
+
+    script = tmp_path / "s.py"
+    script.write_text('# /// script\n# [tool.runspec]\n# name = "x"\n# ///\n')
+    assert script_launch(read_script_spec(script)).launch == "torchrun"
 
 
 def test_unknown_key_gets_did_you_mean(tmp_path):

@@ -433,14 +433,34 @@ def test_slurm_launch_ray_starts_a_ray_cluster_in_the_job(tmp_path: Path):
     assert len(socket) < 108
 
 
-def test_slurm_launch_ray_in_a_container_is_refused(tmp_path: Path):
+def test_slurm_launch_ray_in_a_container_starts_ray_in_it(tmp_path: Path):
+    """Ray's head, its workers and the entrypoint all start in the run's container (as
+    Nemotron's Ray template does), so the entrypoint finds the Ray it joins there."""
     root = fixture_root(tmp_path)
     (root / "ray-container.run.toml").write_text(
         'schema = "runspec/v1"\nname = "ray-container"\n[recipe]\nscript = "prep.py"\n'
         'launch = "ray"\n[env]\nprofile = "slurm-container"\n', encoding="utf-8")
-    result = invoke("plan", "ray-container.run.toml", cwd=root)
+    (launch,) = plan_of(root, "ray-container.run.toml").launches
+    (script,) = launch.files.values()
+    sruns = [line for line in script.splitlines() if line.lstrip().startswith("srun ")]
+    head, workers, step = (next(line for line in sruns if marker in line) for marker in
+                           ("ray-head", "--exclude=", "launch.sh"))
+    for line in (head, workers, step):
+        assert "--container-image=" in line and "--container-mounts=" in line, line
+    ip_probe = next(line for line in script.splitlines() if "hostname --ip-address" in line)
+    assert "--container-image" not in ip_probe
+
+
+def test_slurm_launch_ray_with_several_processes_per_node_is_refused(tmp_path: Path):
+    root = fixture_root(tmp_path)
+    (root / "ray-procs.run.toml").write_text(
+        'schema = "runspec/v1"\nname = "ray-procs"\n[recipe]\nscript = "prep.py"\n'
+        'launch = "ray"\n[resources]\nprocs_per_node = 4\n[env]\nprofile = "slurm-cpu"\n',
+        encoding="utf-8")
+    result = invoke("validate", "ray-procs.run.toml", cwd=root)
     assert result.exit_code == 1
-    assert 'launch = "ray" on Slurm starts Ray on the nodes themselves' in result.output
+    assert ('ray-procs.run.toml:7:18: error: resources.procs_per_node: launch = "ray" on slurm '
+            "starts one process per node, not 4") in result.output
 
 
 def test_a_resources_sweep_gives_each_run_its_resources_and_each_shape_an_array(tmp_path: Path):

@@ -48,7 +48,7 @@ def test_builtin_defaults_then_script_metadata(project):
     assert stage.recipe.launch == "torchrun"          # PEP 723 over built-in "direct"
     assert stage.recipe.config == "conf/small.yaml"   # PEP 723 config.dir/default
     assert stage.resources.nodes == 3 and stage.resources.gpus_per_node == 4
-    assert stage.resources.procs_per_node == 1        # built-in
+    assert stage.resources.procs_per_node == 4        # torchrun: one per GPU (Nemotron)
     assert stage.env.executor == "local" and stage.base_config == {"a": 1}
 
 
@@ -74,13 +74,14 @@ def test_manifest_over_profile_and_set_over_manifest(project):
 
 
 def test_stage_sections_override_top_level(project):
-    body = ('[resources]\nnodes = 1\n[campaign]\ncycles = 3\n'
+    body = ('[resources]\nnodes = 1\ngpus_per_node = 1\n[campaign]\ncycles = 3\n'
             '[stages.a.recipe]\nscript = "train.py"\n'
             '[stages.b]\nneeds = ["a"]\n[stages.b.recipe]\nscript = "train.py"\n'
-            '[stages.b.resources]\nnodes = 2\n[stages.b.campaign]\norder = "interleaved"\n')
+            '[stages.b.resources]\ngpus_per_node = 2\n[stages.b.campaign]\n'
+            'order = "interleaved"\n')
     path = project / "run.toml"
     path.write_text('schema = "runspec/v1"\nname = "p"\n' + body)
     a, b = resolve(path).stages
     assert (a.name, b.name) == ("a", "b")
-    assert a.resources.nodes == 1 and b.resources.nodes == 2
+    assert a.resources.gpus_per_node == 1 and b.resources.gpus_per_node == 2
     assert b.campaign.cycles == 3 and b.campaign.order == "interleaved"

@@ -22,12 +22,22 @@ def test_importing_the_cli_loads_no_heavy_library():
 
 
 def test_validate_does_not_build_pydantic_models(tmp_path):
-    """validate reads the checked-in schemas; the models are for schema generation and plans."""
+    """validate reads the checked-in schemas; the models are for schema generation and plans.
+    Only a script's [tool.runspec] block or a config's run: section, which apply where the
+    plan is built, make validate build the plan (and load the models)."""
+    (tmp_path / "run.toml").write_text('schema = "runspec/v1"\nname = "n"\n[recipe]\n'
+                                       'command = ["echo", "hi"]\n[sweep.parameters]\n'
+                                       'x = [1, 2]\n')
     code = (
         "import sys\n"
         "from runspec.manifest.validate import validate_paths\n"
-        "validate_paths(['tests/fixtures/valid'])\n"
+        f"files, found = validate_paths([{str(tmp_path / 'run.toml')!r}])\n"
+        "assert files and not found, found\n"
     )
     loaded = _modules_after(code)
     assert "runspec.manifest.models" not in loaded
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+    with_block = _modules_after("from runspec.manifest.validate import validate_paths\n"
+                                "validate_paths(['tests/fixtures/valid/minimal.toml'])\n")
+    assert "runspec.plan.render" in with_block
+    assert not {m for m in with_block if m.split(".")[0] in HEAVY}

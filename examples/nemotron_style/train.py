@@ -2,7 +2,6 @@
 # [tool.runspec]
 # schema = "1"
 # name = "nemotron_style/train"
-# image = "nvcr.io/nvidia/pytorch:25.01-py3"
 #
 # [tool.runspec.run]
 # launch = "torchrun"

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from runspec.apply.pacer import Pace, Running, pace
 from runspec.apply.refresh import refresh_state
 from runspec.backends import backend_for
-from runspec.backends.base import Backend, BackendError
+from runspec.backends.base import Backend, BackendError, PacedBackend, is_paced
 from runspec.measure import RESULT_FILE, STARTED_FILE
 from runspec.measure.files import disk_full, os_reason
 from runspec.plan.ir import Launch, Run
@@ -212,7 +212,7 @@ class Applier:
             # hold it in the queue itself (a Slurm stage after a Slurm stage: --dependency).
             follow = (self.options.wait or session.must_follow
                       or self._later_stage_must_wait_for(stage))
-            if backend.capabilities.paced_by_runspec:
+            if is_paced(backend):
                 self.run_paced(backend, stage, runs, stage_launches, follow)
             else:
                 self.submit_launches(backend, stage, runs, stage_launches)
@@ -289,7 +289,7 @@ class Applier:
             self.save()
 
     # -- backends that apply paces (local processes, Ray jobs) ---------------------------------
-    def run_paced(self, backend, stage: str, runs: list[Run], launches: list[Launch],
+    def run_paced(self, backend: PacedBackend, stage: str, runs: list[Run], launches: list[Launch],
                   follow: bool) -> None:
         """Start the stage's runs by the campaign's rules (see ``pacer``) and follow them:
         always for an attached backend (local processes), else when ``follow`` or when the
@@ -316,7 +316,7 @@ class Applier:
             for current in left.running:  # not followed: status and --wait follow them later
                 self.report.statuses.pop(current.run.key, None)
 
-    def start_paced(self, backend, run: Run, launch: Launch) -> dict | None:
+    def start_paced(self, backend: PacedBackend, run: Run, launch: Launch) -> dict | None:
         """Intent first (a crash from here on can neither lose nor repeat the run), then the
         start, then its handle. A run that cannot be started is recorded failed."""
         previous = self.state.members.get(run.key)
@@ -359,7 +359,7 @@ class Applier:
             self.report.submitted.append(run.key)
         return handle
 
-    def _cancel_running(self, backend, running: dict) -> None:
+    def _cancel_running(self, backend: Backend, running: dict) -> None:
         """Stop every running run at once (one grace period), deaf to repeated signals."""
         ignored = {}
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -428,7 +428,7 @@ class Applier:
             signal.signal(signum, handler)
 
     # -- backends whose scheduler paces a whole launch (Slurm arrays) ------------------------
-    def submit_launches(self, backend, stage: str, runs: list[Run], launches: list[Launch]
+    def submit_launches(self, backend: Backend, stage: str, runs: list[Run], launches: list[Launch]
                         ) -> None:
         by_key = {run.key: run for run in runs}
         for launch in launches:
@@ -538,7 +538,7 @@ class Applier:
 class _PacedRecorder:
     """What the pacer's starts, retries and ends mean for the apply's state and output."""
 
-    def __init__(self, applier: Applier, backend, stage: str, total: int):
+    def __init__(self, applier: Applier, backend: PacedBackend, stage: str, total: int):
         self.applier, self.backend, self.stage = applier, backend, stage
         self.running: dict[str, Running] = {}
         self.unstarted = total

@@ -98,6 +98,7 @@ def _run_apply(target: Path, selection: Selection, options: ApplyOptions,
                 raise ApplyAborted("refusing a stale plan: " + "; ".join(reasons)
                                    + " — run `runspec plan` again")
         destroys_to_do = [c for c in result.changes.changes if c.action == "destroy"
+                          and c.member is not None  # a destroy is always of a member
                           and (options.prune or c.member.status not in ("submitted", "running"))]
         require_clean(result)
         applier = Applier(result, options, reporter, inputs, selection)

@@ -20,7 +20,7 @@ def register_outputs(member, root: Path) -> tuple[list[str], str | None]:
         if version is not None:  # the upstream stage's output: lineage across stages
             inputs[artifact] = version.label
     logged = _wandb_logged(root / member.run_dir) if member.run_dir else {}
-    published = []
+    published: list[str] = []
     for name, (path, type_) in sorted(member.outputs.items()):
         produced = root / path
         if not produced.exists():

@@ -170,17 +170,18 @@ class Registry:
     def lineage(self, version: Version, seen: set[str] | None = None) -> dict[str, Any]:
         """``{"label", "producer", "inputs": [lineage of each input version]}``."""
         seen = seen or set()
+        inputs: list[dict[str, Any]] = []
         node = {"label": version.label, "type": version.metadata.get("type"),
-                "producer": version.metadata.get("producer"), "inputs": []}
+                "producer": version.metadata.get("producer"), "inputs": inputs}
         if version.label in seen:
             return node
         seen.add(version.label)
         for label in sorted((version.metadata.get("inputs") or {}).values()):
             name, _, tag = label.partition(":v")
             try:
-                node["inputs"].append(self.lineage(self.get(name, int(tag)), seen))
+                inputs.append(self.lineage(self.get(name, int(tag)), seen))
             except (ArtifactError, ValueError):
-                node["inputs"].append({"label": label, "missing": True, "inputs": []})
+                inputs.append({"label": label, "missing": True, "inputs": []})
         return node
 
 

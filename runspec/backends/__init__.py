@@ -2,25 +2,54 @@
 
 from __future__ import annotations
 
-from importlib import import_module
+from collections.abc import Callable
 
-from runspec.backends.base import Backend, BackendError
+from runspec.backends.base import Backend, BackendError, PacedBackend
 
-REGISTRY: dict[str, str] = {
-    "local": "runspec.backends.local:LocalBackend",
-    "slurm": "runspec.backends.slurm:SlurmBackend",
-    "ray": "runspec.backends.ray:RayBackend",
-    "nemo-run": "runspec.backends.nemo_run:NemoRunBackend",
+# One loader per executor: it imports its module only when that executor is used, and its
+# return type is the contract the backend holds (``PacedBackend`` where runspec paces the
+# runs), so the type checker refuses a backend that lacks a part of it.
+
+
+def _local() -> PacedBackend:
+    from runspec.backends.local import LocalBackend
+
+    return LocalBackend()
+
+
+def _slurm() -> Backend:
+    from runspec.backends.slurm import SlurmBackend
+
+    return SlurmBackend()
+
+
+def _ray() -> PacedBackend:
+    from runspec.backends.ray import RayBackend
+
+    return RayBackend()
+
+
+def _nemo_run() -> Backend:
+    from runspec.backends.nemo_run import NemoRunBackend
+
+    return NemoRunBackend()
+
+
+REGISTRY: dict[str, Callable[[], Backend]] = {
+    "local": _local,
+    "slurm": _slurm,
+    "ray": _ray,
+    "nemo-run": _nemo_run,
 }
-"""executor name → the backend class; each module is imported only when its executor is used."""
+"""executor name → a new backend; each module is imported only when its executor is used."""
 
 
 def backend_for(executor: str) -> Backend:
     """The backend that renders (and later submits) runs of ``executor``; an executor that no
     backend implements is an error, never a silent fall-back to local runs."""
     try:
-        module, _, name = REGISTRY[executor].partition(":")
+        load = REGISTRY[executor]
     except (KeyError, TypeError):
         raise BackendError(f'no backend implements executor "{executor}"',
                            "use one of: " + ", ".join(REGISTRY)) from None
-    return getattr(import_module(module), name)()
+    return load()

@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
 
@@ -40,6 +40,10 @@ class Capabilities:
     submits: bool = True                # apply can launch it at all
     startup_commands: bool = True       # runs env.startup_commands before the recipe
     poll_s: float = 1.0                 # how often a paced run is polled
+    sees_all_gpus: bool = False         # a run sees the machine's GPUs without a count
+    #                                     (procs_per_node = "gpu" needs it)
+    one_process_launches: frozenset[str] = frozenset()  # launches that start one process
+    #                                     per node, so procs_per_node > 1 cannot be honoured
 
 
 class Session(Protocol):
@@ -118,6 +122,11 @@ class PacedBackend(Backend, Protocol):
 
     def poll(self, handle: Handle, root: Path, run_dir: Path) -> str | None:
         """The run's final status once it has ended, else None."""
+
+
+def is_paced(backend: Backend) -> TypeGuard[PacedBackend]:
+    """Does apply start this backend's runs one by one (``capabilities.paced_by_runspec``)?"""
+    return backend.capabilities.paced_by_runspec
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

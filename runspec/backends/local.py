@@ -35,7 +35,7 @@ class LocalBackend:
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun"}), containers=False, multi_node=False,
         paced_by_runspec=True, attached=True, default_parallel=1, stage_dependencies=False,
-        poll_s=0.05)
+        poll_s=0.05, sees_all_gpus=True)
     session = staticmethod(no_session)
     log_text = staticmethod(no_scheduler_logs)
 
@@ -90,10 +90,12 @@ class LocalBackend:
     def start(self, launch: Launch, root: Path, run_dir: Path) -> dict:
         """Start one run; returns its handle. Raises OSError if it cannot be started."""
         request = launch.request
+        cwd = (root / request["cwd"]).resolve()
         env = executable_env({**request["env"], **resolve_secrets(
             {k: v["from_env"] for k, v in request["secrets"].items()})})
+        env["PWD"] = str(cwd)  # as a shell's cd sets it: configs read ${oc.env:PWD}
         with (run_dir / "stdout.log").open("ab") as out, (run_dir / "stderr.log").open("ab") as err:
-            process = subprocess.Popen(request["argv"], cwd=root / request["cwd"], env=env,
+            process = subprocess.Popen(request["argv"], cwd=cwd, env=env,
                                        stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
         return {"pid": process.pid, "host": socket.gethostname(), "_process": process}

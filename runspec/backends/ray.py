@@ -195,7 +195,8 @@ class RayBackend:
                 continue
             code, answer = _client_for(handle).call(
                 "GET", f"/api/jobs/{handle['submission_id']}")
-            statuses[member.key] = _STATES.get(answer.get("status"), "lost") if code < 300 else "lost"
+            statuses[member.key] = (_STATES.get(answer.get("status") or "", "lost") if code < 300
+                                    else "lost")
         return statuses
 
     def cancel_many(self, members, root: Path) -> None:

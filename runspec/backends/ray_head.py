@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from runspec.backends.base import BackendError
 
@@ -75,7 +76,8 @@ def start_head() -> dict:
              f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
              f"--dashboard-agent-listen-port={agent}", "--disable-usage-stats"],
             env=env, stdout=out, stderr=subprocess.STDOUT)
-    head = {"sid": process.pid, "address": f"http://127.0.0.1:{dashboard}", "gcs_port": gcs}
+    head: dict[str, Any] = {"sid": process.pid, "address": f"http://127.0.0.1:{dashboard}",
+                            "gcs_port": gcs}
     head_file().write_text(json.dumps(head))
     try:
         process.wait(timeout=START_TIMEOUT_S)

@@ -157,7 +157,8 @@ class SlurmBackend:
     name = "slurm"
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun", "ray"}), containers=True, multi_node=True,
-        paced_by_runspec=False, attached=False, default_parallel=None, stage_dependencies=True)
+        paced_by_runspec=False, attached=False, default_parallel=None, stage_dependencies=True,
+        one_process_launches=frozenset({"ray"}))
     session = staticmethod(no_session)
 
     def __init__(self) -> None:
@@ -202,6 +203,11 @@ class SlurmBackend:
                    ) -> list[tuple[str, Any]]:
         resources, settings = spec.resources, spec.settings
         torchrun = is_torchrun(spec) or is_ray(spec)  # one launcher (or Ray node) per node
+        if is_ray(spec) and resources["procs_per_node"] != 1:
+            raise RenderError(f'launch = "ray" on Slurm starts one Ray node per node, not '
+                              f'{resources["procs_per_node"]} processes', "leave "
+                              "procs_per_node out (Ray's workers use the node's cpus_per_task "
+                              "and gpus_per_node)")
         values = {
             "partition": settings.get("batch_partition") or settings.get("partition"),
             "account": settings.get("account"),
@@ -297,10 +303,6 @@ class SlurmBackend:
         chdir = root.as_posix()
         array = len(runs) > 1
         ray = is_ray(first)
-        if ray and first.container_image:
-            raise RenderError('launch = "ray" on Slurm starts Ray on the nodes themselves, '
-                              "not in a container", "leave container_image out of the profile, "
-                              "or use launch = \"direct\"")
         output = f"{chdir}/{launch_dir}/slurm-%A_%a.out" if array else f"{chdir}/{launch_dir}/slurm-%j.out"
         directives = self.directives(first, len(runs), f"{manifest}-{stage}{suffix}", chdir,
                                      output)
@@ -315,7 +317,10 @@ class SlurmBackend:
         step = f"srun {placed}{''.join(shell_quote(f) + ' ' for f in flags)}bash \"$RUN_DIR/launch.sh\""
         waits, gap_sleep = pace(gaps, array)
         gpus = first.resources["gpus_per_node"]
-        ray_flags = ["--export=ALL", *[f for f in flags if f.startswith("--cpus-per-task=")],
+        # Ray's head and workers start in the run's container (pyxis), as the run does, so
+        # the entrypoint finds the Ray it joins there.
+        ray_flags = ["--export=ALL", *[f for f in flags if f.startswith(
+                         ("--cpus-per-task=", "--container-"))],
                      *([f"--gpus-per-node={gpus}"] if gpus else [])]
         pieces = {
             "pace": waits,
@@ -353,9 +358,9 @@ class SlurmBackend:
         if dependencies:
             argv.append("--dependency=" + ",".join(dependencies))
         argv.append(f"{launch_dir}/{name}")
-        request = {"argv": argv, "cwd": ".", "script": f"{launch_dir}/{name}",
-                   "array_size": len(runs) if array else None,
-                   "one_at_a_time": bool(array and ordered)}
+        request: dict[str, Any] = {"argv": argv, "cwd": ".", "script": f"{launch_dir}/{name}",
+                                   "array_size": len(runs) if array else None,
+                                   "one_at_a_time": bool(array and ordered)}
         if first.secrets:  # by reference; the values are written at submission only
             request["secrets"] = {k: {"from_env": v} for k, v in first.secrets.items()}
             request["secret_files"] = [f"{run.run_dir}/{SECRETS_FILE}" for run in runs]
@@ -497,9 +502,9 @@ class SlurmBackend:
             if comment.startswith("runspec:"):
                 found[comment.removeprefix("runspec:").strip()] = job_id.strip()
         for member in members:
-            job_id = found.get(member.handle["tag"])
-            if job_id:
-                member.handle = {"job_id": job_id, **({"task": member.handle["task"]}
+            known = found.get(member.handle["tag"])
+            if known:
+                member.handle = {"job_id": known, **({"task": member.handle["task"]}
                                                       if member.handle.get("task") is not None
                                                       else {})}
 

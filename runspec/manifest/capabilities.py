@@ -20,7 +20,8 @@ CONTAINER_KEYS = ("container_image", "container", "mounts")
 
 def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, Any],
                            profile: Any, env_document: Document | None, executor: str,
-                           recipe: dict[str, Any]) -> list[Diagnostic]:
+                           recipe: dict[str, Any], resources: dict[str, Any] | None = None
+                           ) -> list[Diagnostic]:
     """What the stage at ``at`` (its ``env`` table) asks of ``executor`` that it cannot do."""
     from runspec.backends import REGISTRY, backend_for
 
@@ -66,7 +67,23 @@ def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, An
         refuse("startup_commands", f"the {executor} executor does not run startup_commands "
                "before the recipe, so they would be ignored", "remove startup_commands, or do "
                "that setup in the recipe (or its runtime_env)")
+    nodes_path = _resources_path(document, at, "nodes")
+    nodes = (resources or {}).get("nodes")
+    if not caps.multi_node and isinstance(nodes, int) and not isinstance(nodes, bool) \
+            and nodes > 1 and nodes_path is not None:
+        out.append(Diagnostic.at(
+            document.value_position(nodes_path), format_path(nodes_path),
+            f"the {executor} executor starts one process group on one node, got nodes = "
+            f"{nodes}", "use a Slurm profile for multi-node jobs, or nodes = 1", document))
     launch = recipe.get("launch")
+    procs_path = _resources_path(document, at, "procs_per_node")
+    procs = (resources or {}).get("procs_per_node")
+    if launch in caps.one_process_launches and procs_path is not None and procs not in (None, 1):
+        out.append(Diagnostic.at(
+            document.value_position(procs_path), format_path(procs_path),
+            f'launch = "{launch}" on {executor} starts one process per node, not {procs}',
+            "leave procs_per_node out (Ray's workers use the node's cpus_per_task and "
+            "gpus_per_node)", document))
     if launch in LAUNCHES and launch not in caps.launch_modes:  # others: the schema says
         hint = ('use a Ray profile (executor = "ray"; without an address runspec starts a '
                 "local head)" if launch == "ray" else
@@ -76,6 +93,16 @@ def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, An
                                  f'the {executor} executor cannot start launch = "{launch}"',
                                  hint, document))
     return out
+
+
+def _resources_path(document: Document, at: KeyPath, key: str) -> KeyPath | None:
+    """Where the manifest sets ``resources.KEY`` for the stage at ``at`` (the stage's own
+    table wins over the top level), if it does."""
+    stage = at[:-1] if at and at[-1] == "env" else at
+    for path in (stage + ("resources", key), ("resources", key)):
+        if path in document.positions:
+            return path
+    return None
 
 
 def campaign_diagnostics(document: Document, at: KeyPath, campaign: Any) -> list[Diagnostic]:

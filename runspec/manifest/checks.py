@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runspec.manifest.document import Document, KeyPath, format_path
+from runspec.manifest.document import Document, KeyPath, format_path, subtable
 from runspec.manifest.errors import Diagnostic
 from runspec.manifest.suggest import (
     all_of,
@@ -402,7 +402,7 @@ def count_runs(data: dict[str, Any]) -> dict[tuple[str, ...], RunCount]:
     expanding anything: grid = product, zip = length, random = samples, include adds
     (at most) its points, exclude is ignored (an upper bound). Wrong types count as one:
     the schema reports them."""
-    top_campaign = data.get("campaign") if isinstance(data.get("campaign"), dict) else {}
+    top_campaign = subtable(data, "campaign")
     stages = data.get("stages")
     if not (isinstance(stages, dict) and stages):
         count = unit_count(data.get("sweep"), top_campaign, ("campaign",))
@@ -411,7 +411,7 @@ def count_runs(data: dict[str, Any]) -> dict[tuple[str, ...], RunCount]:
     by_name: dict[str, RunCount] = {}
     for name in _dependency_order(stages):
         stage = stages[name]
-        own = stage.get("campaign") if isinstance(stage.get("campaign"), dict) else {}
+        own = subtable(stage, "campaign")
         campaign = {**top_campaign, **own}
         at = ("stages", name, "campaign") if own else ("campaign",)
         count = unit_count(stage.get("sweep"), campaign, at)
@@ -509,8 +509,8 @@ def _shorten(text: str, width: int = 24) -> str:
 
 def _consumed(stage: dict[str, Any]) -> list[str]:
     """Upstream stages whose every run this stage runs once for (``render._fan_out``)."""
-    recipe = stage.get("recipe") if isinstance(stage.get("recipe"), dict) else {}
-    artifacts = stage.get("artifacts") if isinstance(stage.get("artifacts"), dict) else {}
+    recipe = subtable(stage, "recipe")
+    artifacts = subtable(stage, "artifacts")
     text = json.dumps([recipe.get(k) for k in ("script", "module", "target", "command",
                                                 "args", "overrides")]
                       + [a.get("uri") for a in artifacts.values() if isinstance(a, dict)],
@@ -552,15 +552,15 @@ _PATH_KEYS = (("recipe", "script"), ("recipe", "config"), ("recipe", "workdir"),
 
 def _path_values(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str, dict[str, Any]]]:
     """(key path, value, the sweep parameters in scope) of every value that names a file."""
-    stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
+    stages = subtable(data, "stages")
     units = [((), data)] + [(("stages", n), u) for n, u in stages.items() if isinstance(u, dict)]
     for at, unit in units:
-        sweep = unit.get("sweep") if isinstance(unit.get("sweep"), dict) else {}
-        parameters = sweep.get("parameters") if isinstance(sweep.get("parameters"), dict) else {}
+        sweep = subtable(unit, "sweep")
+        parameters = subtable(sweep, "parameters")
         keys = [*_PATH_KEYS, *((("extends",), ("outputs", "root"), ("outputs", "state"))
                                if not at else ())]
-        outputs = unit.get("outputs") if isinstance(unit.get("outputs"), dict) else {}
-        produced = outputs.get("artifacts") if isinstance(outputs.get("artifacts"), dict) else {}
+        outputs = subtable(unit, "outputs")
+        produced = subtable(outputs, "artifacts")
         keys += [("outputs", "artifacts", n, "path") for n in produced]
         for key in keys:
             node: Any = unit

@@ -67,8 +67,9 @@ class Document:
                 first, second = (
                     (located.value, located.key) if prefer_value else (located.key, located.value)
                 )
-                if first or second:
-                    return first or second
+                found = first or second
+                if found is not None:
+                    return found
             probe = probe[:-1]
         return Position(self.display or str(self.path), 1, 1)
 
@@ -77,6 +78,13 @@ class Document:
         if lines and 1 <= position.line <= len(lines):
             return lines[position.line - 1]
         return None
+
+
+def subtable(node: Any, key: str) -> dict[str, Any]:
+    """``node[key]`` if it is a table, else an empty one: data not yet checked by the
+    schema, read without tripping over a wrong type."""
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def format_path(path: KeyPath) -> str:

@@ -123,6 +123,14 @@ DirectiveName: Any = _name(DIRECTIVE_NAME_PATTERN, "sbatch option name",
                       "use the long option name in lowercase without its dashes, e.g. "
                       "reservation or mail-type", RENDERED_DIRECTIVES)
 
+# The field types built above, by name (an annotation must name a type, not call a function);
+# ``Any`` for the type checker, which cannot evaluate what pydantic reads from them.
+Memory: Any = one_line(MEM_PATTERN)
+WallTime: Any = one_line(TIME_PATTERN)
+SourceName: Any = one_line(ENV_NAME_PATTERN)
+EnvTable: Any = named(EnvName, EnvValue)
+DirectiveTable: Any = named(DirectiveName, OneLine | int | bool)
+
 
 class Strict(BaseModel):
     """Base for every manifest model: unknown keys are errors, values are not coerced silently."""
@@ -139,12 +147,12 @@ class ResourceFields(Strict):
                                       examples=[0, 8])
     cpus_per_task: int | None = Field(None, ge=1, le=16_384,
                                       description="CPUs per Slurm task, as Nemotron means it.")
-    mem: one_line(MEM_PATTERN) | None = Field(
+    mem: Memory | None = Field(
         None,
         description='Memory per node: a number with an optional K, M, G or T suffix; "0" means all.',
         examples=["16G", "0"],
     )
-    time: one_line(TIME_PATTERN) | None = Field(
+    time: WallTime | None = Field(
         None, description='Wall-time limit: "[D-]HH:MM[:SS]" or whole minutes.',
         examples=["00:20:00", "1-00:00:00"],
     )
@@ -153,7 +161,7 @@ class ResourceFields(Strict):
 class CommonFields(Strict):
     """Keys every executor understands."""
 
-    env_vars: named(EnvName, EnvValue) = Field(
+    env_vars: EnvTable = Field(
         default_factory=dict,
         description="Environment variables for every job of this profile (Nemotron's name); "
         "names are letters, digits and _, not starting with a digit.",
@@ -194,7 +202,7 @@ class SlurmFields(Strict):
     exclusive: bool | None = Field(None, description="Request whole nodes (--exclusive).")
     ntasks_per_node: int | None = Field(None, ge=1, le=4096,
                                         description="Tasks per node (Nemotron's key).")
-    extra_directives: named(DirectiveName, OneLine | int | bool) = Field(
+    extra_directives: DirectiveTable = Field(
         default_factory=dict,
         description="Further #SBATCH directives, long option name → value (true for a bare flag, "
         "false leaves it out); not the ones runspec writes itself (job-name, output, partition…).",
@@ -277,7 +285,8 @@ def executor_variants(base: type[Strict], suffix: str, noun: str) -> tuple[dict[
         "__doc__": f"{noun.capitalize()} without `executor`: it is inherited (default: local).",
     })
     tagged = [Annotated[m, Tag(e)] for e, m in models.items()]
-    union = Annotated[Union[*tagged, Annotated[inheriting, Tag("inherit")]],  # noqa: UP007
+    # A union of classes made at run time, for pydantic: no static type to check.
+    union = Annotated[Union[*tagged, Annotated[inheriting, Tag("inherit")]],  # type: ignore[valid-type]  # noqa: UP007
                       Discriminator(_executor_tag)]
     return models | {"inherit": inheriting}, union
 
@@ -288,17 +297,21 @@ class ProfileBase(CommonFields, ResourceFields):
     )
 
 
+Profile: Any  # the union pydantic reads (built at run time)
 PROFILE_MODELS, Profile = executor_variants(ProfileBase, "Profile", "a profile")
 
 
 class SecretRef(Strict):
     """A secret by reference: the value is read from the launching environment, never stored."""
 
-    from_env: one_line(ENV_NAME_PATTERN) = Field(
+    from_env: SourceName = Field(
         description="Name of the environment variable holding the secret: letters, digits and _, "
         "not starting with a digit.",
         examples=["WANDB_API_KEY"],
     )
+
+
+SecretTable: Any = named(EnvName, SecretRef)
 
 
 class EnvBase(CommonFields):
@@ -309,18 +322,19 @@ class EnvBase(CommonFields):
     file: str | None = Field(
         None, description="Path of env.toml (default: the nearest env.toml at or above the manifest).",
     )
-    vars: named(EnvName, EnvValue) = Field(
+    vars: EnvTable = Field(
         default_factory=dict, description="Environment variables for the job; names are "
         "letters, digits and _, not starting with a digit.",
         examples=[{"OMP_NUM_THREADS": "1"}],
     )
-    secrets: named(EnvName, SecretRef) = Field(
+    secrets: SecretTable = Field(
         default_factory=dict,
         description="Secrets by reference only: NAME = { from_env = \"VAR\" }.",
         examples=[{"WANDB_API_KEY": {"from_env": "WANDB_API_KEY"}}],
     )
 
 
+Env: Any  # the union pydantic reads (built at run time)
 ENV_MODELS, Env = executor_variants(EnvBase, "Env", "an execution environment")
 LocalEnv, SlurmEnv, RayEnv, NemoRunEnv, InheritingEnv = (
     ENV_MODELS[k] for k in (*EXECUTORS, "inherit"))

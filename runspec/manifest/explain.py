@@ -133,7 +133,7 @@ class Explainer:
             for key in instance:
                 if key in properties:
                     continue
-                hint = did_you_mean(key, properties) or self.elsewhere(key) or (
+                hint: str | None = did_you_mean(key, properties) or self.elsewhere(key) or (
                     f"expected one of {one_of(sorted(properties))}" if properties else
                     "this table takes no keys")
                 out.append(self.diag(path + (key,), "unknown key", hint, on_value=False))
@@ -146,10 +146,10 @@ class Explainer:
                     example = (prop.get("examples") or [None])[0]
                     hint = f"for example {assignment(fmt, key, example)}" if example is not None \
                         else None
-                    found = self.diag(path + (key,), "required key is missing", hint,
-                                      on_value=False)
+                    missing = self.diag(path + (key,), "required key is missing", hint,
+                                        on_value=False)
                     # At the top level there is no line to show: the key is simply absent.
-                    out.append(found.without_source() if not path else found)
+                    out.append(missing.without_source() if not path else missing)
             return out
         if kind in ("oneOf", "anyOf"):
             return self.explain_union(error, path)
@@ -342,6 +342,8 @@ def _accepts_type(branch: dict, kind: str) -> bool:
 
 
 def _branch_summary(branch: dict) -> str:
+    if "const" in branch:
+        return json.dumps(branch["const"])
     declared = branch.get("type")
     if declared == "object" and branch.get("required"):
         return f"a table with {one_of(branch['required'])}"

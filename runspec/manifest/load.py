@@ -13,7 +13,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from runspec.manifest.document import (
     MAX_DEPTH,
@@ -287,6 +287,10 @@ def parse_toml(text: str, file: str) -> tuple[Any, dict[KeyPath, Located]]:
         raise _limit_error(limit, file, text, positions) from None
 
 
+@overload
+def _toml_positions(text: str, file: str, valid: Literal[True]) -> dict[KeyPath, Located]: ...
+@overload
+def _toml_positions(text: str, file: str, valid: bool) -> dict[KeyPath, Located] | None: ...
 def _toml_positions(text: str, file: str, valid: bool) -> dict[KeyPath, Located] | None:
     """The scanner's positions; None where the text (not yet ``valid``) is not TOML."""
     from runspec.manifest.toml_positions import TooDeep, toml_positions
@@ -398,7 +402,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Located]]:
         return _yaml_plain(data, (), file, positions, _Budget(), 0, set()), positions
     except _Limit as limit:
         if limit.alias is not None:  # ruamel places an alias at its anchor: find the alias
-            where, name, at = limit.alias
+            _, name, at = limit.alias
             mark = _alias_mark(text, at)
             if mark is not None:
                 limit.alias = (Position(file, *mark), name, at)
@@ -437,7 +441,9 @@ def _flow_too_deep(text: str) -> tuple[int, int] | None:
                 skip = _line_end(text, at)
         elif sign in "&!":
             if node_start:
-                node = _PROPERTY.match(text, at).end()
+                anchor_or_tag = _PROPERTY.match(text, at)
+                assert anchor_or_tag is not None  # the pattern matches the empty text too
+                node = anchor_or_tag.end()
         elif sign in "\"'":
             if node_start:
                 quoted = (_DOUBLE_QUOTED if sign == '"' else _SINGLE_QUOTED).match(text, at + 1)

@@ -7,14 +7,15 @@ Models describe structure only; rules that span several fields or need the file 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from runspec.manifest.executors import Env, OneLine, Strict, one_line
-from runspec.manifest.vocabulary import MEM_PATTERN, NAME_PATTERN, TIME_PATTERN
+from runspec.manifest.executors import Env, Memory, OneLine, Strict, WallTime, one_line
+from runspec.manifest.vocabulary import NAME_PATTERN
 
 Scalar = str | int | float | bool
+ManifestName: Any = one_line(NAME_PATTERN)  # a pydantic type built at run time
 
 
 class Recipe(Strict):
@@ -60,20 +61,21 @@ class Resources(Strict):
     """Compute resources per run."""
 
     nodes: int = Field(1, ge=1, le=100_000, description="Number of nodes.", examples=[1, 2])
-    procs_per_node: int = Field(
-        1, ge=1, le=4096, description="Processes per node (torchrun --nproc_per_node, Slurm tasks).",
+    procs_per_node: Annotated[int, Field(ge=1, le=4096)] | Literal["gpu"] = Field(
+        1, description='Processes per node (torchrun --nproc_per_node, Slurm tasks); "gpu": '
+        "one torchrun process per GPU the node has (torchrun launch only).",
         examples=[2, 8],
     )
     gpus_per_node: int = Field(0, ge=0, le=1024, description="GPUs per node.", examples=[0, 8])
     cpus_per_task: int | None = Field(
         None, ge=1, le=16_384, description="CPUs per Slurm task: per process; on Slurm a "
         "torchrun launcher is one task per node, whose workers share them.")
-    mem: one_line(MEM_PATTERN) | None = Field(
+    mem: Memory | None = Field(
         None,
         description="Memory per node: a number with an optional K, M, G or T suffix, no space.",
         examples=["16G"],
     )
-    time: one_line(TIME_PATTERN) | None = Field(
+    time: WallTime | None = Field(
         None, description='Wall-time limit: "[D-]HH:MM[:SS]" or whole minutes.',
         examples=["00:20:00", "120"],
     )
@@ -257,7 +259,7 @@ class Manifest(Strict):
     schema_: Literal["runspec/v1"] = Field(
         alias="schema", description="Manifest format version.", examples=["runspec/v1"]
     )
-    name: one_line(NAME_PATTERN) = Field(
+    name: ManifestName = Field(
         description="Identity of this manifest in state and run keys: letters, digits, '.', '_' "
         "and '-', starting with a letter or digit.",
         examples=["tiny-gpt-lr"],

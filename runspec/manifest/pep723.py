@@ -9,8 +9,13 @@ A script may start with::
     # launch = "torchrun"
     # ///
 
-Its values become defaults that the manifest overrides. Unlike Nemotron we check them:
-``launch = "python"`` is an error that lists what is allowed.
+Its values become defaults that the manifest overrides, with Nemotron's meanings:
+``run.cmd`` (with ``{script}`` / ``{config}``) is how the script starts; ``image`` is the
+default container; ``[tool.runspec.env]`` is exported; ``config.format = "json"`` hands the
+script a JSON config; ``gpus_per_node = "gpu"`` is one torchrun process per visible GPU; a
+missing ``run.launch`` is ``torchrun``, and a launch runspec does not know (``"python"``)
+runs the script directly, with a note in the plan. Unlike Nemotron we check the types and
+names of every key, at its line in the script.
 """
 
 from __future__ import annotations
@@ -70,6 +75,10 @@ def script_blocks(text: str) -> list[Block]:
     return found
 
 CONFIG_FORMATS = ("omegaconf", "yaml", "json")
+GPU_COUNT = "gpu"
+"""``gpus_per_node = "gpu"``: as many torchrun processes as the node has GPUs."""
+NEMOTRON_DEFAULT_LAUNCH = "torchrun"
+"""What Nemotron runs a script with when its block names no ``run.launch``."""
 
 # key path → (expected python types, allowed values or None, description)
 RUNSPEC_KEYS: dict[tuple[str, ...], tuple[tuple[type, ...], tuple[str, ...] | None]] = {
@@ -79,7 +88,7 @@ RUNSPEC_KEYS: dict[tuple[str, ...], tuple[tuple[type, ...], tuple[str, ...] | No
     ("image",): ((str,), None),
     ("setup",): ((str,), None),
     ("run",): ((dict,), None),
-    ("run", "launch"): ((str,), LAUNCHES),
+    ("run", "launch"): ((str,), None),  # unknown values run directly (with a note)
     ("run", "cmd"): ((str,), None),
     ("run", "workdir"): ((str,), None),
     ("config",): ((dict,), None),
@@ -88,7 +97,7 @@ RUNSPEC_KEYS: dict[tuple[str, ...], tuple[tuple[type, ...], tuple[str, ...] | No
     ("config", "format"): ((str,), CONFIG_FORMATS),
     ("resources",): ((dict,), None),
     ("resources", "nodes"): ((int,), None),
-    ("resources", "gpus_per_node"): ((int,), None),
+    ("resources", "gpus_per_node"): ((int, str), None),
     ("env",): ((dict,), None),
 }
 
@@ -99,6 +108,18 @@ class ScriptSpec:
 
     path: Path
     data: dict[str, Any]
+    where: Any = None  # key path → (Position, source line), for diagnostics at the script
+
+    def diagnostic(self, path: tuple[str, ...], message: str, hint: str | None = None,
+                   severity: str = "error") -> Diagnostic:
+        """A diagnostic at the key's line in the script (the block's first line if unknown)."""
+        if self.where is not None:
+            position, source = self.where(path)
+            return Diagnostic(position.file, position.line, position.col,
+                              "tool.runspec." + ".".join(path), message, hint, severity,
+                              length=position.length, source=source)
+        return Diagnostic(str(self.path), 1, 1, "tool.runspec." + ".".join(path), message, hint,
+                          severity)
 
     def get(self, *keys: str, default: Any = None) -> Any:
         node: Any = self.data
@@ -111,7 +132,7 @@ class ScriptSpec:
 
 def read_script_spec(path: Path, display: str | None = None) -> ScriptSpec:
     """Parse and check the script's ``[tool.runspec]``; raises ManifestError with positions."""
-    file = display or str(path)
+    file = display or _shown(path)
     from runspec.manifest.load import MAX_BYTES, read_bytes
 
     try:  # a regular file only, and its first MAX_BYTES: the block sits at the top
@@ -160,7 +181,28 @@ def read_script_spec(path: Path, display: str | None = None) -> ScriptSpec:
     problems = list(_check(spec, positions, first_line, file, lines))
     if problems:
         raise ManifestError(problems)
-    return ScriptSpec(path, spec)
+
+    def where(key_path: tuple[str, ...]) -> tuple[Position, str | None]:
+        probe = ("tool", "runspec") + key_path
+        while probe:
+            found = _shift(positions.get(probe), first_line, True)
+            if found:
+                break
+            probe = probe[:-1]
+        found = found or Position(file, first_line, 1)
+        return found, lines[found.line - 1] if 0 < found.line <= len(lines) else None
+
+    return ScriptSpec(path, spec, where)
+
+
+def _shown(path: Path) -> str:
+    """The script as diagnostics name it: relative to the working directory where it can be."""
+    import os
+
+    try:
+        return os.path.relpath(path.resolve())
+    except (OSError, ValueError):
+        return str(path)
 
 
 def _block_error(toml_text: str, text: str, file: str, first_line: int, error: Exception
@@ -220,9 +262,17 @@ def _check(spec: Any, positions: dict, first_line: int, file: str, lines: list[s
                 expected = " or ".join({dict: "a table", str: "a string", int: "an integer"}[t]
                                        for t in types)
                 yield diag(child, f"expected {expected}, got {describe(value)}", None, True)
+            elif child == ("resources", "gpus_per_node") and isinstance(value, str) \
+                    and value != GPU_COUNT:
+                yield diag(child, f'expected an integer or "{GPU_COUNT}", got {describe(value)}',
+                           None, True)
             elif allowed is not None and str(value) not in allowed:
                 yield diag(child, f"expected {one_of(allowed)}, got {describe(value)}",
                            did_you_mean(str(value), allowed), True)
+            elif child == ("run", "cmd") and isinstance(value, str) and \
+                    (problem := _template_problem(value)):
+                yield diag(child, problem, "use only {script} and {config}; write other "
+                           "braces as {{ and }}", True)
             elif isinstance(value, dict):
                 yield from walk(value, child)
 
@@ -230,6 +280,15 @@ def _check(spec: Any, positions: dict, first_line: int, file: str, lines: list[s
         yield diag((), "expected a table", None, False)
         return
     yield from walk(spec, ())
+
+
+def _template_problem(command: str) -> str | None:
+    """Why ``run.cmd`` fails Nemotron's ``str.format(script=…, config=…)``, if it does."""
+    try:
+        command.format(script="", config="")
+    except (KeyError, IndexError, ValueError) as error:
+        return f"run.cmd is formatted with {{script}} and {{config}} only: {error!s}"
+    return None
 
 
 def default_config_under(spec: ScriptSpec, chosen: Path) -> Path | None:
@@ -244,3 +303,31 @@ def default_config_under(spec: ScriptSpec, chosen: Path) -> Path | None:
     if chosen.parent != directory or chosen == default or not default.is_file():
         return None
     return default
+
+
+@dataclass(frozen=True)
+class ScriptLaunch:
+    """How the block says the script starts: the launch mode, the ``run.cmd`` template if
+    any, and a note when the block's launch is one runspec runs as ``direct``."""
+
+    launch: str | None
+    command: str | None
+    note: str | None
+
+
+def script_launch(spec: ScriptSpec) -> ScriptLaunch:
+    """``run.launch`` / ``run.cmd`` with Nemotron's defaults. ``cmd`` is verbatim: with it a
+    torchrun launch is replaced by the command (as Nemotron does), and a Ray launch runs the
+    command as its entrypoint."""
+    if not spec.data:
+        return ScriptLaunch(None, None, None)
+    command = spec.get("run", "cmd")
+    launch = spec.get("run", "launch", default=NEMOTRON_DEFAULT_LAUNCH)
+    note = None
+    if launch not in LAUNCHES:
+        note = (f'{spec.path.name}: run.launch = "{launch}" is not a launch runspec knows; '
+                'it runs as "direct" (the script, or its run.cmd, in one process)')
+        launch = "direct"
+    if command is not None and launch == "torchrun":
+        launch = "direct"  # Nemotron: an explicit cmd is forwarded as-is
+    return ScriptLaunch(launch, command, note)

@@ -8,6 +8,7 @@ wins, key by key); cycles are errors. Works on plain data with positions so that
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,8 +25,17 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {"local": {"executor": "local"}}
 """Profiles that exist without an env.toml: the embedded local default."""
 
 
+ENV_FILE_VARIABLE = "NEMOTRON_ENV_FILE"
+"""Names the env.toml to use instead of searching for one (as in Nemotron)."""
+
+
 def find_env_file(start: Path) -> Path | None:
-    """The nearest env.toml at or above ``start``, stopping at a project root (.git, pyproject)."""
+    """``$NEMOTRON_ENV_FILE`` if set; else the nearest env.toml at or above ``start``,
+    stopping at a project root (.git, pyproject.toml). A manifest's ``env.file`` wins over
+    both."""
+    named = os.environ.get(ENV_FILE_VARIABLE)
+    if named:
+        return Path(os.path.expanduser(named))
     try:
         directory = start.resolve()
     except (OSError, RuntimeError, ValueError):  # a symlink loop: no env.toml to find
@@ -98,7 +108,7 @@ def resolve_profile(env: EnvFileDocument | None, name: str, where: Diagnostic | 
     current: str | None = name
     layers: list[tuple[dict[str, Any], dict[KeyPath, Located]]] = []
     while current is not None:
-        if current in chain:
+        if current in chain and env is not None:  # a chain exists only with an env.toml
             cycle = " → ".join([*chain, current])
             position = env.document.value_position((chain[-1], "extends"))
             raise ManifestError([Diagnostic.at(position, f"{chain[-1]}.extends",
@@ -109,7 +119,7 @@ def resolve_profile(env: EnvFileDocument | None, name: str, where: Diagnostic | 
             table = BUILTIN_PROFILES[current]
         if not isinstance(table, dict):
             raise ManifestError([_unknown_profile(env, current, chain, where)])
-        if len(chain) >= MAX_EXTENDS:
+        if len(chain) >= MAX_EXTENDS and env is not None:
             raise _chain_too_long(env, chain, current)
         chain.append(current)
         positions = env.positions_by_profile.get(current, {}) if env is not None else {}

@@ -31,6 +31,7 @@ def schema_dir() -> Path:
 
 def generate(kind: str) -> dict[str, Any]:
     """The JSON Schema for ``run`` (a manifest), ``env`` (env.toml) or ``result`` (result.json)."""
+    from pydantic import BaseModel
     from pydantic.json_schema import GenerateJsonSchema
 
     from runspec.manifest.executors import EnvFile
@@ -43,7 +44,8 @@ def generate(kind: str) -> dict[str, Any]:
         def nullable_schema(self, schema):
             return self.generate_inner(schema["schema"])
 
-    model = {"run": Manifest, "env": EnvFile, "result": Result}[kind]
+    models: dict[str, type[BaseModel]] = {"run": Manifest, "env": EnvFile, "result": Result}
+    model = models[kind]
     if kind == "result":  # written by a program, where null means "measured nothing"
         body = model.model_json_schema()
     else:

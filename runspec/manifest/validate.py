@@ -16,7 +16,7 @@ from typing import Any
 
 from runspec.manifest.capabilities import campaign_diagnostics, capability_diagnostics
 from runspec.manifest.checks import Checker
-from runspec.manifest.document import Document, KeyPath, format_path
+from runspec.manifest.document import Document, KeyPath, format_path, subtable
 from runspec.manifest.errors import Diagnostic, ManifestError, sort_key
 from runspec.manifest.explain import Explainer, validator_for
 from runspec.manifest.load import MANIFEST_SUFFIXES, load_manifest
@@ -80,7 +80,34 @@ def validate_file(path: str | Path) -> list[Diagnostic]:
         document = load_manifest(path)
     except ManifestError as error:
         return error.diagnostics
-    return validate_document(document)
+    found = validate_document(document)
+    if any(d.severity == "error" for d in found) or not _applies_recipe_settings(document):
+        return found
+    # What the script's [tool.runspec] block and a config's run: section ask is applied where
+    # the plan is built: validate builds it too (about 1 s more), so it refuses all that plan
+    # would. Other manifests are covered by the checks above, without loading the models.
+    from runspec.plan.check import plan_diagnostics
+
+    return _unique_sorted(found + plan_diagnostics(path))
+
+
+def _applies_recipe_settings(document: Document) -> bool:
+    """Does a stage's script carry a ``[tool.runspec]`` block (a Nemotron recipe, whose
+    config's ``run:`` section is about the launch)?"""
+    from runspec.manifest.pep723 import read_script_spec
+
+    for at, unit in _units(document.data):
+        recipe = subtable(unit, "recipe")
+        ref = recipe.get("script")
+        if not isinstance(ref, str):
+            continue
+        path = Path(document.value_position(at + ("recipe", "script")).file).parent / ref
+        try:
+            if _is_file(path) and read_script_spec(path).data:
+                return True
+        except ManifestError:
+            continue
+    return False
 
 
 def validate_document(document: Document, max_runs: int | None = None) -> list[Diagnostic]:
@@ -183,7 +210,7 @@ def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
 
     out: list[Diagnostic] = []
     for at, unit in _units(document.data):
-        recipe = unit.get("recipe") if isinstance(unit.get("recipe"), dict) else {}
+        recipe = subtable(unit, "recipe")
         config_ref = recipe.get("config")
         if not isinstance(config_ref, str):
             continue  # no config (a PEP 723 default one is checked by plan)
@@ -208,7 +235,7 @@ def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
             continue
         sweep = unit.get("sweep") if at else document.data.get("sweep")
         parameters = sweep.get("parameters") if isinstance(sweep, dict) else None
-        artifacts = unit.get("artifacts") if isinstance(unit.get("artifacts"), dict) else {}
+        artifacts = subtable(unit, "artifacts")
         wanted = [(k, at + ("recipe", "overrides", *path), True)
                   for k, path in override_leaves(recipe.get("overrides")).items()]
         wanted += [(k, at + ("sweep", "parameters", k), True)  # resources.*: not config keys
@@ -231,11 +258,11 @@ def _config_key_diagnostics(document: Document) -> list[Diagnostic]:
 
 def _env_diagnostics(document: Document) -> list[Diagnostic]:
     data = document.data
-    top = data.get("env") if isinstance(data.get("env"), dict) else {}
+    top = subtable(data, "env")
     out = _check_env(document, ("env",), top, top)
     for at, unit in _units(data):
         if at:  # a stage without an env table runs on the top one: its recipe still counts
-            env = unit.get("env") if isinstance(unit.get("env"), dict) else {}
+            env = subtable(unit, "env")
             out += _check_env(document, at + ("env",), env, top)
         out += campaign_diagnostics(document, at, unit.get("campaign",
                                                            data.get("campaign") if at else None))
@@ -249,6 +276,7 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
     profile_name = inline.get("profile", top.get("profile"))
     env_file_ref = inline.get("file", top.get("file"))
     env_file: EnvFileDocument | None = None
+    env_path: Path | None = None
     if isinstance(env_file_ref, str):
         env_path = manifest_dir / env_file_ref
         if not _is_file(env_path):
@@ -256,9 +284,9 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
             return [Diagnostic.at(position, format_path(at + ("file",)),
                                   f'env file {_why_unreadable(env_path)}: "{env_path}"',
                                   document=document)]
-    else:
-        env_path = find_env_file(manifest_dir)
     try:
+        if not isinstance(env_file_ref, str):
+            env_path = find_env_file(manifest_dir)
         if env_path is not None:
             env_file = load_env_file(env_path, _display(env_path))
         profile = None
@@ -296,9 +324,15 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
     if not out:
         unit = document.data.get("stages", {}).get(at[1], {}) if len(at) > 1 else document.data
         recipe = unit.get("recipe") if isinstance(unit, dict) else None
+        resources: dict[str, Any] = {}
+        for layer in (profile.data if profile is not None else {}, document.data.get("resources"),
+                      unit.get("resources") if isinstance(unit, dict) and len(at) > 1 else None):
+            if isinstance(layer, dict):
+                resources.update({k: v for k, v in layer.items()
+                                  if k in ("nodes", "procs_per_node")})
         out += capability_diagnostics(document, at, inline, profile,
                                       env_file.document if env_file else None, executor,
-                                      recipe if isinstance(recipe, dict) else {})
+                                      recipe if isinstance(recipe, dict) else {}, resources)
     return out
 
 
@@ -418,4 +452,4 @@ def validate_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagno
     diagnostics: list[Diagnostic] = []
     for file in files:
         diagnostics += validate_file(file)
-    return files, diagnostics
+    return files, list(dict.fromkeys(diagnostics))  # a script's warning once, not per manifest

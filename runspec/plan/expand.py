@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,7 @@ def sweep_points(sweep: Sweep | None, seed_name: str) -> list[Point]:
         points = _random_points(sweep, seed_name)
     else:
         columns = [parameter_values(n, sweep.parameters[n]) for n in names]
+        rows: Iterable[tuple[Any, ...]]
         if sweep.mode == "zip":
             lengths = {n: len(c) for n, c in zip(names, columns, strict=True)}
             if len(set(lengths.values())) > 1:

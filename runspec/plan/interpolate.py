@@ -17,6 +17,10 @@ _REFERENCE = re.compile(r"\$\{([^${}]+)\}")
 PLAN_NAMESPACES = ("sweep", "run", "stage")
 
 
+class Unresolved(str):
+    """A reference left as written for the job to resolve (a value runspec cannot know)."""
+
+
 class InterpolationError(ValueError):
     """An interpolation that cannot be resolved at plan time; carries a hint."""
 
@@ -86,8 +90,10 @@ class Interpolator:
             if self.artifact is None:
                 raise InterpolationError(f"${{{expression}}} is not available here")
             # A plain-path input may itself be a reference (${stage.prep.outputs.data}).
-            return self.resolve(self.artifact(name.strip(), field.strip() or "path"),
-                                (*stack, expression))
+            value = self.artifact(name.strip(), field.strip() or "path")
+            if isinstance(value, Unresolved):
+                return value
+            return self.resolve(value, (*stack, expression))
         namespace, _, name = expression.partition(".")
         if namespace == "sweep":
             if name not in self.sweep:

@@ -97,6 +97,7 @@ class Plan:
     runs: list[Run]
     specs: dict[str, RunSpec] = field(default_factory=dict)
     deferred: dict[str, str] = field(default_factory=dict)   # stage → why it is not planned yet
+    notes: list[Any] = field(default_factory=list)   # Diagnostic warnings shown with the plan
 
     def by_key(self) -> dict[str, Run]:
         return {run.key: run for run in self.runs}

@@ -20,12 +20,19 @@ from runspec.artifacts.uri import output_variable
 from runspec.backends import backend_for
 from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic, ManifestError
+from runspec.manifest.pep723 import GPU_COUNT
 from runspec.plan import yamltext
-from runspec.plan.command import measured, recipe_argv
+from runspec.plan.command import CommandError, measured, recipe_argv
 from runspec.plan.dotted import UnknownKey, all_keys, check_key, with_values
 from runspec.plan.expand import ExpandError, campaign_slots, sweep_points
 from runspec.plan.identity import digest, key_path, run_key
-from runspec.plan.interpolate import InterpolationError, Interpolator, as_text, has_reference
+from runspec.plan.interpolate import (
+    InterpolationError,
+    Interpolator,
+    Unresolved,
+    as_text,
+    has_reference,
+)
 from runspec.plan.ir import Plan, Run, RunSpec
 from runspec.plan.resolve import Resolved, ResolvedStage
 
@@ -36,6 +43,7 @@ class _Problems:
     def __init__(self, document: Document):
         self.document = document
         self.found: list[Diagnostic] = []
+        self.offline = False
 
     def at(self, path: KeyPath, message: str, hint: str | None = None,
            document: Document | None = None, on_key: bool = False) -> None:
@@ -49,10 +57,14 @@ class _Problems:
             raise ManifestError(sorted(unique, key=lambda d: (d.file, d.line, d.col)))
 
 
-def build_plan(resolved: Resolved) -> Plan:
-    """Expand and render every stage. Raises ManifestError listing every problem."""
+def build_plan(resolved: Resolved, offline: bool = False) -> Plan:
+    """Expand and render every stage. Raises ManifestError listing every problem.
+
+    ``offline`` (for ``validate``, which must not depend on what this machine's registry
+    holds): an ``art://`` input the registry lacks is left unpinned instead of an error."""
     name = resolved.manifest.name
     problems = _Problems(resolved.document)
+    problems.offline = offline
     plan = Plan(name=name, manifest_path=resolved.document.display,
                 manifest_digest=resolved.manifest_digest, root=resolved.root,
                 outputs_root=resolved.outputs_root,
@@ -86,11 +98,19 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     pinned = _pin_inputs(resolved, stage, problems)
     if config_keys is None or pinned is None:
         return []
+    left_to_recipe = _pin_run_section(resolved, stage, pinned)
+    unpinned = {n: a.uri for n, a in stage.artifacts.items()
+                if a.uri.startswith("art://") and n not in pinned}  # offline only
+    plan.notes.extend(stage.notes)
+    if left_to_recipe:
+        plan.notes.append(_recipe_resolves(stage, left_to_recipe))
+    kept_run = {n: (pinned[n][0].label if n in pinned else ref)
+                for n, ref in stage.run_section.items()}
     inputs = {n: {"version": v.label, "digest": v.metadata.get("digest"),
                   # the W&B artifact it was logged as (online runs only): use_artifact target
                   **({"wandb": v.metadata["wandb"]} if v.metadata.get("wandb") else {})}
               for n, (v, _) in sorted(pinned.items())}
-    artifact_field = _artifact_field(pinned, stage)
+    artifact_field = _artifact_field(pinned, stage, {**left_to_recipe, **unpinned})
     backend = backend_for(stage.env.executor)
     recipe = stage.recipe
     # A command recipe gets no --config argument, but its config.yaml is still rendered (it
@@ -99,11 +119,28 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
              if not k.startswith(RESOURCE_PREFIX)]
     renders_config = (recipe.config is not None or bool(recipe.overrides)
                       or bool(swept) or bool(stage.artifacts))
+    config_file = "config.json" if recipe.config_format == "json" else "config.yaml"
     per_run_config = has_reference(stage.base_config) or has_reference(recipe.overrides)
     resources = stage.resources.model_dump(exclude_none=True)
     if not backend.capabilities.multi_node and resources["nodes"] > 1:
-        problems.at(at + ("resources", "nodes") if at else ("resources", "nodes"),
-                    *_one_node(stage.env.executor, resources["nodes"]))
+        message, hint = _one_node(stage.env.executor, resources["nodes"])
+        _resource_problem(resolved, stage, "nodes", message, hint + "; or --set "
+                          "resources.nodes=1", problems)
+        return []
+    if recipe.launch not in backend.capabilities.launch_modes:
+        path = at + ("recipe", "launch")
+        message = f'the {stage.env.executor} executor cannot start launch = "{recipe.launch}"'
+        hint = ('use a Ray profile (executor = "ray"; without an address runspec starts a '
+                "local head), or a Slurm profile" if recipe.launch == "ray" else
+                "use one of: " + ", ".join(sorted(backend.capabilities.launch_modes)))
+        if path not in resolved.document.positions and stage.script.get("run", "launch"):
+            problems.found.append(stage.script.diagnostic(("run", "launch"), message, hint))
+        else:
+            problems.at(path, message, hint)
+        return []
+    if resources["procs_per_node"] == GPU_COUNT and not (
+            backend.capabilities.sees_all_gpus and recipe.launch == "torchrun"):
+        _resource_problem(resolved, stage, "gpus_per_node", *_gpu_count(stage), problems)
         return []
     cwd = recipe.workdir or "."
     here = _paths_from(cwd, resolved.root)
@@ -130,9 +167,10 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         run_dir = f"{resolved.outputs_root}/{key_path(key)}"
         context = {"key": key, "dir": run_dir, "stage": stage.name, "slot": slot.label,
                    "cycle": slot.cycle, "name": name}
+        consumed: dict[str, str] = {}
         interpolator = Interpolator(slot.point, context,
                                     _stage_lookup(stage_runs, resolved, stage.name, slot.point,
-                                                  consumed := {}),
+                                                  consumed),
                                     artifact_field)
         try:
             if slot.point_index not in shapes:  # once per point, not per cycle
@@ -145,11 +183,18 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                 configs[slot.point_index] = _config(stage, slot.point, config_keys, interpolator,
                                                     problems, pinned)
             config = configs.get(slot.point_index, {})
-            config_path = (here(f"{run_dir}/config.yaml")
+            if kept_run:  # Nemotron hands the script its artifact references, nothing else
+                config = {**config, "run": kept_run}
+            config_path = (here(f"{run_dir}/{config_file}")
                            if renders_config and recipe.kind != "command" else None)
-            argv = recipe_argv(recipe, resources["procs_per_node"], config_path,
-                               None if not backend.capabilities.multi_node
-                               or resources["nodes"] == 1 else [])
+            try:
+                argv = recipe_argv(recipe, resources["procs_per_node"], config_path,
+                                   None if not backend.capabilities.multi_node
+                                   or resources["nodes"] == 1 else [])
+            except CommandError as error:
+                problems.found.append(stage.script.diagnostic(("run", "cmd"), error.message,
+                                                              error.hint))
+                raise _Stop from None
             # Arguments and environment values are text, whatever type a reference resolved to.
             if argv_refs:
                 argv = [as_text(a) for a in
@@ -159,6 +204,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             variables = ({k: as_text(v) for k, v in _interpolated(
                 interpolator, stage.env.vars, ("env", "vars"), problems).items()}
                 if vars_refs else stage.env.vars)
+            if left_to_recipe and vars_refs:
+                _no_recipe_references(variables, stage, problems)
             produced = {n: (str(_interpolated(interpolator, o.path,
                                               at + ("outputs", "artifacts", n, "path"), problems)),
                             o.type) for n, o in stage.outputs.items()}
@@ -195,7 +242,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
 
         def files(spec=spec, config=config, slot=slot, run_digest=run_digest,
                   job_tail=job_tail) -> dict[str, str]:
-            rendered = {"config.yaml": yamltext.dump(config)} if renders_config else {}
+            rendered = {config_file: _config_text(config, recipe.config_format)} \
+                if renders_config else {}
             rendered["job.yaml"] = job_head + _job_yaml_run(spec, slot, inputs) + job_tail
             rendered.update(backend_files(spec, resolved.root, run_digest))
             return rendered
@@ -208,6 +256,27 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
 
 
 RESOURCE_PREFIX = "resources."
+
+
+def _resource_problem(resolved: Resolved, stage: ResolvedStage, key: str, message: str,
+                      hint: str, problems: _Problems) -> None:
+    """At the manifest's setting, else at the script's ``[tool.runspec.resources]`` line."""
+    path = stage.at + ("resources", key)
+    if path not in resolved.document.positions and stage.script.get("resources", key) is not None:
+        problems.found.append(stage.script.diagnostic(("resources", key), message, hint))
+    else:
+        problems.at(path, message, hint)
+
+
+def _gpu_count(stage: ResolvedStage) -> tuple[str, str]:
+    if stage.recipe.launch != "torchrun":
+        return (f'gpus_per_node = "{GPU_COUNT}" means one torchrun process per GPU, but the '
+                f'recipe runs with launch = "{stage.recipe.launch}"',
+                "set resources.gpus_per_node (and procs_per_node) to numbers")
+    return (f'gpus_per_node = "{GPU_COUNT}" leaves the GPU count to the node, but the '
+            f"{stage.env.executor} executor allocates GPUs by count",
+            "set resources.gpus_per_node in the manifest or profile (torchrun then starts "
+            "one process per GPU)")
 
 
 def _one_node(executor: str, nodes: int) -> tuple[str, str]:
@@ -258,7 +327,9 @@ def _paths_from(cwd: str, root) -> Any:
         return lambda path: path
     if posixpath.isabs(cwd):  # e.g. a container's /opt/app: hand the recipe absolute paths
         return lambda path: posixpath.join(root.as_posix(), path)
-    return lambda path: posixpath.relpath(path, cwd)
+    base = root.as_posix()  # relpath against the manifest's directory, not this process's
+    start = posixpath.normpath(posixpath.join(base, cwd))
+    return lambda path: posixpath.relpath(posixpath.normpath(posixpath.join(base, path)), start)
 
 
 def _template_digest(stage: ResolvedStage, resolved: Resolved) -> str | None:
@@ -329,7 +400,7 @@ def _override_path(stage: ResolvedStage, key: str) -> KeyPath:
 
 def _config(stage: ResolvedStage, point: dict[str, Any], keys: dict[str, str],
             interpolator: Interpolator, problems: _Problems, pinned: dict[str, Any]
-            ) -> dict[str, Any] | None:
+            ) -> dict[str, Any]:
     at = stage.at
     values: dict[str, Any] = {}
     for key, value in stage.recipe.overrides.items():
@@ -397,17 +468,90 @@ def _pin_inputs(resolved: Resolved, stage: ResolvedStage, problems: _Problems
         where = stage.at + ("artifacts", name, "uri")
         try:
             ref = parse(artifact.uri)
-            pinned[name] = (registry.resolve(ref), ref.subpath)
         except ArtifactError as error:
             problems.at(where, error.message, error.hint)
             ok = False
+            continue
+        try:
+            pinned[name] = (registry.resolve(ref), ref.subpath)
+        except ArtifactError as error:
+            if not problems.offline:
+                problems.at(where, error.message, error.hint)
+                ok = False
     return pinned if ok else None
 
 
-def _artifact_field(pinned: dict[str, Any], stage: ResolvedStage):
-    """``${art:NAME,FIELD}`` (Nemotron's syntax): FIELD is ``path`` or a metadata field."""
+def _pin_run_section(resolved: Resolved, stage: ResolvedStage, pinned: dict[str, Any]
+                     ) -> dict[str, str]:
+    """The config ``run:`` section's artifact references that runspec's registry holds are
+    pinned like declared inputs (into ``pinned``); the others are returned: the recipe
+    resolves them itself when it starts (Nemotron's kit, from W&B or its own registry)."""
+    from runspec.artifacts.registry import Registry
+    from runspec.artifacts.uri import ArtifactError, parse
+
+    left: dict[str, str] = {}
+    registry = Registry(resolved.artifacts_root)
+    for name, ref in stage.recipe_artifacts.items():
+        try:
+            parsed = parse(f"art://{ref}")
+            pinned[name] = (registry.resolve(parsed), parsed.subpath)
+        except ArtifactError:
+            left[name] = ref
+    return left
+
+
+def _no_recipe_references(variables: dict[str, str], stage: ResolvedStage,
+                          problems: _Problems) -> None:
+    """An environment variable is set before the recipe starts: an artifact reference only
+    the recipe can resolve would reach it as literal text."""
+    for name, value in variables.items():
+        if "${art:" in value:
+            path = ("run", "env", "env_vars", name)
+            document = stage.config_document
+            position = document.value_position(path) if document else None
+            problems.found.append(Diagnostic(
+                position.file if position else stage.recipe.config or "(config)",
+                position.line if position else 1, position.col if position else 1,
+                f"run.env.env_vars.{name}",
+                f"{name} = {value}: the artifact is not in runspec's registry, and an "
+                "environment variable is set before the recipe could resolve it",
+                "declare the artifact in the manifest ([artifacts.NAME] uri = \"art://…\"), "
+                f'or set recipe.overrides."run.env.env_vars.{name}" to a path'))
+            raise _Stop
+
+
+def _recipe_resolves(stage: ResolvedStage, left: dict[str, str]) -> Diagnostic:
+    names = ", ".join(f"{n} = {r}" for n, r in sorted(left.items()))
+    document = stage.config_document
+    first = sorted(left)[0]
+    position = document.value_position(("run", first)) if document else None
+    message = (f"run: {names} is not in runspec's artifact registry: the config keeps the "
+               "reference and its ${art:…} values, and the recipe resolves them when it "
+               "starts (runspec pins no version, and lineage does not show it)")
+    hint = f"declare [artifacts.{first}] uri = \"art://…\" to pin a version runspec knows"
+    if position is None:
+        return Diagnostic(stage.recipe.config or "(config)", 1, 1, "run", message, hint,
+                          "warning")
+    return Diagnostic.at(position, f"run.{first}", message, hint, document, "warning")
+
+
+def _config_text(config: dict[str, Any], config_format: str) -> str:
+    """The file the script reads: YAML, or JSON for ``config.format = "json"``."""
+    if config_format == "json":
+        return json.dumps(config, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    return yamltext.dump(config)
+
+
+def _artifact_field(pinned: dict[str, Any], stage: ResolvedStage,
+                    left_to_recipe: dict[str, str] | None = None):
+    """``${art:NAME,FIELD}`` (Nemotron's syntax): FIELD is ``path`` or a metadata field.
+    A run-section reference left to the recipe stays as written, for the recipe."""
 
     def lookup(name: str, field: str) -> Any:
+        if left_to_recipe and name in left_to_recipe:
+            return Unresolved(f"${{art:{name},{field}}}")
+        if name in stage.recipe_artifacts and name in pinned:
+            return _pinned_field(pinned, name, field)
         if name not in stage.artifacts:
             declared = ", ".join(stage.artifacts) or "none"
             raise InterpolationError(f"${{art:{name},{field}}}: no input artifact \"{name}\"",
@@ -417,17 +561,21 @@ def _artifact_field(pinned: dict[str, Any], stage: ResolvedStage):
                 return stage.artifacts[name].uri.removeprefix("file://")
             raise InterpolationError(f"${{art:{name},{field}}}: {name} is a plain path, which "
                                      "has no metadata")
-        version, subpath = pinned[name]
-        if field == "path":
-            return f"{version.path}/{subpath}" if subpath else version.path
-        if field == "version":
-            return version.number
-        if field not in version.metadata:
-            raise InterpolationError(f"${{art:{name},{field}}}: no field \"{field}\"",
-                                     f"fields: path, version, {', '.join(sorted(version.metadata))}")
-        return version.metadata[field]
+        return _pinned_field(pinned, name, field)
 
     return lookup
+
+
+def _pinned_field(pinned: dict[str, Any], name: str, field: str) -> Any:
+    version, subpath = pinned[name]
+    if field == "path":
+        return f"{version.path}/{subpath}" if subpath else version.path
+    if field == "version":
+        return version.number
+    if field not in version.metadata:
+        raise InterpolationError(f"${{art:{name},{field}}}: no field \"{field}\"",
+                                 f"fields: path, version, {', '.join(sorted(version.metadata))}")
+    return version.metadata[field]
 
 
 FAN_OUT_PREFIX = "stage."

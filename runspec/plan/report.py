@@ -96,6 +96,7 @@ def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, An
         "state": {"location": result.store.location, "lineage": state.lineage,
                   "serial": state.serial},
         "summary": {action: result.changes.count(action) for action in ACTIONS},
+        "notes": [d.to_json() for d in dict.fromkeys(plan.notes)],
         "changes": [
             {"key": c.key, "stage": c.stage, "action": c.action, "reasons": c.reasons,
              "digest": c.run.digest if c.run else None,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runspec.manifest.document import Document, Located, Position, format_path
+from runspec.manifest.document import Document, Located, Position, format_path, subtable
 from runspec.manifest.errors import Diagnostic, ManifestError
 from runspec.manifest.load import deep_merge, load_document, load_manifest
 from runspec.manifest.models import (
@@ -25,9 +25,16 @@ from runspec.manifest.models import (
     Resources,
     Sweep,
 )
-from runspec.manifest.pep723 import ScriptSpec, default_config_under, read_script_spec
+from runspec.manifest.pep723 import (
+    GPU_COUNT,
+    ScriptSpec,
+    default_config_under,
+    read_script_spec,
+    script_launch,
+)
 from runspec.manifest.profiles import find_env_file, load_env_file, resolve_profile
 from runspec.manifest.validate import validate_document
+from runspec.plan import run_section
 from runspec.plan.dotted import leaf_value, override_leaves
 from runspec.plan.identity import digest
 from runspec.plan.interpolate import as_text
@@ -52,6 +59,8 @@ class ResolvedRecipe:
     args: list[str]
     workdir: str | None
     override_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key → its table path
+    command: str | None = None     # the script's run.cmd, with {script} and {config}
+    config_format: str = "yaml"    # yaml | json: the file the script is handed
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,10 @@ class ResolvedStage:
     base_config: dict[str, Any] = field(default_factory=dict)
     config_document: Document | None = None
     at: tuple[str, ...] = ()       # where the stage lives in the manifest (for positions)
+    recipe_artifacts: dict[str, str] = field(default_factory=dict)  # config run: name → ref
+    run_section: dict[str, Any] = field(default_factory=dict)  # what the script keeps of run:
+    notes: list[Diagnostic] = field(default_factory=list)      # warnings to show with the plan
+    script: ScriptSpec = field(default_factory=lambda: ScriptSpec(Path(), {}))
 
 
 @dataclass
@@ -194,9 +207,6 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
         script_path = _declared_dir(document, at + ("recipe", "script")) / recipe_raw["script"]
         script_spec = read_script_spec(script_path)
         inputs.append(script_path)
-    env = _resolve_env(root, raw.get("env") or {}, (stage.get("env") or {}) if at else {}, inputs)
-    resources = _resolve_resources(script_spec, env[1], raw.get("resources") or {},
-                                   (stage.get("resources") or {}) if at else {})
     recipe = _resolve_recipe(document, root, recipe_raw, script_spec, at)
     campaign = deep_merge(raw.get("campaign") or {}, (stage.get("campaign") or {}) if at else {})
     measure = deep_merge(raw.get("measure") or {}, (stage.get("measure") or {}) if at else {})
@@ -211,6 +221,22 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
             inputs.append(default)
             base_config = deep_merge(load_document(default, display=_relative(root, default)).data,
                                      base_config)
+    section = run_section.RunSection()
+    if script_spec.data:  # a Nemotron recipe: its config's run: section is about the launch
+        base_config, section, recipe = _split_run_section(base_config, recipe, config_document)
+    env_top, env_stage = raw.get("env") or {}, (stage.get("env") or {}) if at else {}
+    if isinstance(section.env.get("workdir"), str) and "workdir" not in recipe_raw:
+        recipe = replace(recipe, workdir=section.env["workdir"])
+    env = _resolve_env(root, env_top, env_stage, inputs, script_spec,
+                       {k: _with_environment(v) for k, v in section.env.items()
+                        if k != "workdir"})
+    resources = _resolve_resources(script_spec, env[1], raw.get("resources") or {},
+                                   (stage.get("resources") or {}) if at else {}, recipe.launch)
+    if section:
+        context = {**section.values, "wandb": _wandb_defaults(root, env_top, measure),
+                   "recipe": {"name": script_spec.get("name", default=""),
+                              "script": recipe.entry if recipe.kind == "script" else ""}}
+        base_config = run_section.resolve_references(base_config, context)
     if env[0].settings.get("template"):
         inputs.append(root / env[0].settings["template"])
     return ResolvedStage(
@@ -230,7 +256,72 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
         base_config=base_config,
         config_document=config_document,
         at=at,
+        recipe_artifacts={k: v for k, v in section.artifacts.items()
+                          if k not in (stage.get("artifacts") or {})},
+        run_section=dict(section.artifacts),
+        notes=_script_notes(script_spec, env[0], root, recipe.workdir, base_config),
+        script=script_spec,
     )
+
+
+def _split_run_section(config: dict[str, Any], recipe: ResolvedRecipe,
+                       document: Document | None
+                       ) -> tuple[dict[str, Any], run_section.RunSection, ResolvedRecipe]:
+    """The config without Nemotron's ``run:`` section, the section (with the manifest's
+    ``run.*`` overrides applied), and the recipe without those overrides."""
+    from runspec.plan.dotted import with_values
+
+    ours = {k: v for k, v in recipe.overrides.items()
+            if recipe.override_paths.get(k, (k,))[0].lstrip("+") != run_section.RUN
+            and not k.lstrip("+").startswith(run_section.RUN + ".")}
+    theirs = {k: v for k, v in recipe.overrides.items() if k not in ours}
+    if theirs:
+        config = with_values(config, {k.lstrip("+"): v for k, v in theirs.items()})
+        recipe = replace(recipe, overrides=ours,
+                         override_paths={k: p for k, p in recipe.override_paths.items()
+                                         if k in ours})
+    rest, section = run_section.split(config)
+    if document is not None:
+        problems = run_section.diagnostics(document, {k.lstrip("+") for k in theirs})
+        if problems:
+            raise ManifestError(problems)
+    return rest, section, recipe
+
+
+def _wandb_defaults(root: Path, env: dict[str, Any], measure: dict[str, Any]) -> dict[str, Any]:
+    """``run.wandb`` as Nemotron fills it: env.toml's ``[wandb]``, with the manifest's
+    ``measure.wandb`` values over it."""
+    env_path = (root / env["file"]) if isinstance(env.get("file"), str) else find_env_file(root)
+    data = load_env_file(env_path).document.data if env_path and env_path.is_file() else {}
+    values = dict(data.get("wandb") or {}) if isinstance(data.get("wandb"), dict) else {}
+    ours = subtable(measure, "wandb")
+    values.update({k: v for k, v in ours.items() if v is not None})
+    return values
+
+
+def _script_notes(spec: ScriptSpec, env: ResolvedEnv, root: Path, workdir: str | None,
+                  config: dict[str, Any]) -> list[Diagnostic]:
+    """What the script's block asks that this stage does differently, said once in the plan."""
+    import json
+
+    notes = []
+    reads_pwd = "${oc.env:PWD" in json.dumps(config, default=str)
+    project = project_root(spec.path) if spec.data and workdir is None and reads_pwd else None
+    if project is not None and project != root.resolve():
+        notes.append(spec.diagnostic(
+            ("name",), f"Nemotron starts this recipe from its project root "
+            f"({_relative(root, project)} from the manifest), but runspec starts runs in the "
+            "manifest's directory, and its config's ${oc.env:PWD} paths point there", "put the manifest at the project root, beside pyproject.toml",
+            severity="warning"))
+    launch = script_launch(spec)
+    if launch.note:
+        notes.append(spec.diagnostic(("run", "launch"), launch.note, severity="warning"))
+    image = spec.get("image")
+    if image and env.container_image is None:
+        notes.append(spec.diagnostic(("image",), f'image "{image}" is not used: the '
+                                     f"{env.executor} executor runs no containers (the script "
+                                     "runs in this environment)", severity="warning"))
+    return notes
 
 
 def _model(model: Any, data: Any, document: Document, at: tuple[str | int, ...]) -> Any:
@@ -299,21 +390,43 @@ def _resolve_recipe(document: Document, root: Path, recipe: dict[str, Any], spec
             config = _relative(root, default)
     overrides = recipe.get("overrides") or {}
     leaves = override_leaves(overrides)
+    from_script = script_launch(spec)
+    workdir = recipe.get("workdir") or spec.get("run", "workdir")
     return ResolvedRecipe(
         kind=kind,
         entry=entry,
-        launch=recipe.get("launch") or spec.get("run", "launch") or "direct",
+        launch=recipe.get("launch") or from_script.launch or "direct",
         config=config,
         overrides={key: leaf_value(overrides, path) for key, path in leaves.items()},
         override_paths=leaves,
         args=list(recipe.get("args") or []),
-        workdir=recipe.get("workdir") or spec.get("run", "workdir"),
+        workdir=workdir,
+        command=from_script.command if kind == "script" else None,
+        config_format="json" if spec.get("config", "format") == "json" else "yaml",
     )
 
 
-def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any], inputs: list[Path]
-                 ) -> tuple[ResolvedEnv, dict[str, Any]]:
-    """The stage's execution environment, and the resource keys its profile sets."""
+def project_root(script: Path) -> Path | None:
+    """Where Nemotron starts a recipe: its project's root (the nearest directory above the
+    script with a pyproject.toml, short of a .git boundary), where configs'
+    ``${oc.env:PWD}`` paths point."""
+    try:
+        directory = script.resolve().parent
+    except (OSError, RuntimeError):
+        return None
+    for candidate in (directory, *directory.parents):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate
+        if (candidate / ".git").exists():
+            return None
+    return None
+
+
+def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any], inputs: list[Path],
+                 spec: ScriptSpec, run_env: dict[str, Any]) -> tuple[ResolvedEnv, dict[str, Any]]:
+    """The stage's execution environment, and the resource keys its profile sets. Under the
+    profile: the config's ``run.env`` (Nemotron's merge) and the script's ``image`` and
+    ``[tool.runspec.env]``, where the backend runs containers."""
     inline = deep_merge(top, stage)
     profile_name = inline.get("profile")
     profile_data: dict[str, Any] = {}
@@ -325,13 +438,19 @@ def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any], inputs:
             inputs.append(env_path)
         profile = resolve_profile(env_file, profile_name)
         profile_data, chain = profile.data, profile.chain
-    merged = deep_merge(profile_data, {k: v for k, v in inline.items() if k != "executor"})
     executor = inline.get("executor") or profile_data.get("executor") or "local"
+    profile_data = run_section.env_under_profile(run_env, profile_data)
+    merged = deep_merge(profile_data, {k: v for k, v in inline.items() if k != "executor"})
+    image = merged.get("container_image") or merged.get("container")
+    if image is None and spec.get("image") and _runs_containers(executor):
+        image = spec.get("image")
+    image = _with_environment(image) if isinstance(image, str) else image
     resources = {PROFILE_RESOURCE_KEYS[k]: v for k, v in profile_data.items()
                  if k in PROFILE_RESOURCE_KEYS}
     settings = {k: v for k, v in merged.items()
                 if k not in ENV_OWN_KEYS and k not in PROFILE_RESOURCE_KEYS}
-    variables = {**{k: as_text(v) for k, v in (profile_data.get("env_vars") or {}).items()},
+    variables = {**{k: as_text(v) for k, v in (spec.get("env", default={}) or {}).items()},
+                 **{k: as_text(v) for k, v in (profile_data.get("env_vars") or {}).items()},
                  **{k: as_text(v) for k, v in (inline.get("env_vars") or {}).items()},
                  **{k: as_text(v) for k, v in (inline.get("vars") or {}).items()}}
     secrets = {k: v["from_env"] for k, v in (inline.get("secrets") or {}).items()}
@@ -342,20 +461,56 @@ def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any], inputs:
         settings=settings,
         vars=variables,
         secrets=secrets,
-        container_image=merged.get("container_image") or merged.get("container"),
+        container_image=image,
         mounts=list(merged.get("mounts") or []),
         startup_commands=list(merged.get("startup_commands") or []),
     ), resources
 
 
 def _resolve_resources(spec: ScriptSpec, from_profile: dict[str, Any], top: dict[str, Any],
-                       stage: dict[str, Any]) -> dict[str, Any]:
+                       stage: dict[str, Any], launch: str) -> dict[str, Any]:
+    """Layers merged; with torchrun and no process count set, one process per GPU, as
+    Nemotron does (``gpus_per_node = "gpu"``: as many as the node has)."""
     from_script = {k: v for k, v in (spec.get("resources", default={}) or {}).items()
                    if k in ("nodes", "gpus_per_node")}
     merged: dict[str, Any] = {}
     for layer in (from_script, from_profile, top, stage):
         merged = deep_merge(merged, layer)
+    if merged.get("gpus_per_node") == GPU_COUNT:
+        del merged["gpus_per_node"]  # a count only the node knows: no GPUs are requested
+        if launch == "torchrun":
+            merged.setdefault("procs_per_node", GPU_COUNT)
+    elif launch == "torchrun" and "procs_per_node" not in merged and \
+            isinstance(merged.get("gpus_per_node"), int) and merged["gpus_per_node"] > 0:
+        merged["procs_per_node"] = merged["gpus_per_node"]
     return merged
+
+
+def _runs_containers(executor: str) -> bool:
+    from runspec.backends import REGISTRY, backend_for
+
+    return executor in REGISTRY and backend_for(executor).capabilities.containers
+
+
+_OC_ENV = __import__("re").compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^${}]*))?\}")
+
+
+def _with_environment(value: Any) -> Any:
+    """``${oc.env:USER}`` (or ``${oc.env:VAR,default}``) in an image, mount or run.env
+    value, resolved where runspec runs, as Nemotron resolves its launch settings when it
+    submits (a variable that is unset and has no default stays as written)."""
+    if isinstance(value, dict):
+        return {k: _with_environment(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_environment(v) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def variable(match: Any) -> str:
+        found = os.environ.get(match.group(1), match.group(2))
+        return match.group(0) if found is None else found
+
+    return _OC_ENV.sub(variable, value)
 
 
 def _in_dependency_order(stages: list[ResolvedStage]) -> list[ResolvedStage]:
@@ -387,7 +542,7 @@ def fingerprint(resolved: Resolved, selection_sets: list[str]) -> str:
 
     from runspec import __version__
 
-    files = {}
+    files: dict[str, str | None] = {}
     for path in sorted(set(resolved.inputs)):
         try:  # streamed, and regular files only: a script may be large, a pipe never ends
             if not stat.S_ISREG(path.stat().st_mode):

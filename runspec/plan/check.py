@@ -1,0 +1,31 @@
+"""What only planning can find, for ``validate``: the script's PEP 723 defaults, a config's
+``run:`` section, artifact references and per-run rendering, checked by building the plan
+(pure: reads files, writes and submits nothing). So ``validate`` refuses whatever ``plan``
+would refuse, and shows the plan's notes as warnings, except what depends on this machine's
+artifact registry (an ``art://`` input it lacks): ``plan`` reports that."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runspec.manifest.errors import Diagnostic, ManifestError
+
+
+def plan_diagnostics(path: str | Path) -> list[Diagnostic]:
+    from runspec.backends.base import RenderError
+    from runspec.plan.diff import diff_plan
+    from runspec.plan.launches import plan_launches
+    from runspec.plan.render import build_plan
+    from runspec.plan.resolve import resolve
+    from runspec.state.store import State
+
+    try:
+        resolved = resolve(path)
+        plan = build_plan(resolved, offline=True)
+        plan_launches(plan, diff_plan(plan, State(plan.name)),
+                      {s.name: s.campaign for s in resolved.stages})
+    except ManifestError as error:
+        return list(error.diagnostics)
+    except RenderError as error:
+        return [Diagnostic(str(path), 1, 1, "(render)", error.message, error.hint)]
+    return list(dict.fromkeys(plan.notes))
