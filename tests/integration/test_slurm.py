@@ -59,6 +59,19 @@ def scontrol(job_id: str) -> list[dict[str, str]]:
             for line in out.splitlines()]
 
 
+def ended(job_id: str, within: float = 30) -> list[dict[str, str]]:
+    """The job's tasks once Slurm says they have ended. A task writes result.json (which
+    apply --wait follows) before its script's cleanup (the EXIT trap) has run; slurmctld
+    marks it ended a moment later."""
+    deadline = time.monotonic() + within
+    tasks = scontrol(job_id)
+    while any(t["JobState"] in ("PENDING", "RUNNING", "COMPLETING") for t in tasks) and \
+            time.monotonic() < deadline:
+        time.sleep(0.5)
+        tasks = scontrol(job_id)
+    return tasks
+
+
 def test_a_sweep_is_one_array_job_and_reapply_submits_nothing(project):
     (project / "run.toml").write_text(manifest(["a", "b", "c", "d"]))
     result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
@@ -71,12 +84,7 @@ def test_a_sweep_is_one_array_job_and_reapply_submits_nothing(project):
     tasks = scontrol(job_id)
     assert sorted(int(t["ArrayTaskId"]) for t in tasks) == [0, 1, 2, 3]
     assert {t["ArrayJobId"] for t in tasks} == {job_id}
-    # A task's result.json is written before its script exits; slurmctld marks the task
-    # COMPLETED a moment later, so allow it a few seconds to catch up.
-    deadline = time.monotonic() + 30
-    while {t["JobState"] for t in tasks} != {"COMPLETED"} and time.monotonic() < deadline:
-        time.sleep(0.5)
-        tasks = scontrol(job_id)
+    tasks = ended(job_id)
     assert {t["JobState"] for t in tasks} == {"COMPLETED"}
     assert sorted(starts(project).values()) == [1, 1, 1, 1]
     again = invoke("apply", "--yes", "run.toml", cwd=project)
@@ -394,6 +402,7 @@ def test_a_secret_never_reaches_slurms_records_or_a_command_line(project, monkey
         invoke("status", "run.toml", cwd=project)
         time.sleep(0.5)
     assert {m.status for m in members(project, "secret").values()} == {"succeeded"}
+    ended(job_id)  # the job script's cleanup (it removes secrets.env) has run
     assert [(d / "token.sha256").read_text() for d in run_dirs] == [expected, expected]
     assert [d for d in run_dirs if (d / "secrets.env").exists()] == []
     assert (sorted(running[0]), running[1]) == (delivery, [])
@@ -563,7 +572,7 @@ def test_launch_ray_starts_a_ray_cluster_inside_the_job_for_the_run(project):
     outcome = _record(run_dir, "result.json")
     assert outcome["metrics"] == {"sum": 285.0, "nodes": 1.0, "cpus": 2.0}
     assert "runspec: Ray cluster of 1 node(s) at " in (run_dir / "stdout.log").read_text()
-    (task,) = scontrol(member.handle["job_id"])
+    (task,) = ended(member.handle["job_id"])  # its EXIT trap has stopped Ray by then
     assert (task["NumNodes"], task["NumTasks"], task["NumCPUs"]) == ("1", "1", "2")
     job_id = member.handle["job_id"]
     assert not Path(f"/tmp/runspec-ray-{job_id}").exists()
