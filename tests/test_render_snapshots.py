@@ -32,9 +32,9 @@ import pytest
 from conftest import FIXTURES, ROOT, JsonTextSnapshotExtension, chdir, invoke
 from ruamel.yaml import YAML
 
+from runspec.ir import LaunchContext
 from runspec.manifest.validate import discover
 from runspec.plan import report
-from runspec.plan.ir import LaunchContext
 from runspec.plan.pipeline import PlanResult, make_plan
 
 PLAN = FIXTURES / "plan"

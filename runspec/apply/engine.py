@@ -23,9 +23,9 @@ from runspec.apply.pacer import Pace, Running, pace
 from runspec.apply.refresh import refresh_state
 from runspec.backends import backend_for
 from runspec.backends.base import Backend, BackendError, PacedBackend, is_paced
+from runspec.ir import Launch, Run
 from runspec.measure import RESULT_FILE, STARTED_FILE
 from runspec.measure.files import disk_full, os_reason
-from runspec.plan.ir import Launch, Run
 from runspec.plan.launches import gaps_before, one_at_a_time
 from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
 from runspec.plan.render import build_plan

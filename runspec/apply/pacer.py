@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from runspec.backends.base import Handle, PacedBackend
-from runspec.plan.ir import Launch, Run
+from runspec.ir import Launch, Run
 
 
 @dataclass(frozen=True)

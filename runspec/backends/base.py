@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard
 
-from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.ir import Launch, LaunchContext, Run, RunSpec
 
 Handle = dict[str, Any]
 """A backend's record of one submitted run, as stored in the state (JSON). Its keys are the

@@ -24,7 +24,7 @@ from runspec.backends.base import (
     no_session,
     resolve_secrets,
 )
-from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.ir import Launch, LaunchContext, Run, RunSpec
 from runspec.state import status as run_status
 
 KILL_GRACE_S = 5.0

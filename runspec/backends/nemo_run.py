@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from runspec.backends.base import Capabilities, no_scheduler_logs, no_session, run_script
-from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.ir import Launch, LaunchContext, Run, RunSpec
 
 
 class NemoRunBackend:

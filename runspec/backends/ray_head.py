@@ -87,7 +87,7 @@ def start_head() -> dict:
     if process.returncode != 0:
         stop_head()
         raise BackendError(f"ray start failed (exit {process.returncode}); see {log}")
-    from runspec.backends.ray import RayClient
+    from runspec.backends.ray_client import RayClient
 
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:

@@ -50,7 +50,7 @@ from runspec.backends.base import (
     shell_quote,
     sweep_secrets,
 )
-from runspec.plan.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.ir import Launch, LaunchContext, Run, RunSpec
 
 RDZV_PORT = 29500
 RAY_START_TIMEOUT_S = 180

@@ -12,11 +12,11 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from runspec.ir import Plan, Run
 from runspec.manifest.checks import SECRET_NAME
 from runspec.plan import yamltext
 from runspec.plan.dotted import flatten
 from runspec.plan.identity import format_value
-from runspec.plan.ir import Plan, Run
 from runspec.state.store import RERUN_STATUSES, Member, State
 
 ACTIONS = ("create", "replace", "rerun", "destroy", "noop")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runspec.ir import Plan
 from runspec.manifest.models import Campaign
 from runspec.plan.diff import diff_plan
-from runspec.plan.ir import Plan
 from runspec.plan.launches import plan_launches
 from runspec.state.store import State
 

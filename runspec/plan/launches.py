@@ -7,10 +7,10 @@ runs are one launch each. Pure, so ``plan`` can show what ``apply`` will send.
 from __future__ import annotations
 
 from runspec.backends import backend_for
+from runspec.ir import Launch, LaunchContext, Plan, Run
 from runspec.manifest.models import Campaign
 from runspec.plan.diff import Changes
 from runspec.plan.identity import slug
-from runspec.plan.ir import Launch, LaunchContext, Plan, Run
 
 
 def stage_directory(plan: Plan, stage: str) -> str:

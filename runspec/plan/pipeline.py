@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runspec.ir import Launch, Plan
 from runspec.plan.diff import Changes, diff_plan
-from runspec.plan.ir import Launch, Plan
 from runspec.plan.launches import plan_launches
 from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved, resolve

@@ -18,6 +18,7 @@ from typing import Any
 from runspec import __version__
 from runspec.artifacts.uri import output_variable
 from runspec.backends import backend_for
+from runspec.ir import Plan, Run, RunSpec
 from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic, ManifestError
 from runspec.manifest.pep723 import GPU_COUNT
@@ -33,7 +34,6 @@ from runspec.plan.interpolate import (
     as_text,
     has_reference,
 )
-from runspec.plan.ir import Plan, Run, RunSpec
 from runspec.plan.resolve import Resolved, ResolvedStage
 
 

@@ -87,7 +87,7 @@ def test_cancel_a_running_ray_job(project, ray_head):
     assert invoke("cancel", "run.toml", cwd=project).stdout == "cancelled ry/main/v=slow/c1\n"
     member = members(project)["ry/main/v=slow/c1"]
     assert member.status == "cancelled"
-    from runspec.backends.ray import RayClient
+    from runspec.backends.ray_client import RayClient
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

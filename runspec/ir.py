@@ -1,4 +1,5 @@
-"""The neutral plan IR between the manifest and the backends (DESIGN §1).
+"""The neutral IR between the plan and the backends (DESIGN §1), below both: the plan
+builds it and the backends read it, so neither package imports the other's internals.
 
 ``Plan`` → ``Run`` (one sweep point × one cycle, with every file rendered for it) and
 ``Launch`` (one schedulable unit: a single run, or a Slurm job array of runs). Backends
