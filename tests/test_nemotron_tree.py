@@ -195,3 +195,20 @@ def test_a_manifest_away_from_the_project_root_is_warned_about_pwd(tree):
     assert "put the manifest at the project root" in result.output
     quiet = validate(tree, "report-cluster.toml")  # its config reads no ${oc.env:PWD}
     assert "project root" not in quiet.output
+
+
+def test_variable_names_from_the_script_or_run_env_must_be_shell_names(tree):
+    script = tree / "src/recipes/pretrain/train.py"
+    script.write_text(script.read_text().replace('# NCCL_DEBUG = "WARN"',
+                                                 '# "A=1 $(touch X)" = "WARN"'))
+    config = tree / "src/recipes/pretrain/config/default.yaml"
+    config.write_text(config.read_text().replace('TOKENIZERS_PARALLELISM: "false"',
+                                                 '"B;touch X": "false"'))
+    result = validate(tree, "pretrain-cluster.toml")
+    assert result.exit_code == 1
+    assert "'A=1 $(touch X)' is not an environment variable name" in result.output
+    script.write_text(script.read_text().replace('# "A=1 $(touch X)" = "WARN"',
+                                                 '# NCCL_DEBUG = "WARN"'))
+    result = validate(tree, "pretrain-cluster.toml")
+    assert "run.env.env_vars" in result.output and "'B;touch X' is not an environment " \
+        "variable name" in result.output, result.output

@@ -29,7 +29,7 @@ from runspec.manifest.document import Located, Position
 from runspec.manifest.errors import Diagnostic, ManifestError
 from runspec.manifest.explain import describe
 from runspec.manifest.suggest import did_you_mean, one_of
-from runspec.manifest.vocabulary import LAUNCHES
+from runspec.manifest.vocabulary import ENV_NAME_PATTERN, LAUNCHES
 
 _BLOCK = re.compile(r"^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$", re.M)
 """PEP 723's reference regex; ``script_blocks`` finds the same blocks in linear time (the
@@ -251,7 +251,10 @@ def _check(spec: Any, positions: dict, first_line: int, file: str, lines: list[s
             if child not in RUNSPEC_KEYS:
                 known = [k[-1] for k in RUNSPEC_KEYS if k[:-1] == path]
                 if path == ("env",):
-                    if not isinstance(value, str):
+                    if not re.fullmatch(ENV_NAME_PATTERN, key):  # it becomes `export KEY=…`
+                        yield diag(child, f"{key!r} is not an environment variable name",
+                                   "letters, digits and _, not starting with a digit", False)
+                    elif not isinstance(value, str):
                         yield diag(child, f"expected a string, got {describe(value)}", None, True)
                     continue
                 yield diag(child, "unknown key", did_you_mean(key, known)

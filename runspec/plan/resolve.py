@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -492,7 +493,7 @@ def _runs_containers(executor: str) -> bool:
     return executor in REGISTRY and backend_for(executor).capabilities.containers
 
 
-_OC_ENV = __import__("re").compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^${}]*))?\}")
+_OC_ENV = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^${}]*))?\}")
 
 
 def _with_environment(value: Any) -> Any:

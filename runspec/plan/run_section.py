@@ -24,6 +24,7 @@ from typing import Any
 
 from runspec.manifest.document import Document, format_path
 from runspec.manifest.errors import Diagnostic
+from runspec.manifest.vocabulary import ENV_NAME_PATTERN
 
 RUN = "run"
 ENV_RESOURCE_KEYS = ("container_image", "nodes", "gpus_per_node", "ntasks_per_node",
@@ -179,6 +180,14 @@ def diagnostics(document: Document, replaced: AbstractSet[str] = frozenset()
                                      f"expected one of {one_of(RUN_ENV_KEYS)}; set other "
                                      "executor keys in the env.toml profile", document))
             continue
+        if key == "env_vars" and isinstance(value, dict):
+            for name in value:  # each becomes `export NAME=…` in the job
+                if not re.fullmatch(ENV_NAME_PATTERN, str(name)):
+                    at_name = (*path, name)
+                    out.append(Diagnostic.at(document.key_position(at_name), format_path(at_name),
+                                             f"{name!r} is not an environment variable name",
+                                             "letters, digits and _, not starting with a digit",
+                                             document))
         items = value if isinstance(value, list) else [value]
         for index, item in enumerate(items):
             if isinstance(item, str) and "${auto_mount:" in item:
