@@ -511,7 +511,9 @@ def test_a_cancelled_run_is_not_started_again(project, how):
     (member,) = members(project).values()
     run_dir, job_id = project / member.run_dir, member.handle["job_id"]
     deadline = time.monotonic() + 60
-    while not (run_dir / "started.json").exists() and time.monotonic() < deadline:
+    # The recipe itself, not just the job script, must have started (marker.txt, written
+    # after Python starts), or a signal before it would leave nothing to count.
+    while not (run_dir / "marker.txt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     if how == "runspec cancel":
         assert invoke("cancel", "run.toml", cwd=project).exit_code == 0
