@@ -52,10 +52,12 @@ def test_typed_values_survive_loading():
 
 
 def test_env_executor_union_picks_the_executor_model():
-    from runspec.manifest.executors import InheritingEnv, RayEnv
+    from runspec.backends.ray import options_model
+    from runspec.manifest.executors import ENV_MODELS, InheritingEnv
 
     inline = Manifest.model_validate(load_manifest(VALID / "env-inline.toml").data)
-    assert isinstance(inline.env, RayEnv) and inline.env.address == "http://127.0.0.1:8265"
+    assert isinstance(inline.env, ENV_MODELS["ray"]) and isinstance(inline.env, options_model())
+    assert inline.env.address == "http://127.0.0.1:8265"
     profile = Manifest.model_validate(load_manifest(VALID / "env-profile.toml").data)
     assert isinstance(profile.env, InheritingEnv)
     assert profile.env.secrets["WANDB_API_KEY"].from_env == "WANDB_API_KEY"

@@ -43,6 +43,9 @@ REGISTRY: dict[str, Callable[[], Backend]] = {
 }
 """executor name → a new backend; each module is imported only when its executor is used."""
 
+DEFAULT_EXECUTOR = "local"
+"""The executor of a stage whose manifest and profile name none (the embedded default)."""
+
 
 def backend_for(executor: str) -> Backend:
     """The backend that renders (and later submits) runs of ``executor``; an executor that no

@@ -1,11 +1,12 @@
 """What every backend implements (TorchX's idea: the request you see is the request that runs).
 
-A backend is one module behind this interface. ``render_run`` and ``render_launch`` are pure
-and snapshot-tested; ``submit`` sends exactly the rendered request; ``refresh_many``,
+A backend is one module behind this interface. It owns its options (``options_model``)
+and declares what it honours in ``Capabilities``. ``render_run`` and ``render_launch`` are
+pure and snapshot-tested; ``submit`` sends exactly the rendered request; ``refresh_many``,
 ``cancel_many`` and ``log_text`` follow and stop what it started; ``session`` owns what
-lives only while apply runs (a managed Ray head). It declares what it honours in
-``Capabilities``, and only it reads its handles: the engine, the plan report and the console
-ask ``describe`` and ``describe_launches`` instead of branching on names or handle keys.
+lives only while apply runs (a managed Ray head). Only it reads its handles: the engine,
+the plan report and the console ask ``describe`` and ``describe_launches`` instead of
+branching on names or handle keys.
 """
 
 from __future__ import annotations
@@ -68,8 +69,16 @@ def no_session(*_args: Any, **_kwargs: Any) -> Iterator[Any]:
 
 
 class Backend(Protocol):
-    name: str
+    name: str                           # the executor it implements ("slurm")
+    title: str                          # names its models in the schemas ("SlurmProfile")
+    summary: str                        # what it does, for the schemas ("submits to Slurm")
     capabilities: Capabilities
+
+    def options_model(self) -> type:
+        """The keys it reads from a profile and from `[env]` (beside those every executor
+        shares), as a pydantic model: the env.toml and manifest schemas are generated from
+        it. Built on first use, so validate (which checks the generated schema) never
+        imports pydantic."""
 
     def render_run(self, spec: RunSpec, root: Path, digest: str) -> dict[str, str]:
         """Files for the run directory that describe this backend's request for one run."""

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from functools import cache
 from pathlib import Path
 
 from runspec.backends.base import (
@@ -30,8 +31,29 @@ from runspec.state import status as run_status
 KILL_GRACE_S = 5.0
 
 
+@cache
+def options_model() -> type:
+    """The local keys of a profile and of `[env]`, built on first use (validate checks the
+    schema generated from it and never builds it)."""
+    from pydantic import Field
+
+    from runspec.manifest.fields import Strict
+
+    class LocalFields(Strict):
+        """Keys of the local executor (subprocesses on this machine)."""
+
+        nproc_per_node: int | None = Field(
+            None, ge=1, le=4096,
+            description="Processes per node for torchrun (Nemotron's local key).")
+
+    return LocalFields
+
+
 class LocalBackend:
     name = "local"
+    title = "Local"
+    summary = "runs on this machine"
+    options_model = staticmethod(options_model)
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun"}), containers=False, multi_node=False,
         paced_by_runspec=True, attached=True, default_parallel=1, stage_dependencies=False,

@@ -7,14 +7,42 @@ will wrap) and the executor options; submission through NeMo-Run arrives with ap
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 from runspec.backends.base import Capabilities, no_scheduler_logs, no_session, run_script
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
 
 
+@cache
+def options_model() -> type:
+    """The NeMo-Run keys of a profile and of `[env]`, built on first use (validate checks
+    the schema generated from it and never builds it)."""
+    from typing import Any, Literal
+
+    from pydantic import Field
+
+    from runspec.manifest.fields import Strict
+
+    class NemoRunFields(Strict):
+        """Keys of the NeMo-Run adapter, for users who already have NeMo-Run executors."""
+
+        nemo_executor: Literal["local", "slurm", "docker"] | None = Field(
+            None, description="Which NeMo-Run executor class to build."
+        )
+        options: dict[str, Any] = Field(
+            default_factory=dict,
+            description="Keyword arguments passed to the NeMo-Run executor.",
+        )
+
+    return NemoRunFields
+
+
 class NemoRunBackend:
     name = "nemo-run"
+    title = "NemoRun"
+    summary = "launches through NeMo-Run"
+    options_model = staticmethod(options_model)
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun"}), containers=True, multi_node=True,
         paced_by_runspec=False, attached=False, default_parallel=None, stage_dependencies=False,

@@ -13,6 +13,7 @@ import json
 import shlex
 import uuid
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 
 from runspec.backends.base import (
@@ -27,8 +28,40 @@ from runspec.backends.ray_client import RayClient
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
 
 
+@cache
+def options_model() -> type:
+    """The Ray keys of a profile and of `[env]`, built on first use (validate checks the
+    schema generated from it and never builds it)."""
+    from typing import Any
+
+    from pydantic import Field
+
+    from runspec.manifest.fields import Strict
+
+    class RayFields(Strict):
+        """Keys of the Ray executor (Ray Jobs API)."""
+
+        address: str | None = Field(
+            None,
+            description="Ray dashboard address; unset starts a local head on 127.0.0.1.",
+            examples=["http://127.0.0.1:8265"],
+        )
+        runtime_env: dict[str, Any] = Field(
+            default_factory=dict,
+            description="Extra Ray runtime_env entries (pip, py_modules, …).",
+        )
+        timeout: float | None = Field(
+            None, gt=0, le=86_400, description="Seconds to wait for the Ray address to answer."
+        )
+
+    return RayFields
+
+
 class RayBackend:
     name = "ray"
+    title = "Ray"
+    summary = "submits Ray jobs"
+    options_model = staticmethod(options_model)
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "ray", "torchrun"}), containers=False,
         multi_node=False, paced_by_runspec=True, attached=False, default_parallel=None,

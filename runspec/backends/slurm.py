@@ -57,7 +57,88 @@ RAY_START_TIMEOUT_S = 180
 """How long a job waits for its Ray cluster (launch = "ray") to have every node."""
 DIRECTIVE_KEYS = ("partition", "account", "qos", "time", "nodes", "ntasks-per-node",
                   "gpus-per-node", "cpus-per-task", "mem", "constraint")
-DIRECTIVE_NAME = re.compile(r"[a-z][a-z0-9-]*")
+DIRECTIVE_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+DIRECTIVE_NAME = re.compile(DIRECTIVE_NAME_PATTERN)
+RENDERED_DIRECTIVES: dict[str, str] = {
+    "job-name": "the job is named after the manifest and stage",
+    "chdir": "jobs start in the manifest's directory",
+    "output": "the job log goes beside the stage's runs; each run writes stdout.log and stderr.log",
+    "error": "the job log goes beside the stage's runs; each run writes stdout.log and stderr.log",
+    "array": "a sweep becomes the job array; campaign.max_parallel sets its %limit",
+    "dependency": "a stage's needs become the dependency",
+    "export": "the job's environment is explicit: use env.vars (or env_vars in the profile)",
+    "comment": "runspec tags its jobs with it, to find a submission whose answer was lost",
+    "parsable": "runspec reads the job id with it",
+    "partition": "use partition = … in the profile or [env] instead",
+    "account": "use account = … in the profile or [env] instead",
+    "qos": "use qos = … in the profile or [env] instead",
+    "constraint": "use constraint = … in the profile or [env] instead",
+    "exclusive": "use exclusive = true in the profile or [env] instead",
+    "time": "use resources.time (or time in the profile) instead",
+    "nodes": "use resources.nodes (or nodes in the profile) instead",
+    "ntasks-per-node": "use resources.procs_per_node (or ntasks_per_node in the profile) instead",
+    "gpus-per-node": "use resources.gpus_per_node (or gpus_per_node in the profile) instead",
+    "cpus-per-task": "use resources.cpus_per_task (or cpus_per_task in the profile) instead",
+    "mem": "use resources.mem (or mem in the profile) instead",
+}
+"""The sbatch options runspec writes itself, and what to use instead: a second
+``--output`` in extra_directives would silently win over runspec's."""
+
+
+@cache
+def options_model() -> type:
+    """The Slurm keys of a profile and of `[env]` (Nemotron's names), built on first use:
+    validate checks the schema generated from it and never builds it."""
+    from typing import Literal
+
+    from pydantic import Field
+
+    from runspec.manifest.fields import OneLine, Strict, name_type, named
+
+    directive_name = name_type(DIRECTIVE_NAME_PATTERN, "sbatch option name",
+                               "use the long option name in lowercase without its dashes, "
+                               "e.g. reservation or mail-type", RENDERED_DIRECTIVES)
+    directive_table = named(directive_name, OneLine | int | bool)
+
+    class SlurmFields(Strict):
+        """Keys of the Slurm executor (sbatch, locally or through a login node)."""
+
+        account: OneLine | None = Field(None, description="Slurm account to charge.")
+        partition: OneLine | None = Field(None, description="Slurm partition.",
+                                          examples=["batch"])
+        run_partition: OneLine | None = Field(
+            None, description="Partition for attached runs (Nemotron).")
+        batch_partition: OneLine | None = Field(
+            None, description="Partition for detached runs (Nemotron).")
+        qos: OneLine | None = Field(None, description="Slurm quality of service.")
+        constraint: OneLine | None = Field(
+            None, description="Node feature constraint (--constraint).")
+        exclusive: bool | None = Field(None, description="Request whole nodes (--exclusive).")
+        ntasks_per_node: int | None = Field(None, ge=1, le=4096,
+                                            description="Tasks per node (Nemotron's key).")
+        extra_directives: directive_table = Field(  # type: ignore[valid-type]
+            default_factory=dict,
+            description="Further #SBATCH directives, long option name → value (true for a bare "
+            "flag, false leaves it out); not the ones runspec writes itself (job-name, output, "
+            "partition…).",
+            examples=[{"reservation": "ml", "requeue": True}],
+        )
+        container: str | None = Field(None,
+                                      description="Legacy alias of container_image (Nemotron).")
+        template: str | None = Field(
+            None, description="A Jinja2 sbatch template replacing the built-in one (path)."
+        )
+        tunnel: Literal["local", "ssh"] | None = Field(
+            None, description='How sbatch is reached: "local" PATH, or "ssh" to `host`.'
+        )
+        host: str | None = Field(None, description="Login node for tunnel = \"ssh\".")
+        user: str | None = Field(None, description="SSH user on the login node.")
+        identity: str | None = Field(None, description="SSH private key path.")
+        remote_job_dir: str | None = Field(
+            None, description="Directory on the cluster where run directories are synced."
+        )
+
+    return SlurmFields
 DEPENDENCY_REF = re.compile(r"\{(job|launch):([^}]*)\}")
 JOB_ENVIRONMENT = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "USER",
                    "LOGNAME", "LANG", "LC_ALL")
@@ -155,6 +236,9 @@ def _template(custom: str | None, root: Path):
 
 class SlurmBackend:
     name = "slurm"
+    title = "Slurm"
+    summary = "submits to Slurm"
+    options_model = staticmethod(options_model)
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun", "ray"}), containers=True, multi_node=True,
         paced_by_runspec=False, attached=False, default_parallel=None, stage_dependencies=True,
@@ -225,8 +309,6 @@ class SlurmBackend:
         out += [(k, values[k]) for k in DIRECTIVE_KEYS if values[k] is not None]
         if settings.get("exclusive"):
             out.append(("exclusive", None))
-        from runspec.manifest.executors import RENDERED_DIRECTIVES
-
         for name, value in sorted(settings.get("extra_directives", {}).items()):
             if name in RENDERED_DIRECTIVES:
                 raise RenderError(f"extra_directives: runspec writes --{name} itself",

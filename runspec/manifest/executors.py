@@ -1,6 +1,8 @@
 """Execution settings per executor, shared by env.toml profiles and a manifest's `[env]`.
 
-Each executor accepts only its own keys. A table that names no `executor` inherits it
+Each backend owns its options model (``options_model`` in its module); this module adds
+the keys every executor shares and builds one model per executor, and their union, for a
+profile and for `[env]`. Each executor accepts only its own keys. A table that names no `executor` inherits it
 (from its profile, or from the profile it `extends`) and may carry any executor's keys;
 it is checked again, strictly, once the executor is known (see `profiles.resolve_env`).
 Field names follow Nemotron's env.toml so existing files load unchanged.
@@ -8,261 +10,40 @@ Field names follow Nemotron's env.toml so existing files load unchanged.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    StringConstraints,
-    Tag,
+from pydantic import Discriminator, Field, Tag
+
+from runspec.backends import REGISTRY
+from runspec.manifest.fields import (
+    CommonFields,
+    EnvName,
+    EnvTable,
+    ResourceFields,
+    SourceName,
+    Strict,
+    named,
 )
-
-from runspec.manifest.vocabulary import (
-    ENV_NAME_PATTERN,
-    EXECUTORS,
-    MEM_PATTERN,
-    TIME_PATTERN,
-)
-
-EnvValue = str | int | float | bool
-
-CONTROL_PATTERN = r"[\x00-\x1f\x7f]"
-"""A control character (a newline!): never part of text written into a line of a script."""
-_CONTROL = re.compile(CONTROL_PATTERN)
-DIRECTIVE_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
-RENDERED_DIRECTIVES: dict[str, str] = {
-    "job-name": "the job is named after the manifest and stage",
-    "chdir": "jobs start in the manifest's directory",
-    "output": "the job log goes beside the stage's runs; each run writes stdout.log and stderr.log",
-    "error": "the job log goes beside the stage's runs; each run writes stdout.log and stderr.log",
-    "array": "a sweep becomes the job array; campaign.max_parallel sets its %limit",
-    "dependency": "a stage's needs become the dependency",
-    "export": "the job's environment is explicit: use env.vars (or env_vars in the profile)",
-    "comment": "runspec tags its jobs with it, to find a submission whose answer was lost",
-    "parsable": "runspec reads the job id with it",
-    "partition": "use partition = … in the profile or [env] instead",
-    "account": "use account = … in the profile or [env] instead",
-    "qos": "use qos = … in the profile or [env] instead",
-    "constraint": "use constraint = … in the profile or [env] instead",
-    "exclusive": "use exclusive = true in the profile or [env] instead",
-    "time": "use resources.time (or time in the profile) instead",
-    "nodes": "use resources.nodes (or nodes in the profile) instead",
-    "ntasks-per-node": "use resources.procs_per_node (or ntasks_per_node in the profile) instead",
-    "gpus-per-node": "use resources.gpus_per_node (or gpus_per_node in the profile) instead",
-    "cpus-per-task": "use resources.cpus_per_task (or cpus_per_task in the profile) instead",
-    "mem": "use resources.mem (or mem in the profile) instead",
-}
-"""The sbatch options runspec writes itself, and what to use instead: a second
-``--output`` in extra_directives would silently win over runspec's."""
-
-
-def _one_line(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must be one line, without control characters")
-    return value
-
-
-def one_line(pattern: str | None = None) -> Any:
-    """Text written into a line of the job script (an ``#SBATCH`` directive, a comment).
-
-    ``pattern`` is the form it must also have: the JSON Schema's ``$`` (Python's, which
-    validate uses) lets a trailing newline through, the control character check does not."""
-    constraints = [StringConstraints(pattern=pattern)] if pattern else []
-    return Annotated[str, *constraints, AfterValidator(_one_line),
-                     Field(json_schema_extra={"not": {"pattern": CONTROL_PATTERN}})]
-
-
-OneLine: Any = one_line()
-
-
-def _name(pattern: str, title: str, description: str, rendered: dict[str, str] | None = None
-          ) -> Any:
-    """A table key that becomes a name in a script (an ``export NAME=``, an ``#SBATCH --NAME``).
-
-    The schema says it with ``propertyNames`` (pydantic's ``patternProperties`` for a
-    constrained key would let a key that does not match through unchecked); ``title`` and
-    ``description`` are what validate's message says."""
-    compiled = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if not compiled.fullmatch(value):
-            raise ValueError(f"not a valid {title}: {description}")
-        if rendered and value in rendered:
-            raise ValueError(f"runspec writes --{value} itself: {rendered[value]}")
-        return value
-
-    forbidden: list[dict[str, Any]] = [{"pattern": CONTROL_PATTERN}]
-    if rendered:
-        forbidden.append({"enum": sorted(rendered)})
-    schema: dict[str, Any] = {"x-name": title, "description": description, "pattern": pattern,
-                              "not": {"anyOf": forbidden}}
-    if rendered:
-        schema["x-rendered"] = dict(sorted(rendered.items()))
-    return Annotated[str, AfterValidator(check), Field(json_schema_extra=schema)]
-
-
-def _property_names(schema: dict[str, Any]) -> None:
-    """pydantic writes a key's pattern as ``patternProperties``: move it into ``propertyNames``."""
-    ((pattern, values),) = schema.pop("patternProperties").items()
-    schema["additionalProperties"] = values
-    schema["propertyNames"] = {"pattern": pattern, **schema["propertyNames"]}
-
-
-def named(keys: Any, values: Any) -> Any:
-    """A table of ``keys`` (an ``_name`` type) → ``values``."""
-    return Annotated[dict[keys, values], Field(json_schema_extra=_property_names)]
-
-
-EnvName: Any = _name(ENV_NAME_PATTERN, "environment variable name",
-                "use letters, digits and _, not starting with a digit")
-DirectiveName: Any = _name(DIRECTIVE_NAME_PATTERN, "sbatch option name",
-                      "use the long option name in lowercase without its dashes, e.g. "
-                      "reservation or mail-type", RENDERED_DIRECTIVES)
-
-# The field types built above, by name (an annotation must name a type, not call a function);
-# ``Any`` for the type checker, which cannot evaluate what pydantic reads from them.
-Memory: Any = one_line(MEM_PATTERN)
-WallTime: Any = one_line(TIME_PATTERN)
-SourceName: Any = one_line(ENV_NAME_PATTERN)
-EnvTable: Any = named(EnvName, EnvValue)
-DirectiveTable: Any = named(DirectiveName, OneLine | int | bool)
-
-
-class Strict(BaseModel):
-    """Base for every manifest model: unknown keys are errors, values are not coerced silently."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
-
-
-class ResourceFields(Strict):
-    """Resource keys a profile may set (Nemotron names); the manifest's `[resources]` wins."""
-
-    nodes: int | None = Field(None, ge=1, le=100_000, description="Number of nodes.",
-                              examples=[1, 4])
-    gpus_per_node: int | None = Field(None, ge=0, le=1024, description="GPUs per node.",
-                                      examples=[0, 8])
-    cpus_per_task: int | None = Field(None, ge=1, le=16_384,
-                                      description="CPUs per Slurm task, as Nemotron means it.")
-    mem: Memory | None = Field(
-        None,
-        description='Memory per node: a number with an optional K, M, G or T suffix; "0" means all.',
-        examples=["16G", "0"],
-    )
-    time: WallTime | None = Field(
-        None, description='Wall-time limit: "[D-]HH:MM[:SS]" or whole minutes.',
-        examples=["00:20:00", "1-00:00:00"],
-    )
-
-
-class CommonFields(Strict):
-    """Keys every executor understands."""
-
-    env_vars: EnvTable = Field(
-        default_factory=dict,
-        description="Environment variables for every job of this profile (Nemotron's name); "
-        "names are letters, digits and _, not starting with a digit.",
-        examples=[{"NCCL_DEBUG": "WARN"}],
-    )
-    startup_commands: list[str] = Field(
-        default_factory=list,
-        description="Shell commands run in order before the recipe; the job stops if one fails.",
-    )
-    container_image: str | None = Field(
-        None, description="Container image (registry URI or .sqsh path).",
-        examples=["nvcr.io/nvidia/nemo:25.11"],
-    )
-    mounts: list[str] = Field(
-        default_factory=list, description='Container mounts, "host:container".',
-        examples=[["/lustre:/lustre"]],
-    )
-
-
-class LocalFields(Strict):
-    """Keys of the local executor (subprocesses on this machine)."""
-
-    nproc_per_node: int | None = Field(
-        None, ge=1, le=4096, description="Processes per node for torchrun (Nemotron's local key)."
-    )
-
-
-class SlurmFields(Strict):
-    """Keys of the Slurm executor (sbatch, locally or through a login node)."""
-
-    account: OneLine | None = Field(None, description="Slurm account to charge.")
-    partition: OneLine | None = Field(None, description="Slurm partition.", examples=["batch"])
-    run_partition: OneLine | None = Field(None, description="Partition for attached runs (Nemotron).")
-    batch_partition: OneLine | None = Field(None,
-                                            description="Partition for detached runs (Nemotron).")
-    qos: OneLine | None = Field(None, description="Slurm quality of service.")
-    constraint: OneLine | None = Field(None, description="Node feature constraint (--constraint).")
-    exclusive: bool | None = Field(None, description="Request whole nodes (--exclusive).")
-    ntasks_per_node: int | None = Field(None, ge=1, le=4096,
-                                        description="Tasks per node (Nemotron's key).")
-    extra_directives: DirectiveTable = Field(
-        default_factory=dict,
-        description="Further #SBATCH directives, long option name → value (true for a bare flag, "
-        "false leaves it out); not the ones runspec writes itself (job-name, output, partition…).",
-        examples=[{"reservation": "ml", "requeue": True}],
-    )
-    container: str | None = Field(None, description="Legacy alias of container_image (Nemotron).")
-    template: str | None = Field(
-        None, description="A Jinja2 sbatch template replacing the built-in one (path)."
-    )
-    tunnel: Literal["local", "ssh"] | None = Field(
-        None, description='How sbatch is reached: "local" PATH, or "ssh" to `host`.'
-    )
-    host: str | None = Field(None, description="Login node for tunnel = \"ssh\".")
-    user: str | None = Field(None, description="SSH user on the login node.")
-    identity: str | None = Field(None, description="SSH private key path.")
-    remote_job_dir: str | None = Field(
-        None, description="Directory on the cluster where run directories are synced."
-    )
-
-
-class RayFields(Strict):
-    """Keys of the Ray executor (Ray Jobs API)."""
-
-    address: str | None = Field(
-        None,
-        description="Ray dashboard address; unset starts a local head on 127.0.0.1.",
-        examples=["http://127.0.0.1:8265"],
-    )
-    runtime_env: dict[str, Any] = Field(
-        default_factory=dict, description="Extra Ray runtime_env entries (pip, py_modules, …)."
-    )
-    timeout: float | None = Field(
-        None, gt=0, le=86_400, description="Seconds to wait for the Ray address to answer."
-    )
-
-
-class NemoRunFields(Strict):
-    """Keys of the NeMo-Run adapter, for users who already have NeMo-Run executors."""
-
-    nemo_executor: Literal["local", "slurm", "docker"] | None = Field(
-        None, description="Which NeMo-Run executor class to build."
-    )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments passed to the NeMo-Run executor."
-    )
-
 
 # --- one model per executor, for profiles and for a manifest's [env] -----------------------
 
-EXECUTOR_FIELDS: dict[str, tuple[str, type[Strict], str]] = {
-    "local": ("Local", LocalFields, "runs on this machine"),
-    "slurm": ("Slurm", SlurmFields, "submits to Slurm"),
-    "ray": ("Ray", RayFields, "submits Ray jobs"),
-    "nemo-run": ("NemoRun", NemoRunFields, "launches through NeMo-Run"),
-}
+
+def _executor_options() -> dict[str, tuple[str, type[Strict], str]]:
+    """executor → (its models' name stem, its options model, what it does): each backend
+    owns its options; this module only combines them with the keys every executor shares."""
+    out = {}
+    for executor, load in REGISTRY.items():
+        backend = load()
+        out[executor] = (backend.title, backend.options_model(), backend.summary)
+    return out
+
+
+EXECUTOR_OPTIONS = _executor_options()
 
 
 def _executor_tag(value: Any) -> str:
     raw = value.get("executor") if isinstance(value, dict) else getattr(value, "executor", None)
-    return raw if raw in EXECUTORS else ("inherit" if raw is None else str(raw))
+    return raw if raw in REGISTRY else ("inherit" if raw is None else str(raw))
 
 
 def executor_variants(base: type[Strict], suffix: str, noun: str) -> tuple[dict[str, type], Any]:
@@ -273,14 +54,14 @@ def executor_variants(base: type[Strict], suffix: str, noun: str) -> tuple[dict[
     checked again, strictly, once the executor is known from the profile chain.
     """
     models: dict[str, type] = {}
-    for executor, (stem, fields, does) in EXECUTOR_FIELDS.items():
+    for executor, (stem, fields, does) in EXECUTOR_OPTIONS.items():
         models[executor] = type(f"{stem}{suffix}", (base, fields), {
             "__module__": __name__,
             "__doc__": f"{noun.capitalize()} that {does}.",
             "__annotations__": {"executor": Literal[executor]},
             "executor": Field(description=f"Executor of this {noun}."),
         })
-    inheriting = type(f"Inheriting{suffix}", (base, *(f for _, f, _ in EXECUTOR_FIELDS.values())), {
+    inheriting = type(f"Inheriting{suffix}", (base, *(f for _, f, _ in EXECUTOR_OPTIONS.values())), {
         "__module__": __name__,
         "__doc__": f"{noun.capitalize()} without `executor`: it is inherited (default: local).",
     })
@@ -336,8 +117,7 @@ class EnvBase(CommonFields):
 
 Env: Any  # the union pydantic reads (built at run time)
 ENV_MODELS, Env = executor_variants(EnvBase, "Env", "an execution environment")
-LocalEnv, SlurmEnv, RayEnv, NemoRunEnv, InheritingEnv = (
-    ENV_MODELS[k] for k in (*EXECUTORS, "inherit"))
+InheritingEnv = ENV_MODELS["inherit"]
 
 
 # --- env.toml as a whole ---------------------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from runspec.manifest.executors import Env, Memory, OneLine, Strict, WallTime, one_line
+from runspec.manifest.executors import Env
+from runspec.manifest.fields import Memory, OneLine, Strict, WallTime, one_line
 from runspec.manifest.vocabulary import NAME_PATTERN
 
 Scalar = str | int | float | bool

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from runspec.backends import DEFAULT_EXECUTOR, REGISTRY, backend_for
 from runspec.manifest.capabilities import campaign_diagnostics, capability_diagnostics
 from runspec.manifest.checks import Checker
 from runspec.manifest.document import Document, KeyPath, format_path, subtable
@@ -29,13 +30,17 @@ from runspec.manifest.profiles import (
     resolve_profile,
 )
 from runspec.manifest.suggest import did_you_mean, one_of, suggested
-from runspec.manifest.vocabulary import EXECUTORS, RESERVED_TABLES
+from runspec.manifest.vocabulary import RESERVED_TABLES
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".runspec", "runs", ".tox"}
 _LOOKS_LIKE_MANIFEST = re.compile(r"""^\s*["']?schema["']?\s*[=:]\s*["']?runspec/""", re.M)
-_ENV_DEF = {"local": "LocalEnv", "slurm": "SlurmEnv", "ray": "RayEnv", "nemo-run": "NemoRunEnv"}
-_PROFILE_DEF = {"local": "LocalProfile", "slurm": "SlurmProfile", "ray": "RayProfile",
-                "nemo-run": "NemoRunProfile"}
+
+
+def _defs(suffix: str, *executors: str) -> dict[str, str]:
+    """executor → the schema definition of its ``suffix`` model (``SlurmEnv``), named after
+    its backend's title; every executor when none is given."""
+    return {e: backend_for(e).title + suffix for e in executors or REGISTRY}
+
 _ENV_OWN_KEYS = ("profile", "file")
 
 
@@ -297,11 +302,11 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
     except ManifestError as error:
         return error.diagnostics
     out: list[Diagnostic] = []
-    executor = "local"
-    origin = 'the executor is "local" (the default)'
+    executor = DEFAULT_EXECUTOR
+    origin = f'the executor is "{DEFAULT_EXECUTOR}" (the default)'
     if profile is not None:
         out += _check_profile(env_file, profile)
-        executor = profile.data.get("executor", "local")
+        executor = profile.data.get("executor", DEFAULT_EXECUTOR)
         via = f" (extends {one_of(profile.chain[1:])})" if len(profile.chain) > 1 else ""
         origin = f'profile "{profile.name}"{via} uses executor "{executor}"'
     inline_executor = inline.get("executor")
@@ -315,12 +320,13 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
                                  document))
         return out
     executor = inline_executor if isinstance(inline_executor, str) else executor
-    if executor in EXECUTORS and "executor" not in inline:
+    if executor in REGISTRY and "executor" not in inline:
         # Keys inherited from the profile are checked against the profile's executor here.
         instance = {**inline, "executor": executor}
-        found = schema_diagnostics(document, "run", _ENV_DEF[executor], at, instance)
+        found = schema_diagnostics(document, "run", _defs("Env", executor)[executor], at,
+                                   instance)
         out += _name_owners([d for d in found if not d.path.endswith(".executor")],
-                            "run", _ENV_DEF, executor, origin)
+                            "run", "Env", executor, origin)
     if not out:
         unit = document.data.get("stages", {}).get(at[1], {}) if len(at) > 1 else document.data
         recipe = unit.get("recipe") if isinstance(unit, dict) else None
@@ -336,16 +342,18 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
     return out
 
 
-def _name_owners(diagnostics: list[Diagnostic], kind: str, defs: dict[str, str], executor: str,
+def _name_owners(diagnostics: list[Diagnostic], kind: str, suffix: str, executor: str,
                  context: str) -> list[Diagnostic]:
     """For an unknown key that another executor accepts, say which executor owns it."""
     from runspec.manifest import schema as schemas
 
+    if not any(d.message == "unknown key" for d in diagnostics):
+        return diagnostics
     all_defs = schemas.load(kind)["$defs"]
     result = []
     for d in diagnostics:
         name = d.path.rsplit(".", 1)[-1].strip('"')
-        owners = [e for e, ref in defs.items()
+        owners = [e for e, ref in _defs(suffix).items()
                   if e != executor and name in all_defs[ref].get("properties", {})]
         if d.message == "unknown key" and owners:
             d = replace(d, hint=f'"{name}" is a setting of executor {one_of(owners)}, but {context}')
@@ -357,22 +365,23 @@ def _check_profile(env_file: EnvFileDocument | None, profile) -> list[Diagnostic
     if env_file is None or profile.name not in env_file.profiles:
         return []
     name = profile.chain[-1] if profile.chain else profile.name
-    executor = profile.data.get("executor", "local")
+    executor = profile.data.get("executor", DEFAULT_EXECUTOR)
     prefix = (profile.name,)
     document = Document(path=env_file.document.path, data={profile.name: profile.data},
                         display=env_file.document.display,
                         positions={prefix + p: loc for p, loc in profile.positions.items()},
                         sources=env_file.document.sources)
-    if executor not in EXECUTORS:
+    if executor not in REGISTRY:
         position = document.value_position(prefix + ("executor",))
-        hint = (did_you_mean(executor, EXECUTORS) if isinstance(executor, str) else None) or \
-            f"runspec runs {one_of(EXECUTORS)}"
+        hint = (did_you_mean(executor, REGISTRY) if isinstance(executor, str) else None) or \
+            f"runspec runs {one_of(REGISTRY)}"
         return [Diagnostic.at(position, format_path(prefix + ("executor",)),
                               f'executor "{executor}" is not supported'
                               + (f' (profile "{name}")' if name != profile.name else ""),
                               hint, document)]
-    found = schema_diagnostics(document, "env", _PROFILE_DEF[executor], prefix, profile.data)
-    return _name_owners(found, "env", _PROFILE_DEF, executor,
+    found = schema_diagnostics(document, "env", _defs("Profile", executor)[executor], prefix,
+                               profile.data)
+    return _name_owners(found, "env", "Profile", executor,
                         f'profile "{profile.name}" has executor "{executor}"')
 
 

@@ -3,7 +3,6 @@
 SCHEMA_ID = "runspec/v1"
 RECIPE_KINDS = ("script", "module", "target", "command")
 LAUNCHES = ("direct", "torchrun", "ray")
-EXECUTORS = ("local", "slurm", "ray", "nemo-run")
 RESERVED_TABLES = ("wandb", "artifacts", "cache", "cli")
 """Top-level env.toml tables that are settings, not profiles (as in Nemotron)."""
 

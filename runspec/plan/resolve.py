@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from runspec.backends import DEFAULT_EXECUTOR
 from runspec.manifest.document import Document, Located, Position, format_path, subtable
 from runspec.manifest.errors import Diagnostic, ManifestError
 from runspec.manifest.load import deep_merge, load_document, load_manifest
@@ -439,7 +440,7 @@ def _resolve_env(root: Path, top: dict[str, Any], stage: dict[str, Any], inputs:
             inputs.append(env_path)
         profile = resolve_profile(env_file, profile_name)
         profile_data, chain = profile.data, profile.chain
-    executor = inline.get("executor") or profile_data.get("executor") or "local"
+    executor = inline.get("executor") or profile_data.get("executor") or DEFAULT_EXECUTOR
     profile_data = run_section.env_under_profile(run_env, profile_data)
     merged = deep_merge(profile_data, {k: v for k, v in inline.items() if k != "executor"})
     image = merged.get("container_image") or merged.get("container")
