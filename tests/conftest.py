@@ -162,3 +162,12 @@ def scratch_copy(destination: Path) -> Path:
             shutil.copy2(source, destination / name)
     (destination / ".venv").symlink_to(Path(sys.executable).parent.parent)
     return destination
+
+
+@pytest.fixture(scope="session")
+def sshd():
+    """A real OpenSSH server on 127.0.0.1 (tests/services/sshd.sh): the "login node".
+    The env has RUNSPEC_SSH_HOST/PORT/USER/IDENTITY/KNOWN_HOSTS/REMOTE_DIR."""
+    env = _service("sshd")
+    yield env
+    subprocess.run(["bash", str(SERVICES / "sshd.sh"), "stop"], capture_output=True, timeout=120)
