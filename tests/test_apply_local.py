@@ -362,6 +362,36 @@ def test_stages_run_in_order_and_a_failed_stage_stops_its_dependants(project):
     assert prep_env["env"]["RUNSPEC_OUTPUT_DATA"] == "runs/loc/prep/_/c1/data"
 
 
+def test_paths_reach_a_recipe_in_its_own_workdir_as_it_sees_them(project):
+    """A recipe with ``workdir`` gets ${run.dir}, its output paths and an upstream stage's
+    outputs relative to where it runs; the artifact is still found and registered."""
+    (project / "sub").mkdir()
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "loc"
+        [stages.prep.recipe]
+        command = ["python", "-c", "import sys; open(sys.argv[1], 'w').write('data')",
+                   "${run.dir}/data.txt"]
+        workdir = "sub"
+        [stages.prep.outputs.artifacts.words]
+        path = "${run.dir}/data.txt"
+        [stages.use]
+        needs = ["prep"]
+        [stages.use.recipe]
+        command = ["python", "-c", "import sys; open(sys.argv[2], 'w').write(open(sys.argv[1]).read())",
+                   "${stage.prep.outputs.words}", "${run.dir}/copy.txt"]
+        workdir = "sub"
+        '''))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    members = state_of(project).members
+    assert (project / members["loc/use/_/c1"].run_dir / "copy.txt").read_text() == "data"
+    request = json.loads((project / members["loc/use/_/c1"].run_dir / "local.json").read_text())
+    assert request["argv"][-2:] == ["../runs/loc/prep/_/c1/data.txt", "../runs/loc/use/_/c1/copy.txt"]
+    assert invoke("artifacts", "list", cwd=project).exit_code == 0
+    assert "words" in invoke("artifacts", "list", cwd=project).output
+
+
 def test_applying_a_nemo_run_profile_is_a_clear_error(project):
     (project / "run.toml").write_text(manifest(["a"]) + '[env]\nexecutor = "nemo-run"\n')
     result = invoke("apply", "--yes", "run.toml", cwd=project)

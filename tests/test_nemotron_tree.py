@@ -182,19 +182,23 @@ def test_a_nemotron_style_tool_runs_from_the_project_root(tree):
     assert seen["mode"] == "full"
 
 
-def test_a_manifest_away_from_the_project_root_is_warned_about_pwd(tree):
-    """Nemotron starts recipes from the project root, where ${oc.env:PWD} points; runspec
-    starts runs in the manifest's directory, and says so where that changes a path."""
+def test_a_manifest_away_from_the_project_root_still_runs_the_recipe_there(tree):
+    """Nemotron starts recipes from the project root, where ${oc.env:PWD} points, wherever
+    the launch came from; so does runspec, and every path it hands the recipe (its config,
+    its run directory) is rebased to that working directory."""
     (tree / "manifests").mkdir()
-    (tree / "manifests/pretrain.toml").write_text(
-        (tree / "pretrain-cluster.toml").read_text().replace('"src/', '"../src/'))
-    result = invoke("validate", "pretrain.toml", cwd=tree / "manifests")
+    (tree / "manifests/report.toml").write_text(
+        (tree / "report-local.toml").read_text().replace('"src/', '"../src/'))
+    assert "project root" not in validate(tree / "manifests", "report.toml").output
+    result = invoke("apply", "--yes", "report.toml", cwd=tree / "manifests")
     assert result.exit_code == 0, result.output
-    assert ("../src/recipes/pretrain/train.py:4:10: warning: tool.runspec.name: Nemotron starts "
-            "this recipe from its project root (.. from the manifest)") in result.output
-    assert "put the manifest at the project root" in result.output
-    quiet = validate(tree, "report-cluster.toml")  # its config reads no ${oc.env:PWD}
-    assert "project root" not in quiet.output
+    run_dir = tree / "manifests/runs/report/main/_/c1"
+    seen = json.loads((run_dir / "seen.json").read_text())
+    assert Path(seen["cwd"]) == tree.resolve() and Path(seen["pwd"]) == tree.resolve()
+    assert seen["config"]["rows"] == 3
+    job = (run_dir / "job.yaml").read_text()
+    assert 'cwd: ".."' in job
+    assert '"--config", manifests/runs/report/main/_/c1/config.json]' in job
 
 
 def test_variable_names_from_the_script_or_run_env_must_be_shell_names(tree):

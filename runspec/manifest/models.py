@@ -55,7 +55,10 @@ class Recipe(Strict):
     args: list[str] = Field(
         default_factory=list, description="Extra command-line arguments passed to the recipe."
     )
-    workdir: str | None = Field(None, description="Working directory of the job.")
+    workdir: str | None = Field(
+        None, description="Working directory of the recipe, relative to the manifest (or an "
+        "absolute path, e.g. in a container); the paths runspec hands the recipe are relative "
+        "to it.")
 
 
 class Resources(Strict):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -165,13 +166,20 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     for slot in slots:
         key = run_key(name, stage.name, slot.point, slot.label)
         run_dir = f"{resolved.outputs_root}/{key_path(key)}"
-        context = {"key": key, "dir": run_dir, "stage": stage.name, "slot": slot.label,
+        # What the recipe reads (its arguments, config and environment) has paths as it sees
+        # them from its working directory; the artifacts it will write are recorded
+        # relative to the manifest, where runspec looks for them.
+        context = {"key": key, "dir": here(run_dir), "stage": stage.name, "slot": slot.label,
                    "cycle": slot.cycle, "name": name}
         consumed: dict[str, str] = {}
         interpolator = Interpolator(slot.point, context,
                                     _stage_lookup(stage_runs, resolved, stage.name, slot.point,
-                                                  consumed),
+                                                  consumed, here),
                                     artifact_field)
+        at_root = interpolator if cwd in (".", "") else Interpolator(
+            slot.point, {**context, "dir": run_dir},
+            _stage_lookup(stage_runs, resolved, stage.name, slot.point, consumed),
+            artifact_field)
         try:
             if slot.point_index not in shapes:  # once per point, not per cycle
                 point_resources = _point_resources(stage_resources, slot.point, stage, problems)
@@ -181,7 +189,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             resources, job_tail = shapes[slot.point_index]
             if renders_config and (per_run_config or slot.point_index not in configs):
                 configs[slot.point_index] = _config(stage, slot.point, config_keys, interpolator,
-                                                    problems, pinned)
+                                                    problems, pinned, here, at_root)
             config = configs.get(slot.point_index, {})
             if kept_run:  # Nemotron hands the script its artifact references, nothing else
                 config = {**config, "run": kept_run}
@@ -206,7 +214,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                 if vars_refs else stage.env.vars)
             if left_to_recipe and vars_refs:
                 _no_recipe_references(variables, stage, problems)
-            produced = {n: (str(_interpolated(interpolator, o.path,
+            produced = {n: (str(_interpolated(at_root, o.path,
                                               at + ("outputs", "artifacts", n, "path"), problems)),
                             o.type) for n, o in stage.outputs.items()}
             outputs = {output_variable(n): here(p) for n, (p, _) in produced.items()}
@@ -321,15 +329,22 @@ def _point_resources(resources: dict[str, Any], point: dict[str, Any], stage: Re
     return checked
 
 
-def _paths_from(cwd: str, root) -> Any:
-    """Root-relative paths as the recipe sees them from its working directory."""
+def _paths_from(cwd: str, root) -> Callable[[str], str]:
+    """Manifest-relative paths as the recipe sees them from its working directory (absolute
+    ones are left as they are)."""
     if cwd in (".", ""):
         return lambda path: path
+    base = root.as_posix()
     if posixpath.isabs(cwd):  # e.g. a container's /opt/app: hand the recipe absolute paths
-        return lambda path: posixpath.join(root.as_posix(), path)
-    base = root.as_posix()  # relpath against the manifest's directory, not this process's
-    start = posixpath.normpath(posixpath.join(base, cwd))
-    return lambda path: posixpath.relpath(posixpath.normpath(posixpath.join(base, path)), start)
+        return lambda path: posixpath.join(base, path)
+    start = posixpath.normpath(posixpath.join(base, cwd))  # against the manifest's directory
+
+    def seen_from_cwd(path: str) -> str:
+        if posixpath.isabs(path):
+            return path
+        return posixpath.relpath(posixpath.normpath(posixpath.join(base, path)), start)
+
+    return seen_from_cwd
 
 
 def _template_digest(stage: ResolvedStage, resolved: Resolved) -> str | None:
@@ -399,8 +414,8 @@ def _override_path(stage: ResolvedStage, key: str) -> KeyPath:
 
 
 def _config(stage: ResolvedStage, point: dict[str, Any], keys: dict[str, str],
-            interpolator: Interpolator, problems: _Problems, pinned: dict[str, Any]
-            ) -> dict[str, Any]:
+            interpolator: Interpolator, problems: _Problems, pinned: dict[str, Any],
+            here: Callable[[str], str], at_root: Interpolator) -> dict[str, Any]:
     at = stage.at
     values: dict[str, Any] = {}
     for key, value in stage.recipe.overrides.items():
@@ -408,9 +423,9 @@ def _config(stage: ResolvedStage, point: dict[str, Any], keys: dict[str, str],
                                           problems)
     for name, artifact in stage.artifacts.items():
         if artifact.bind:
-            values[keys[artifact.bind]] = _artifact_path(artifact.uri, interpolator,
-                                                         at + ("artifacts", name, "uri"), problems,
-                                                         pinned, name)
+            # the URI is the manifest's (relative to it): rebased once, for the recipe
+            values[keys[artifact.bind]] = here(_artifact_path(
+                artifact.uri, at_root, at + ("artifacts", name, "uri"), problems, pinned, name))
     for key, value in point.items():
         if key.startswith((FAN_OUT_PREFIX, RESOURCE_PREFIX)):
             continue  # which upstream run it consumes, or its resources: not config keys
@@ -643,8 +658,10 @@ def _upstream(stage: str, needs: dict[str, list[str]]) -> set[str]:
 
 def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved, consumer: str = "",
                   current_point: dict[str, Any] | None = None,
-                  consumed: dict[str, str] | None = None):
-    """``${stage.NAME.outputs.ART}`` → the path the single upstream run produces. The
+                  consumed: dict[str, str] | None = None,
+                  here: Callable[[str], str] = str):
+    """``${stage.NAME.outputs.ART}`` → the path the single upstream run produces (``here``:
+    as the consumer sees it from its working directory). The
     producing stage must be one the consumer (transitively) needs: otherwise the two could
     run in parallel, and the data would be read before it is written. ``consumed`` collects
     artifact → producing run key, so the consumer's outputs get that version as lineage."""
@@ -669,7 +686,7 @@ def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved, consumer
         if chosen is not None:
             upstream = [r for r in upstream if upstream_label(r) == chosen]
         if kind == "dir" and len(upstream) == 1:
-            return upstream[0].run_dir
+            return here(upstream[0].run_dir)
         if kind != "outputs" or artifact not in by_name[name].outputs:
             outputs = ", ".join(by_name[name].outputs) or "none"
             raise InterpolationError(f"${{stage.{expression}}} is undefined",
@@ -681,8 +698,9 @@ def _stage_lookup(stage_runs: dict[str, list[Run]], resolved: Resolved, consumer
         produced = by_name[name].outputs[artifact].path
         if consumed is not None:
             consumed[artifact] = upstream[0].key
-        return Interpolator(upstream[0].point, {"dir": upstream[0].run_dir, "key": upstream[0].key}
-                            ).resolve(produced)
+        return here(str(Interpolator(upstream[0].point, {"dir": upstream[0].run_dir,
+                                                          "key": upstream[0].key}
+                                     ).resolve(produced)))
 
     return lookup
 

@@ -229,6 +229,11 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
     env_top, env_stage = raw.get("env") or {}, (stage.get("env") or {}) if at else {}
     if isinstance(section.env.get("workdir"), str) and "workdir" not in recipe_raw:
         recipe = replace(recipe, workdir=section.env["workdir"])
+    project = project_root(script_spec.path) if script_spec.data else None
+    if recipe.workdir is None and project is not None and project != root.resolve():
+        # Nemotron starts a recipe from its project's root (its ${oc.env:PWD} paths and
+        # relative config paths point there); every path runspec hands it is rebased.
+        recipe = replace(recipe, workdir=_relative(root, project))
     env = _resolve_env(root, env_top, env_stage, inputs, script_spec,
                        {k: _with_environment(v) for k, v in section.env.items()
                         if k != "workdir"})
@@ -261,7 +266,7 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
         recipe_artifacts={k: v for k, v in section.artifacts.items()
                           if k not in (stage.get("artifacts") or {})},
         run_section=dict(section.artifacts),
-        notes=_script_notes(script_spec, env[0], root, recipe.workdir, base_config),
+        notes=_script_notes(script_spec, env[0]),
         script=script_spec,
     )
 
@@ -301,20 +306,9 @@ def _wandb_defaults(root: Path, env: dict[str, Any], measure: dict[str, Any]) ->
     return values
 
 
-def _script_notes(spec: ScriptSpec, env: ResolvedEnv, root: Path, workdir: str | None,
-                  config: dict[str, Any]) -> list[Diagnostic]:
+def _script_notes(spec: ScriptSpec, env: ResolvedEnv) -> list[Diagnostic]:
     """What the script's block asks that this stage does differently, said once in the plan."""
-    import json
-
     notes = []
-    reads_pwd = "${oc.env:PWD" in json.dumps(config, default=str)
-    project = project_root(spec.path) if spec.data and workdir is None and reads_pwd else None
-    if project is not None and project != root.resolve():
-        notes.append(spec.diagnostic(
-            ("name",), f"Nemotron starts this recipe from its project root "
-            f"({_relative(root, project)} from the manifest), but runspec starts runs in the "
-            "manifest's directory, and its config's ${oc.env:PWD} paths point there", "put the manifest at the project root, beside pyproject.toml",
-            severity="warning"))
     launch = script_launch(spec)
     if launch.note:
         notes.append(spec.diagnostic(("run", "launch"), launch.note, severity="warning"))
