@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from runspec.manifest.errors import Diagnostic
+from runspec.state.status import RunStatus
 
 _STYLE = {"error": "bold red", "warning": "bold yellow"}
 
@@ -135,8 +136,9 @@ def apply_reporter():
         yield _RichReporter(progress)
 
 
-STATUS_STYLES = {"succeeded": "green", "failed": "red", "lost": "red", "cancelled": "yellow",
-                 "running": "cyan", "submitted": "cyan"}
+STATUS_STYLES: dict[str, str] = {
+    RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "red", RunStatus.LOST: "red",
+    RunStatus.CANCELLED: "yellow", RunStatus.RUNNING: "cyan", RunStatus.SUBMITTED: "cyan"}
 
 
 def status_rows(members) -> list[list[str]]:

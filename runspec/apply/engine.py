@@ -26,12 +26,13 @@ from runspec.backends.base import Backend, BackendError, PacedBackend, is_paced
 from runspec.ir import Launch, Run
 from runspec.measure import RESULT_FILE, STARTED_FILE
 from runspec.measure.files import disk_full, os_reason
+from runspec.plan.diff import Action
 from runspec.plan.launches import gaps_before, one_at_a_time
 from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
 from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved
 from runspec.state.lock import state_lock
-from runspec.state.status import ACTIVE, FINAL
+from runspec.state.status import ACTIVE, ENDED, RERUN, RunStatus
 from runspec.state.store import Member, State, StateError
 
 
@@ -55,14 +56,14 @@ class ApplyOptions:
 class ApplyReport:
     no_changes: bool = False
     submitted: list[str] = field(default_factory=list)
-    statuses: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, RunStatus] = field(default_factory=dict)
     destroyed: list[str] = field(default_factory=list)
     backend_calls: int = 0
     errors: list[str] = field(default_factory=list)
     detached_log: str | None = None
     detached_pid: int | None = None
 
-    def count(self, status: str) -> int:
+    def count(self, status: RunStatus) -> int:
         return sum(s == status for s in self.statuses.values())
 
     def summary(self) -> str:
@@ -71,7 +72,8 @@ class ApplyReport:
                     f"background (pid {self.detached_pid}); log: {self.detached_log}. Follow it "
                     "with `runspec status --watch`.")
         parts = [f"{len(self.submitted)} launched"]
-        for status in ("succeeded", "failed", "cancelled", "lost"):
+        for status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED,
+                       RunStatus.LOST):
             if self.count(status):
                 parts.append(f"{self.count(status)} {status}")
         if self.destroyed:
@@ -82,7 +84,7 @@ class ApplyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and not any(s in ("failed", "lost", "cancelled")
+        return not self.errors and not any(s in RERUN
                                            for s in self.statuses.values())
 
 
@@ -112,7 +114,7 @@ class Applier:
     def save(self) -> None:
         self.result.store.write(self.state)
 
-    def record(self, run: Run, status: str, handle: dict | None, backend: str,
+    def record(self, run: Run, status: RunStatus, handle: dict | None, backend: str,
                attempts: int | None = None) -> Member:
         previous = self.state.members.get(run.key)
         member = Member(
@@ -218,12 +220,12 @@ class Applier:
                 self.submit_launches(backend, stage, runs, stage_launches)
                 if follow:
                     self.wait_remote(runs)
-            if any(self.report.statuses.get(r.key) in ("failed", "lost", "cancelled")
+            if any(self.report.statuses.get(r.key) in RERUN
                    for r in runs):
                 failed_stages.add(stage)
         if self.options.wait and not self.stopping:
             self.wait_for_active()
-        self.destroy([c for c in changes.changes if c.action == "destroy"])
+        self.destroy([c for c in changes.changes if c.action == Action.DESTROY])
         if self.result.plan.deferred and not self.report.errors and not self.stopping:
             return self.plan_deferred()
         self.remember_inputs()
@@ -246,7 +248,7 @@ class Applier:
         """When everything planned has succeeded, record the inputs' fingerprint: the next
         apply of unchanged inputs then stops before rendering anything."""
         complete = (not self.report.errors and self.state.members
-                    and all(m.status == "succeeded" for m in self.state.members.values())
+                    and self.state.complete()
                     and len(self.state.members) == len(self.result.plan.runs))
         fingerprint = self.fingerprint if complete else None
         if fingerprint != self.state.fingerprint:
@@ -255,7 +257,7 @@ class Applier:
 
     def _stage_failed_before(self, stage: str) -> bool:
         """Did a needed stage fail (a run still queued or running is not a failure)?"""
-        return any(m.status in ("failed", "cancelled", "lost")
+        return any(m.status in RERUN
                    for m in self.state.members.values() if m.stage == stage)
 
     def _later_stage_must_wait_for(self, stage: str) -> bool:
@@ -284,7 +286,7 @@ class Applier:
             backend_for(backend).cancel_many(members, self.root)
             self.report.backend_calls += 1
             for member in members:
-                member.status = "cancelled"
+                member.status = RunStatus.CANCELLED
         if changes:
             self.save()
 
@@ -322,7 +324,8 @@ class Applier:
         previous = self.state.members.get(run.key)
         try:
             run_dir = self.materialize(run)
-            self.record(run, "submitted", backend.intent(launch, uuid.uuid4().hex[:12], 0),
+            self.record(run, RunStatus.SUBMITTED,
+                        backend.intent(launch, uuid.uuid4().hex[:12], 0),
                         backend.name)
             self.save()
             handle = backend.start(launch, self.root, run_dir)
@@ -348,11 +351,12 @@ class Applier:
                 self.save()
                 self.stopping = True
                 return None
-            self.record(run, "failed", None, backend.name)
-            self.report.statuses[run.key] = "failed"
+            self.record(run, RunStatus.FAILED, None, backend.name)
+            self.report.statuses[run.key] = RunStatus.FAILED
             self.save()
             return None
-        self.record(run, "running" if backend.capabilities.attached else "submitted", handle,
+        self.record(run, RunStatus.RUNNING if backend.capabilities.attached
+                    else RunStatus.SUBMITTED, handle,
                     backend.name, attempts=self.state.members[run.key].attempts)
         self.save()
         if run.key not in self.report.submitted:
@@ -368,7 +372,7 @@ class Applier:
         try:
             backend.cancel_many([self.state.members[key] for key in running], self.root)
             for current in running.values():
-                self._finish(current.run, "cancelled", time.monotonic() - current.began)
+                self._finish(current.run, RunStatus.CANCELLED, time.monotonic() - current.began)
         finally:
             for signum, handler in ignored.items():
                 signal.signal(signum, handler)
@@ -386,13 +390,13 @@ class Applier:
             member.error = problem
         return problem
 
-    def _finish(self, run: Run, status: str, seconds: float) -> None:
+    def _finish(self, run: Run, status: RunStatus, seconds: float) -> None:
         member = self.state.members[run.key]
-        if status == "succeeded":
+        if status == RunStatus.SUCCEEDED:
             problem = self.register_outputs(run)
             if problem:
                 self.report.errors.append(f"{run.key}: {problem}")
-                status = "failed"
+                status = RunStatus.FAILED
         member.status = status
         member.finished_at = _now()
         self.save()
@@ -408,7 +412,7 @@ class Applier:
         try:
             backend.cancel_pids([self.state.members[key].handle for key in running])
             for _key, (run, _process, began) in running.items():
-                self._finish(run, "cancelled", time.monotonic() - began)
+                self._finish(run, RunStatus.CANCELLED, time.monotonic() - began)
         finally:
             for signum, handler in ignored.items():
                 signal.signal(signum, handler)
@@ -440,7 +444,8 @@ class Applier:
                     self.materialize(run)
                 self.write_launch_files(launch)
                 for index, run in enumerate(members):
-                    self.record(run, "submitted", backend.intent(launch, tag, index), backend.name)
+                    self.record(run, RunStatus.SUBMITTED, backend.intent(launch, tag, index),
+                                backend.name)
                 self.save()  # intent, before the scheduler hears of it
                 after = {n: self._job_of(n) for n in self.result.plan.needs.get(stage, [])}
                 handles = backend.submit(launch, self.root, {k: v for k, v in after.items() if v},
@@ -461,7 +466,7 @@ class Applier:
                 self.stopping = True
                 return
             for run in members:
-                self.record(run, "submitted", handles[run.key], backend.name,
+                self.record(run, RunStatus.SUBMITTED, handles[run.key], backend.name,
                             attempts=self.state.members[run.key].attempts)
                 self.report.submitted.append(run.key)
             self.save()
@@ -501,7 +506,7 @@ class Applier:
             changed = refresh_state(self.state, self.root, self.reporter.event)
             self.report.backend_calls += 1
             pending = [k for k in keys if k in self.state.members
-                       and self.state.members[k].status not in FINAL + ("lost",)]
+                       and self.state.members[k].status not in ENDED]
             if changed:
                 self.save()
             if not pending:
@@ -512,11 +517,11 @@ class Applier:
             member = self.state.members.get(key)
             if member is None:  # a launch that failed to submit left no member
                 continue
-            if member.status == "succeeded":
+            if member.status == RunStatus.SUCCEEDED:
                 problem = self.register_outputs(by_key[key])
                 if problem:
                     self.report.errors.append(f"{key}: {problem}")
-                    member.status = "failed"
+                    member.status = RunStatus.FAILED
                     self.save()
             self.report.statuses[key] = member.status
 
@@ -564,7 +569,7 @@ class _PacedRecorder:
         self.running.pop(run.key, None)
         self.applier.reporter.event(f"failed {run.key}; retrying ({attempt}/{retries})")
 
-    def finish(self, run: Run, status: str, seconds: float) -> None:
+    def finish(self, run: Run, status: RunStatus, seconds: float) -> None:
         self.running.pop(run.key, None)
         self.applier._finish(run, status, seconds)
 

@@ -17,7 +17,7 @@ from runspec.apply.refresh import refresh_state, verify_finished
 from runspec.backends import backend_for
 from runspec.manifest.load import load_manifest
 from runspec.state.lock import lock_path, state_lock
-from runspec.state.status import ACTIVE
+from runspec.state.status import ACTIVE, RunStatus
 from runspec.state.store import Member, State, StateError, StateStore, state_path
 
 
@@ -97,7 +97,7 @@ def cancel(target: Tracked, glob: str | None) -> list[Member]:
         for backend, members in by_backend.items():
             backend_for(backend).cancel_many(members, target.root)
             for member in members:
-                member.status = "cancelled"
+                member.status = RunStatus.CANCELLED
         target.store.write(target.state)
     return chosen
 

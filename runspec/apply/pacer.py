@@ -18,6 +18,7 @@ from typing import Protocol
 
 from runspec.backends.base import Handle, PacedBackend
 from runspec.ir import Launch, Run
+from runspec.state.status import RunStatus
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Recorder(Protocol):
 
     def retry(self, run: Run, attempt: int, retries: int) -> None: ...
 
-    def finish(self, run: Run, status: str, seconds: float) -> None: ...
+    def finish(self, run: Run, status: RunStatus, seconds: float) -> None: ...
 
     def progress(self, done: int, total: int) -> None: ...
 
@@ -93,7 +94,7 @@ def pace(backend: PacedBackend, runs: list[Run], launches: dict[str, Launch], ro
                 continue
             del running[key]
             last_end = time.monotonic()
-            if status == "failed" and attempts[key] <= rules.retries:
+            if status == RunStatus.FAILED and attempts[key] <= rules.retries:
                 recorder.retry(current.run, attempts[key], rules.retries)
                 queue.insert(0, position[key])
                 continue

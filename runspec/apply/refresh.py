@@ -12,7 +12,7 @@ from pathlib import Path
 
 from runspec.backends import backend_for
 from runspec.backends.base import BackendError
-from runspec.state.status import ACTIVE, read_result
+from runspec.state.status import ACTIVE, RunStatus, read_result
 from runspec.state.store import Member, State
 
 
@@ -37,7 +37,7 @@ def refresh_state(state: State, root: Path, say=None) -> int:
             continue
         for member in members:
             new = statuses.get(member.key, member.status)
-            if new == "succeeded" and member.outputs and not member.registered:
+            if new == RunStatus.SUCCEEDED and member.outputs and not member.registered:
                 # A run that ended after apply returned still publishes its outputs.
                 from runspec.artifacts.publish import register_outputs
 
@@ -45,7 +45,7 @@ def refresh_state(state: State, root: Path, say=None) -> int:
                 for label in published if say is not None else ():
                     say(f"registered {label} from {member.key}")
                 if problem:
-                    new, member.error = "failed", problem
+                    new, member.error = RunStatus.FAILED, problem
             if new != member.status or member.handle != handles[member.key]:
                 member.status = new
                 changed += 1
@@ -58,10 +58,10 @@ def verify_finished(state: State, root: Path) -> int:
     ``lost`` is what makes the next apply run it again. Returns how many changed."""
     changed = 0
     for member in state.members.values():
-        if member.status != "succeeded":
+        if member.status != RunStatus.SUCCEEDED:
             continue
         _, problem = read_result(root / member.run_dir)
         if problem:
-            member.status, member.error = "lost", f"recorded as succeeded, but {problem}"
+            member.status, member.error = RunStatus.LOST, f"recorded as succeeded, but {problem}"
             changed += 1
     return changed

@@ -15,9 +15,11 @@ from runspec.apply.engine import Applier, ApplyAborted, ApplyOptions, ApplyRepor
 from runspec.backends import backend_for
 from runspec.measure.files import disk_full, os_reason
 from runspec.plan import report
+from runspec.plan.diff import Action
 from runspec.plan.pipeline import PlanResult, Selection, store_for
 from runspec.plan.resolve import fingerprint, resolve
 from runspec.state.lock import lock_path
+from runspec.state.status import ACTIVE
 from runspec.state.store import StateError
 
 SAVED_FORMAT = report.JSON_FORMAT
@@ -46,8 +48,8 @@ def stale_reasons(saved: dict[str, Any], result: PlanResult) -> list[str]:
     if saved["state"]["lineage"] not in (None, result.state.lineage):
         reasons.append("the state belongs to another lineage")
     now = [(c.key, c.action, c.run.digest if c.run else None) for c in result.changes.changes
-           if c.action != "noop"]
-    then = [(c["key"], c["action"], c["digest"]) for c in saved["changes"] if c["action"] != "noop"]
+           if c.action != Action.NOOP]
+    then = [(c["key"], c["action"], c["digest"]) for c in saved["changes"] if c["action"] != Action.NOOP]
     if now != then:
         reasons.append(f"the state moved on (serial {saved['state']['serial']} → "
                        f"{result.state.serial}): the changes are no longer the same")
@@ -97,9 +99,9 @@ def _run_apply(target: Path, selection: Selection, options: ApplyOptions,
             if reasons:
                 raise ApplyAborted("refusing a stale plan: " + "; ".join(reasons)
                                    + " — run `runspec plan` again")
-        destroys_to_do = [c for c in result.changes.changes if c.action == "destroy"
+        destroys_to_do = [c for c in result.changes.changes if c.action == Action.DESTROY
                           and c.member is not None  # a destroy is always of a member
-                          and (options.prune or c.member.status not in ("submitted", "running"))]
+                          and (options.prune or c.member.status not in ACTIVE)]
         require_clean(result)
         applier = Applier(result, options, reporter, inputs, selection)
         if not result.changes.to_submit() and not destroys_to_do:

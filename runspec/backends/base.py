@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeGuard
 
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.state.status import ENDED, RunStatus
 
 Handle = dict[str, Any]
 """A backend's record of one submitted run, as stored in the state (JSON). Its keys are the
@@ -106,7 +107,7 @@ class Backend(Protocol):
         """Send exactly ``launch.request``; handles per run key. ``after``: the dependency
         ids (from ``dependency_id``) of stages this one needs."""
 
-    def refresh_many(self, members: list, root: Path) -> dict[str, str]:
+    def refresh_many(self, members: list, root: Path) -> dict[str, RunStatus]:
         """Current status of active members: their result.json first, the scheduler after."""
 
     def cancel_many(self, members: list, root: Path) -> None:
@@ -129,7 +130,7 @@ class PacedBackend(Backend, Protocol):
     def start(self, launch: Launch, root: Path, run_dir: Path) -> Handle:
         """Start one run now; its handle (may hold live objects under ``_`` keys)."""
 
-    def poll(self, handle: Handle, root: Path, run_dir: Path) -> str | None:
+    def poll(self, handle: Handle, root: Path, run_dir: Path) -> RunStatus | None:
         """The run's final status once it has ended, else None."""
 
 
@@ -226,7 +227,6 @@ def executable_env(env: dict[str, str]) -> dict[str, str]:
 
 SECRETS_FILE = "secrets.env"
 """Per run directory: secret values for a Slurm or Ray job, 0600, removed by the job."""
-ENDED = ("succeeded", "failed", "cancelled", "lost")
 
 
 def remove_secrets(root: Path, run_dir: str) -> None:
@@ -235,7 +235,8 @@ def remove_secrets(root: Path, run_dir: str) -> None:
         (root / run_dir / SECRETS_FILE).unlink(missing_ok=True)
 
 
-def sweep_secrets(statuses: dict[str, str], members: list, root: Path) -> dict[str, str]:
+def sweep_secrets(statuses: dict[str, RunStatus], members: list, root: Path
+                  ) -> dict[str, RunStatus]:
     """``statuses``, after removing the secrets file of every member that has ended."""
     for member in members:
         if statuses.get(member.key) in ENDED:

@@ -27,6 +27,7 @@ from runspec.backends.base import (
 )
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
 from runspec.state import status as run_status
+from runspec.state.status import RunStatus
 
 KILL_GRACE_S = 5.0
 
@@ -98,16 +99,16 @@ class LocalBackend:
         """Start the launch's run now (apply paces local runs through ``start``/``poll``)."""
         return {launch.keys[0]: self.start(launch, root, root / launch.directory)}
 
-    def poll(self, handle: Handle, root: Path, run_dir: Path) -> str | None:
+    def poll(self, handle: Handle, root: Path, run_dir: Path) -> RunStatus | None:
         """None while the process runs; then its fate from the wrapper's files (a process
         that ended without a result failed: it never got as far as the wrapper's end)."""
         process = handle.get("_process")
         if process is not None and process.poll() is None:
             return None
         status = self.refresh({"pid": None} if process is not None else handle, run_dir)
-        if status == "running":
+        if status == RunStatus.RUNNING:
             return None
-        return "failed" if status == "lost" else status
+        return RunStatus.FAILED if status == RunStatus.LOST else status
 
     def start(self, launch: Launch, root: Path, run_dir: Path) -> dict:
         """Start one run; returns its handle. Raises OSError if it cannot be started."""
@@ -122,7 +123,8 @@ class LocalBackend:
                                        start_new_session=True)
         return {"pid": process.pid, "host": socket.gethostname(), "_process": process}
 
-    def refresh(self, handle: dict | None, run_dir: Path, current: str = "running") -> str:
+    def refresh(self, handle: dict | None, run_dir: Path,
+                current: RunStatus = RunStatus.RUNNING) -> RunStatus:
         """succeeded / failed / cancelled from the run's files; running; or lost.
 
         A run recorded without a pid (an apply died between starting it and saving the pid)
@@ -138,12 +140,12 @@ class LocalBackend:
             candidates.append({"host": began.get("host"), "pid": began.get("pid")})
         for candidate in candidates:
             if candidate.get("host") == here and _alive(candidate.get("pid")):
-                return "running"
+                return RunStatus.RUNNING
         if any(c.get("host") not in (None, here) for c in candidates):
             return current
-        return "lost"
+        return RunStatus.LOST
 
-    def refresh_many(self, members, root: Path) -> dict[str, str]:
+    def refresh_many(self, members, root: Path) -> dict[str, RunStatus]:
         """Statuses of local members, from their files and pids (no process is asked)."""
         return {m.key: self.refresh(m.handle, root / m.run_dir, m.status) for m in members}
 

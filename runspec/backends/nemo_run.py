@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runspec.backends.base import Capabilities, no_scheduler_logs, no_session, run_script
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.state.status import RunStatus
 
 
 @cache
@@ -89,7 +90,7 @@ class NemoRunBackend:
                            'plan and render work; to launch, use executor = "slurm" (the same '
                            "launch.sh) or a local profile")
 
-    def refresh_many(self, members, root: Path) -> dict[str, str]:
+    def refresh_many(self, members, root: Path) -> dict[str, RunStatus]:
         from runspec.state import status as run_status
 
         return {m.key: run_status.from_result(root / m.run_dir) or m.status for m in members}

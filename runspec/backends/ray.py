@@ -26,6 +26,7 @@ from runspec.backends.base import (
 )
 from runspec.backends.ray_client import RayClient
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.state.status import RunStatus
 
 
 @cache
@@ -160,7 +161,7 @@ class RayBackend:
     def start(self, launch: Launch, root: Path, run_dir: Path) -> Handle:
         return self.submit(launch, root, {}, uuid.uuid4().hex[:12])[launch.keys[0]]
 
-    def poll(self, handle: Handle, root: Path, run_dir: Path) -> str | None:
+    def poll(self, handle: Handle, root: Path, run_dir: Path) -> RunStatus | None:
         from runspec.state.store import Member
 
         member = Member(key="", stage="", digest="", handle=handle,
@@ -210,11 +211,11 @@ class RayBackend:
                                          "address": client.address, "adopted": True}}
         raise BackendError(f"Ray keeps refusing {base_id}: too many earlier attempts")
 
-    def refresh_many(self, members, root: Path) -> dict[str, str]:
+    def refresh_many(self, members, root: Path) -> dict[str, RunStatus]:
         """Each run's status; a run that has ended loses a secrets file it did not read."""
         return sweep_secrets(self._statuses(members, root), members, root)
 
-    def _statuses(self, members, root: Path) -> dict[str, str]:
+    def _statuses(self, members, root: Path) -> dict[str, RunStatus]:
         from runspec.state import status as run_status
 
         statuses = {}
@@ -225,12 +226,12 @@ class RayBackend:
                 continue
             handle = member.handle or {}
             if "submission_id" not in handle:
-                statuses[member.key] = "lost"
+                statuses[member.key] = RunStatus.LOST
                 continue
             code, answer = _client_for(handle).call(
                 "GET", f"/api/jobs/{handle['submission_id']}")
-            statuses[member.key] = (_STATES.get(answer.get("status") or "", "lost") if code < 300
-                                    else "lost")
+            statuses[member.key] = (_STATES.get(answer.get("status") or "", RunStatus.LOST) if code < 300
+                                    else RunStatus.LOST)
         return statuses
 
     def cancel_many(self, members, root: Path) -> None:
@@ -260,8 +261,9 @@ def memory_bytes(text: str) -> int:
 
 # -- execution: the Ray Jobs REST API (no `import ray` needed) ---------------------------------
 
-_STATES = {"PENDING": "submitted", "RUNNING": "running", "SUCCEEDED": "succeeded",
-           "FAILED": "failed", "STOPPED": "cancelled"}
+_STATES: dict[str, RunStatus] = {
+    "PENDING": RunStatus.SUBMITTED, "RUNNING": RunStatus.RUNNING,
+    "SUCCEEDED": RunStatus.SUCCEEDED, "FAILED": RunStatus.FAILED, "STOPPED": RunStatus.CANCELLED}
 
 
 def _client_for(handle: dict) -> RayClient:

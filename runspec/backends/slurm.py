@@ -51,6 +51,7 @@ from runspec.backends.base import (
     sweep_secrets,
 )
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.state.status import RunStatus
 
 RDZV_PORT = 29500
 RAY_START_TIMEOUT_S = 180
@@ -523,15 +524,15 @@ class SlurmBackend:
                                f"{error.strerror or error}") from None
         return written
 
-    def refresh_many(self, members, root: Path) -> dict[str, str]:
+    def refresh_many(self, members, root: Path) -> dict[str, RunStatus]:
         """result.json first; then one squeue for everything; scontrol for what left the
         queue. A run that has ended loses its secrets file, if its job left one behind."""
         return sweep_secrets(self._statuses(members, root), members, root)
 
-    def _statuses(self, members, root: Path) -> dict[str, str]:
+    def _statuses(self, members, root: Path) -> dict[str, RunStatus]:
         from runspec.state import status as run_status
 
-        statuses: dict[str, str] = {}
+        statuses: dict[str, RunStatus] = {}
         waiting = []
         untracked = [m for m in members if not (m.handle or {}).get("job_id")
                      and (m.handle or {}).get("tag")]
@@ -539,7 +540,7 @@ class SlurmBackend:
             self.reconcile(untracked, root)
         for member in members:
             final = run_status.from_result(root / member.run_dir)
-            if final is not None and not (final == "cancelled" and member.handle
+            if final is not None and not (final == RunStatus.CANCELLED and member.handle
                                           and "job_id" in member.handle):
                 statuses[member.key] = final
             elif member.handle and "job_id" in member.handle:
@@ -547,7 +548,7 @@ class SlurmBackend:
                 # requeues. Only the scheduler can tell, so ask it before trusting the file.
                 waiting.append(member)
             else:
-                statuses[member.key] = "lost"  # intent recorded, and no such job in the queue
+                statuses[member.key] = RunStatus.LOST  # intent recorded, and no such job in the queue
         if not waiting:
             return statuses
         queue = {}
@@ -561,7 +562,7 @@ class SlurmBackend:
             if state is None:
                 gone.append(member)
             else:
-                statuses[member.key] = _STATES.get(state, "running")
+                statuses[member.key] = _STATES.get(state, RunStatus.RUNNING)
         known = {}
         for job_id in sorted({m.handle["job_id"] for m in gone}):
             # A job purged from the controller is unknown: the run directory is all we have.
@@ -570,9 +571,9 @@ class SlurmBackend:
         for member in gone:
             state = known.get(_task_id(member.handle))
             if state:
-                statuses[member.key] = _STATES.get(state, "lost")
+                statuses[member.key] = _STATES.get(state, RunStatus.LOST)
             else:  # purged from the controller: the run's own record is all there is
-                statuses[member.key] = run_status.from_result(root / member.run_dir) or "lost"
+                statuses[member.key] = run_status.from_result(root / member.run_dir) or RunStatus.LOST
         return statuses
 
     def reconcile(self, members, root: Path) -> None:
@@ -601,12 +602,12 @@ class SlurmBackend:
 # -- execution: sbatch, squeue, scontrol, scancel --------------------------------------------
 
 SLURM_TIMEOUT_S = 60
-_STATES = {
-    "PENDING": "submitted", "CONFIGURING": "submitted", "REQUEUED": "submitted",
-    "RESIZING": "submitted", "SUSPENDED": "running", "RUNNING": "running",
-    "COMPLETING": "running", "COMPLETED": "succeeded", "CANCELLED": "cancelled",
-    "FAILED": "failed", "TIMEOUT": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
-    "BOOT_FAIL": "failed", "DEADLINE": "failed", "PREEMPTED": "failed",
+_STATES: dict[str, RunStatus] = {
+    **dict.fromkeys(("PENDING", "CONFIGURING", "REQUEUED", "RESIZING"), RunStatus.SUBMITTED),
+    **dict.fromkeys(("SUSPENDED", "RUNNING", "COMPLETING"), RunStatus.RUNNING),
+    "COMPLETED": RunStatus.SUCCEEDED, "CANCELLED": RunStatus.CANCELLED,
+    **dict.fromkeys(("FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+                     "PREEMPTED"), RunStatus.FAILED),
 }
 
 

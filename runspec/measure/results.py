@@ -17,7 +17,7 @@ from typing import Any
 from runspec.measure import RESULT_FILE
 from runspec.measure.stats import Summary, summarize
 from runspec.plan.identity import point_label
-from runspec.state.status import read_result
+from runspec.state.status import RunStatus, read_result
 
 BUILTIN = ("wall_s", "energy_kwh", "peak_rss_mb")
 
@@ -90,8 +90,9 @@ def collect(target, group_by: list[str] | None = None, primary: str | None = Non
         if member.slot.startswith("w"):
             continue  # warmups are not measurements
         result, unreadable = read_result(target.root / member.run_dir)
-        if result is None or member.status != "succeeded":
-            why = f": {unreadable}" if unreadable and member.status in ("succeeded", "lost") else ""
+        if result is None or member.status != RunStatus.SUCCEEDED:
+            why = f": {unreadable}" if unreadable and member.status in (
+                RunStatus.SUCCEEDED, RunStatus.LOST) else ""
             missing.append(f"{member.key} ({member.status}{why})")
             continue
         problem = result_problem(result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from runspec.ir import Plan, Run
@@ -17,10 +18,22 @@ from runspec.manifest.checks import SECRET_NAME
 from runspec.plan import yamltext
 from runspec.plan.dotted import flatten
 from runspec.plan.identity import format_value
-from runspec.state.store import RERUN_STATUSES, Member, State
+from runspec.state.status import RERUN, RunStatus
+from runspec.state.store import Member, State
 
-ACTIONS = ("create", "replace", "rerun", "destroy", "noop")
-SUBMITTING = ("create", "replace", "rerun")
+
+class Action(StrEnum):
+    """What apply does with one run (Terraform's actions, plus rerun)."""
+
+    CREATE = "create"     # a new run
+    REPLACE = "replace"   # its request changed: run it again
+    RERUN = "rerun"       # failed, cancelled or lost last time: run it again
+    DESTROY = "destroy"   # it left the manifest
+    NOOP = "noop"         # unchanged
+
+
+ACTIONS = tuple(Action)
+SUBMITTING = frozenset({Action.CREATE, Action.REPLACE, Action.RERUN})
 MAX_DIFF_LINES = 40
 MASK = "***"
 NOT_SECRET = {"RUNSPEC_RUN_KEY"}  # the run's key, which runspec sets itself
@@ -30,7 +43,7 @@ NOT_SECRET = {"RUNSPEC_RUN_KEY"}  # the run's key, which runspec sets itself
 class Change:
     key: str
     stage: str
-    action: str
+    action: Action
     reasons: list[str] = field(default_factory=list)
     diff: list[str] = field(default_factory=list)
     run: Run | None = None
@@ -42,12 +55,12 @@ class Changes:
     changes: list[Change]
     unmatched: list[str] = field(default_factory=list)   # --target / --exclude globs that matched nothing
 
-    def count(self, action: str) -> int:
+    def count(self, action: Action) -> int:
         return sum(c.action == action for c in self.changes)
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action != "noop" for c in self.changes)
+        return any(c.action != Action.NOOP for c in self.changes)
 
     def to_submit(self) -> list[Change]:
         return [c for c in self.changes if c.action in SUBMITTING]
@@ -70,29 +83,29 @@ def diff_plan(plan: Plan, state: State, targets: list[str] | None = None,
             continue
         member = state.members.get(run.key)
         if member is None:
-            changes.append(Change(run.key, run.stage, "create", run=run))
+            changes.append(Change(run.key, run.stage, Action.CREATE, run=run))
         elif member.digest != run.digest:
             reasons = describe_change(member.request, run.request)
-            changes.append(Change(run.key, run.stage, "replace", reasons,
+            changes.append(Change(run.key, run.stage, Action.REPLACE, reasons,
                                   request_diff(member.request, run.request), run, member))
         elif any(fnmatch.fnmatchcase(run.key, g) for g in replace):
-            changes.append(Change(run.key, run.stage, "replace", ["forced by --replace"],
+            changes.append(Change(run.key, run.stage, Action.REPLACE, ["forced by --replace"],
                                   run=run, member=member))
-        elif member.status in RERUN_STATUSES:
-            changes.append(Change(run.key, run.stage, "rerun", [f"{member.status} last time"],
+        elif member.status in RERUN:
+            changes.append(Change(run.key, run.stage, Action.RERUN, [f"{member.status} last time"],
                                   run=run, member=member))
         else:
-            changes.append(Change(run.key, run.stage, "noop", run=run, member=member))
+            changes.append(Change(run.key, run.stage, Action.NOOP, run=run, member=member))
     gone = [m for k, m in state.members.items()
             if k not in planned and _selected(k, targets, excludes)]
     changes = _pair_moved_points(changes, gone)
     for member in gone:
         reasons = ["no longer in the manifest"]
-        if member.status in ("submitted", "running"):
+        if member.status in (RunStatus.SUBMITTED, RunStatus.RUNNING):
             reasons.append(f"{member.status}: cancelled only with --prune")
-        changes.append(Change(member.key, member.stage, "destroy", reasons, member=member))
+        changes.append(Change(member.key, member.stage, Action.DESTROY, reasons, member=member))
     order = {name: index for index, name in enumerate(plan.stages)}
-    changes.sort(key=lambda c: (order.get(c.stage, len(order)), c.action == "destroy"))
+    changes.sort(key=lambda c: (order.get(c.stage, len(order)), c.action == Action.DESTROY))
     known = planned | set(state.members)
     unmatched = [f"--target {g}" for g in targets if not fnmatch.filter(known, g)]
     unmatched += [f"--exclude {g}" for g in excludes if not fnmatch.filter(known, g)]
@@ -105,7 +118,7 @@ def _pair_moved_points(changes: list[Change], gone: list[Member]) -> list[Change
     stage and slot whose points differ in exactly one parameter; ``gone`` keeps the rest."""
     result = []
     for change in changes:
-        if change.action != "create" or change.run is None:
+        if change.action != Action.CREATE or change.run is None:
             result.append(change)
             continue
         run = change.run
@@ -125,7 +138,7 @@ def _pair_moved_points(changes: list[Change], gone: list[Member]) -> list[Change
                     if r.startswith(("resources", "settings", "secrets", "working", "container",
                                      "mounts", "startup", "executor"))]
         moves = ((match.run_dir, run.run_dir), (match.key, run.key))
-        result.append(Change(run.key, run.stage, "replace", reasons,
+        result.append(Change(run.key, run.stage, Action.REPLACE, reasons,
                              request_diff(match.request, run.request, moves), run, match))
     return result
 

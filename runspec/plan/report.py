@@ -7,20 +7,21 @@ from typing import Any
 
 from runspec import __version__
 from runspec.backends import backend_for
-from runspec.plan.diff import ACTIONS, Change, masked
+from runspec.plan.diff import ACTIONS, Action, Change, masked
 from runspec.plan.pipeline import PlanResult
 
 JSON_FORMAT = "runspec.plan/1"
-SYMBOLS = {"create": "+", "replace": "-/+", "rerun": "↻", "destroy": "-", "noop": "="}
+SYMBOLS = {Action.CREATE: "+", Action.REPLACE: "-/+", Action.RERUN: "↻", Action.DESTROY: "-",
+           Action.NOOP: "="}
 LEGEND = ("Actions: + create   -/+ replace   ↻ rerun (failed or lost last time)   - destroy"
           "   = unchanged")
 
 
 def summary_line(result: PlanResult) -> str:
     c = result.changes
-    return (f"Plan: {c.count('create')} to create, {c.count('replace')} to replace, "
-            f"{c.count('rerun')} to rerun, {c.count('destroy')} to destroy, "
-            f"{c.count('noop')} unchanged.")
+    return (f"Plan: {c.count(Action.CREATE)} to create, {c.count(Action.REPLACE)} to replace, "
+            f"{c.count(Action.RERUN)} to rerun, {c.count(Action.DESTROY)} to destroy, "
+            f"{c.count(Action.NOOP)} unchanged.")
 
 
 def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
@@ -37,7 +38,7 @@ def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
     stages = list(dict.fromkeys([*plan.stages, *(c.stage for c in changes.changes)]))
     for stage in stages:
         members = [c for c in changes.changes if c.stage == stage]
-        shown = [c for c in members if show_unchanged or c.action != "noop"]
+        shown = [c for c in members if show_unchanged or c.action != Action.NOOP]
         hidden = len(members) - len(shown)
         if not shown:
             continue
@@ -79,7 +80,7 @@ def _change_lines(change: Change) -> list[str]:
 
 
 def _unchanged_note(result: PlanResult) -> str:
-    count = result.changes.count("noop")
+    count = result.changes.count(Action.NOOP)
     return (f"The {count} planned run{'s' * (count != 1)} "
             f"match{'es' * (count == 1)} what was applied."
             if count else "Nothing is planned.")

@@ -8,14 +8,34 @@ neither, so refreshing finished runs costs no backend call.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from runspec.measure import RESULT_FILE, STARTED_FILE
 from runspec.measure.files import os_reason, read_json
 
-FINAL = ("succeeded", "failed", "cancelled")
-ACTIVE = ("submitted", "running")
+
+class RunStatus(StrEnum):
+    """A run's status as the state records it (a ``str``, so state files, JSON views and
+    tables hold the plain word)."""
+
+    SUBMITTED = "submitted"   # handed to the scheduler (or its intent recorded), not started
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"             # the scheduler no longer knows it and it left no result
+
+
+ACTIVE = frozenset({RunStatus.SUBMITTED, RunStatus.RUNNING})
+"""Still the scheduler's: refreshed, cancellable, never rerun."""
+FINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+"""Ended, as the run's own result says."""
+ENDED = FINAL | {RunStatus.LOST}
+"""Ended, one way or another: nothing more will happen to it."""
+RERUN = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.LOST})
+"""Ended without success: the next apply starts it again."""
 
 
 def _whole(value: Any) -> bool:
@@ -50,7 +70,7 @@ def read_result(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     return result, None
 
 
-def from_result(run_dir: Path) -> str | None:
+def from_result(run_dir: Path) -> RunStatus | None:
     """``succeeded`` / ``failed`` / ``cancelled`` from result.json, or None while there is
     none (or it says nothing usable)."""
     result, _ = read_result(run_dir)
@@ -58,10 +78,10 @@ def from_result(run_dir: Path) -> str | None:
         return None
     code = result["exit_code"]
     if code == 0:
-        return "succeeded"
+        return RunStatus.SUCCEEDED
     if result.get("signal") in (2, 15) or code in (130, 143):
-        return "cancelled"
-    return "failed"
+        return RunStatus.CANCELLED
+    return RunStatus.FAILED
 
 
 def started(run_dir: Path) -> dict | None:

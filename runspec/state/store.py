@@ -21,11 +21,11 @@ from typing import Any
 
 from runspec.backends import REGISTRY
 from runspec.measure.files import disk_full, os_reason, write_bytes_atomic
+from runspec.state.status import RunStatus
 
 STATE_FORMAT = 1
 DEFAULT_DIR = ".runspec/state"
-STATUSES = ("submitted", "running", "succeeded", "failed", "cancelled", "lost")
-RERUN_STATUSES = ("failed", "cancelled", "lost")
+STATUSES = tuple(RunStatus)
 BACKENDS = tuple(REGISTRY)
 HEAD_BYTES = 4096                   # where the checksum and the summary fields must be
 _SEAL = b'\n "checksum": "sha256:'  # the checksum's line (one space: a top-level key)
@@ -47,7 +47,7 @@ class Member:
     key: str
     stage: str
     digest: str
-    status: str = "submitted"
+    status: RunStatus = RunStatus.SUBMITTED
     handle: dict[str, Any] | None = None
     request: dict[str, Any] = field(default_factory=dict)
     submitted_at: str | None = None
@@ -73,7 +73,8 @@ class State:
 
     def complete(self) -> bool:
         """Has every recorded run succeeded?"""
-        return bool(self.members) and all(m.status == "succeeded" for m in self.members.values())
+        return bool(self.members) and all(m.status == RunStatus.SUCCEEDED
+                                         for m in self.members.values())
 
     def to_json(self) -> dict[str, Any]:
         from runspec import __version__
@@ -293,7 +294,7 @@ class StateStore:
         for name, value in (raw.get("handle") or {}).items():
             if name in _HANDLE_FIELDS and not _HANDLE_FIELDS[name][0](value):
                 raise self._bad(f"{where}.handle.{name}", _HANDLE_FIELDS[name][1], value)
-        return Member(**raw)
+        return Member(**{**raw, "status": RunStatus(raw.get("status", RunStatus.SUBMITTED))})
 
     def read_summary(self) -> tuple[str | None, bool]:
         """``(fingerprint, complete)``: what the unchanged-re-apply check needs. A file whose
