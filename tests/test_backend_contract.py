@@ -4,17 +4,18 @@ handle's keys."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
 from runspec.backends import REGISTRY, backend_for
-from runspec.backends.base import Backend, Capabilities, PacedBackend
+from runspec.backends.base import Backend, Capabilities, HandleError, PacedBackend, RunHandle
 
 ROOT = Path(__file__).resolve().parent.parent / "runspec"
 MEMBERS = [name for name in dir(Backend) if not name.startswith("_")] + [
-    "name", "title", "summary", "capabilities"]
+    "name", "title", "summary", "capabilities", "handle_type"]
 
 
 @pytest.mark.parametrize("executor", sorted(REGISTRY))
@@ -28,11 +29,29 @@ def test_every_backend_implements_the_whole_interface(executor):
     if backend.capabilities.paced_by_runspec:
         assert all(hasattr(backend, name) for name in dir(PacedBackend)
                    if not name.startswith("_"))
+    assert issubclass(backend.handle_type, RunHandle)
+
+
+@pytest.mark.parametrize("executor", sorted(REGISTRY))
+def test_a_handle_is_read_back_from_its_record_with_its_fields_checked(executor):
+    """What the state stores is the handle's record; reading it back gives the same handle,
+    and a field of the wrong type is named (the state reader turns that into its error)."""
+    handle_type = backend_for(executor).handle_type
+    fields = dataclasses.fields(handle_type)
+    assert fields, "a handle records something"
+    sample = {f.name: (7 if "int" in str(f.type) else True if "bool" in str(f.type) else "x")
+              for f in fields}
+    handle = handle_type.of(sample)
+    assert handle_type.of(handle.record()) == handle
+    assert handle_type.of(None) == handle_type()
+    with pytest.raises(HandleError) as bad:
+        handle_type.of({fields[0].name: [1, 2]})
+    assert bad.value.field == fields[0].name
 
 
 @pytest.mark.parametrize("module", ["apply/engine.py", "apply/pacer.py", "apply/session.py",
                                     "apply/refresh.py", "apply/inspect.py", "plan/report.py",
-                                    "console.py"])
+                                    "console.py", "state/store.py"])
 def test_code_above_the_backends_knows_no_backend_names_or_handle_keys(module):
     text = (ROOT / module).read_text()
     names = re.findall(r'["\'](local|slurm|ray|nemo-run)["\']', text)

@@ -14,17 +14,74 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol, TypeGuard
+from typing import Any, Protocol, Self, TypeGuard
 
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
 from runspec.state.status import ENDED, RunStatus
 
 Handle = dict[str, Any]
-"""A backend's record of one submitted run, as stored in the state (JSON). Its keys are the
-backend's own business; keys starting with ``_`` are live objects never stored."""
+"""A backend's record of one submitted run, as stored in the state (JSON): the record of its
+``RunHandle`` (below), which only that backend reads; keys starting with ``_`` are live
+objects never stored."""
+
+
+class HandleError(ValueError):
+    """A stored handle record whose field has the wrong type: names the field."""
+
+    def __init__(self, field_name: str, expected: str, value: Any):
+        super().__init__(f"{field_name}: expected {expected}")
+        self.field, self.expected, self.value = field_name, expected, value
+
+
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false"}
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """What a backend records of one started run. Each backend declares its own handle
+    (``SlurmJob``, ``RayJob``, ``LocalProcess``) as a frozen dataclass of optional fields;
+    the state stores its JSON record, and the backend reads a record back through
+    ``of``, which checks every field's type, so a corrupt state names the field instead
+    of failing later. Keys starting with ``_`` are live objects (a process) never stored."""
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any] | None) -> Self:
+        """The handle a stored record describes (fields it lacks are None); a field of the
+        wrong type is a ``HandleError``; keys it does not know are ignored."""
+        record = record or {}
+        hints = _field_types(cls)
+        values = {}
+        for name, allowed in hints.items():
+            value = record.get(name)
+            if value is not None and not any(
+                    isinstance(value, t) and not (t is int and isinstance(value, bool))
+                    for t in allowed):
+                raise HandleError(name, " or ".join(_TYPE_NAMES.get(t, t.__name__)
+                                                   for t in allowed) + " or null", value)
+            values[name] = value
+        return cls(**values)
+
+    def record(self) -> Handle:
+        """The JSON record stored in the state (fields that are None left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+
+_FIELD_TYPES: dict[type, dict[str, tuple[type, ...]]] = {}
+
+
+def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
+    """Each field's allowed types (``int | None`` → ``(int,)``), read once per handle class."""
+    if cls not in _FIELD_TYPES:
+        hints = typing.get_type_hints(cls)
+        _FIELD_TYPES[cls] = {f.name: tuple(t for t in typing.get_args(hints[f.name])
+                                           or (hints[f.name],) if t is not type(None))
+                             for f in fields(cls)}
+    return _FIELD_TYPES[cls]
 
 
 @dataclass(frozen=True)
@@ -74,6 +131,10 @@ class Backend(Protocol):
     title: str                          # names its models in the schemas ("SlurmProfile")
     summary: str                        # what it does, for the schemas ("submits to Slurm")
     capabilities: Capabilities
+
+    @property
+    def handle_type(self) -> type[RunHandle]:
+        """What it records of a started run (``SlurmJob``): the state stores its record."""
 
     def options_model(self) -> type:
         """The keys it reads from a profile and from `[env]` (beside those every executor

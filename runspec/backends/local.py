@@ -14,12 +14,15 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from runspec.backends.base import (
     Capabilities,
     Handle,
+    HandleError,
+    RunHandle,
     executable_env,
     no_scheduler_logs,
     no_session,
@@ -50,11 +53,20 @@ def options_model() -> type:
     return LocalFields
 
 
+@dataclass(frozen=True)
+class LocalProcess(RunHandle):
+    """A local run: its process (the leader of its own session) and the host it runs on."""
+
+    pid: int | None = None
+    host: str | None = None
+
+
 class LocalBackend:
     name = "local"
     title = "Local"
     summary = "runs on this machine"
     options_model = staticmethod(options_model)
+    handle_type = LocalProcess
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun"}), containers=False, multi_node=False,
         paced_by_runspec=True, attached=True, default_parallel=1, stage_dependencies=False,
@@ -83,7 +95,8 @@ class LocalBackend:
 
     @staticmethod
     def describe(handle: Handle | None) -> str:
-        return f"pid {handle['pid']}" if handle and handle.get("pid") else ""
+        pid = LocalProcess.of(handle).pid
+        return f"pid {pid}" if pid else ""
 
     @staticmethod
     def dependency_id(handle: Handle | None) -> str | None:
@@ -91,7 +104,7 @@ class LocalBackend:
 
     @staticmethod
     def intent(launch: Launch, tag: str, index: int) -> Handle:
-        return {"host": None}
+        return LocalProcess().record()
 
     # -- execution ---------------------------------------------------------------------------
     def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
@@ -121,7 +134,7 @@ class LocalBackend:
             process = subprocess.Popen(request["argv"], cwd=cwd, env=env,
                                        stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
-        return {"pid": process.pid, "host": socket.gethostname(), "_process": process}
+        return {**LocalProcess(process.pid, socket.gethostname()).record(), "_process": process}
 
     def refresh(self, handle: dict | None, run_dir: Path,
                 current: RunStatus = RunStatus.RUNNING) -> RunStatus:
@@ -134,14 +147,16 @@ class LocalBackend:
         if final is not None:
             return final
         here = socket.gethostname()
-        candidates = [handle or {}]
+        candidates = [LocalProcess.of(handle)]
         began = run_status.started(run_dir)
         if began:
-            candidates.append({"host": began.get("host"), "pid": began.get("pid")})
+            with contextlib.suppress(HandleError):  # a started.json that says nothing usable
+                candidates.append(LocalProcess.of({"host": began.get("host"),
+                                                   "pid": began.get("pid")}))
         for candidate in candidates:
-            if candidate.get("host") == here and _alive(candidate.get("pid")):
+            if candidate.host == here and _alive(candidate.pid):
                 return RunStatus.RUNNING
-        if any(c.get("host") not in (None, here) for c in candidates):
+        if any(c.host not in (None, here) for c in candidates):
             return current
         return RunStatus.LOST
 
@@ -160,7 +175,7 @@ class LocalBackend:
         """Stop every run's whole session at once: SIGTERM to all, one shared grace period
         (so a recipe can checkpoint), then SIGKILL to whatever is left."""
         here = socket.gethostname()
-        pids = [h["pid"] for h in handles if h and h.get("host") == here and h.get("pid")]
+        pids = [p.pid for p in map(LocalProcess.of, handles) if p.host == here and p.pid]
         for pid in pids:
             _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + KILL_GRACE_S

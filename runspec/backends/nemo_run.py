@@ -7,10 +7,17 @@ will wrap) and the executor options; submission through NeMo-Run arrives with ap
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from runspec.backends.base import Capabilities, no_scheduler_logs, no_session, run_script
+from runspec.backends.base import (
+    Capabilities,
+    RunHandle,
+    no_scheduler_logs,
+    no_session,
+    run_script,
+)
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
 from runspec.state.status import RunStatus
 
@@ -39,11 +46,20 @@ def options_model() -> type:
     return NemoRunFields
 
 
+@dataclass(frozen=True)
+class NemoRunIntent(RunHandle):
+    """What is recorded before a NeMo-Run submission (which runspec cannot send yet)."""
+
+    launch: str | None = None
+    tag: str | None = None
+
+
 class NemoRunBackend:
     name = "nemo-run"
     title = "NemoRun"
     summary = "launches through NeMo-Run"
     options_model = staticmethod(options_model)
+    handle_type = NemoRunIntent
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun"}), containers=True, multi_node=True,
         paced_by_runspec=False, attached=False, default_parallel=None, stage_dependencies=False,
@@ -65,7 +81,7 @@ class NemoRunBackend:
 
     @staticmethod
     def intent(launch: Launch, tag: str, index: int) -> dict:
-        return {"launch": launch.directory, "tag": tag}
+        return NemoRunIntent(launch.directory, tag).record()
 
     def request(self, spec: RunSpec) -> dict:
         return {"executor": spec.settings.get("nemo_executor", "local"),

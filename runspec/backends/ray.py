@@ -13,6 +13,7 @@ import json
 import shlex
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from runspec.backends.base import (
     SECRETS_FILE,
     Capabilities,
     Handle,
+    RunHandle,
     remove_secrets,
     sweep_secrets,
 )
@@ -58,11 +60,24 @@ def options_model() -> type:
     return RayFields
 
 
+@dataclass(frozen=True)
+class RayJob(RunHandle):
+    """A Ray Jobs API submission: its id (chosen by runspec, from the run digest) and the
+    dashboard that has it."""
+
+    submission_id: str | None = None
+    address: str | None = None
+    launch: str | None = None
+    tag: str | None = None
+    adopted: bool | None = None       # an identical job was already queued or running
+
+
 class RayBackend:
     name = "ray"
     title = "Ray"
     summary = "submits Ray jobs"
     options_model = staticmethod(options_model)
+    handle_type = RayJob
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "ray", "torchrun"}), containers=False,
         multi_node=False, paced_by_runspec=True, attached=False, default_parallel=None,
@@ -120,8 +135,8 @@ class RayBackend:
 
     @staticmethod
     def describe(handle: Handle | None) -> str:
-        return f"Ray job {handle['submission_id']}" if handle and "submission_id" in handle \
-            else ""
+        job = RayJob.of(handle)
+        return f"Ray job {job.submission_id}" if job.submission_id else ""
 
     @staticmethod
     def dependency_id(handle: Handle | None) -> str | None:
@@ -130,9 +145,8 @@ class RayBackend:
     @staticmethod
     def intent(launch: Launch, tag: str, index: int) -> Handle:
         """The submission id is chosen by us, so the job can be asked about directly."""
-        return {"launch": launch.directory, "tag": tag,
-                "submission_id": launch.request["body"]["submission_id"],
-                "address": launch.request.get("address")}
+        return RayJob(launch.request["body"]["submission_id"], launch.request.get("address"),
+                      launch.directory, tag).record()
 
     @contextlib.contextmanager
     def session(self, launches: list[Launch], say: Callable[[str], None], keep: bool = False
@@ -199,16 +213,15 @@ class RayBackend:
             body["submission_id"] = base_id if attempt == 1 else f"{base_id}-r{attempt}"
             status, answer = client.call("POST", "/api/jobs/", body)
             if status < 300:
-                return {launch.keys[0]: {"submission_id": body["submission_id"],
-                                         "address": client.address}}
+                return {launch.keys[0]: RayJob(body["submission_id"], client.address).record()}
             message = str(answer.get("message") or answer)
             if "already exists" not in message:
                 raise BackendError(f"Ray refused the job: {message[:500]}")
             _, existing = client.call("GET", f"/api/jobs/{body['submission_id']}")
             if existing.get("status") in ("PENDING", "RUNNING"):
                 # The same request is already queued or running (a crashed apply): adopt it.
-                return {launch.keys[0]: {"submission_id": body["submission_id"],
-                                         "address": client.address, "adopted": True}}
+                return {launch.keys[0]: RayJob(body["submission_id"], client.address,
+                                               adopted=True).record()}
         raise BackendError(f"Ray keeps refusing {base_id}: too many earlier attempts")
 
     def refresh_many(self, members, root: Path) -> dict[str, RunStatus]:
@@ -224,28 +237,27 @@ class RayBackend:
             if final is not None:
                 statuses[member.key] = final
                 continue
-            handle = member.handle or {}
-            if "submission_id" not in handle:
+            job = RayJob.of(member.handle)
+            if not job.submission_id:
                 statuses[member.key] = RunStatus.LOST
                 continue
-            code, answer = _client_for(handle).call(
-                "GET", f"/api/jobs/{handle['submission_id']}")
+            code, answer = _client_for(job).call("GET", f"/api/jobs/{job.submission_id}")
             statuses[member.key] = (_STATES.get(answer.get("status") or "", RunStatus.LOST) if code < 300
                                     else RunStatus.LOST)
         return statuses
 
     def cancel_many(self, members, root: Path) -> None:
         for member in members:
-            handle = member.handle or {}
-            if "submission_id" in handle:
-                _client_for(handle).call("POST", f"/api/jobs/{handle['submission_id']}/stop")
+            job = RayJob.of(member.handle)
+            if job.submission_id:
+                _client_for(job).call("POST", f"/api/jobs/{job.submission_id}/stop")
             remove_secrets(root, member.run_dir)
 
     def log_text(self, member, root: Path) -> str:
-        handle = member.handle or {}
-        if "submission_id" not in handle:
+        job = RayJob.of(member.handle)
+        if not job.submission_id:
             return ""
-        _, answer = _client_for(handle).call("GET", f"/api/jobs/{handle['submission_id']}/logs")
+        _, answer = _client_for(job).call("GET", f"/api/jobs/{job.submission_id}/logs")
         return answer.get("logs", "")
 
 
@@ -266,9 +278,9 @@ _STATES: dict[str, RunStatus] = {
     "SUCCEEDED": RunStatus.SUCCEEDED, "FAILED": RunStatus.FAILED, "STOPPED": RunStatus.CANCELLED}
 
 
-def _client_for(handle: dict) -> RayClient:
+def _client_for(job: RayJob) -> RayClient:
     """A client for a recorded job (an intent may not know the managed head's address)."""
-    return _client({"address": handle.get("address")})
+    return _client({"address": job.address})
 
 
 def _client(request: dict) -> RayClient:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from runspec.backends.base import (
     BackendError,
     Capabilities,
     RenderError,
+    RunHandle,
     comment_safe,
     no_scheduler_logs,
     no_session,
@@ -235,11 +237,28 @@ def _template(custom: str | None, root: Path):
     return env.from_string((root / custom).read_text(encoding="utf-8"))
 
 
+@dataclass(frozen=True)
+class SlurmJob(RunHandle):
+    """A run's place in Slurm: its job and array task, or, while sbatch's answer is not
+    recorded, the comment tag that finds the job in the queue."""
+
+    job_id: str | int | None = None
+    task: int | None = None           # the array index (None: a job of one run)
+    tag: str | None = None            # --comment=runspec:<tag>
+    launch: str | None = None         # the launch directory it was submitted from
+
+    @property
+    def task_id(self) -> str:
+        """``12_3`` (an array task) or ``12``: how squeue, scontrol and scancel name it."""
+        return f"{self.job_id}_{self.task}" if self.task is not None else str(self.job_id)
+
+
 class SlurmBackend:
     name = "slurm"
     title = "Slurm"
     summary = "submits to Slurm"
     options_model = staticmethod(options_model)
+    handle_type = SlurmJob
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun", "ray"}), containers=True, multi_node=True,
         paced_by_runspec=False, attached=False, default_parallel=None, stage_dependencies=True,
@@ -264,22 +283,20 @@ class SlurmBackend:
 
     @staticmethod
     def describe(handle: dict | None) -> str:
-        if not handle or "job_id" not in handle:
-            return ""
-        return f"job {handle['job_id']}" + (f"_{handle['task']}" if "task" in handle else "")
+        job = SlurmJob.of(handle)
+        return f"job {job.task_id}" if job.job_id is not None else ""
 
     @staticmethod
     def dependency_id(handle: dict | None) -> str | None:
-        return str(handle["job_id"]) if handle and handle.get("job_id") else None
+        job = SlurmJob.of(handle)
+        return str(job.job_id) if job.job_id else None
 
     @staticmethod
     def intent(launch: Launch, tag: str, index: int) -> dict:
         """The comment tag (and array task) find the job in the queue if sbatch's answer is
         lost."""
-        intent: dict = {"launch": launch.directory, "tag": tag}
-        if launch.request.get("array_size"):
-            intent["task"] = index
-        return intent
+        return SlurmJob(task=index if launch.request.get("array_size") else None, tag=tag,
+                        launch=launch.directory).record()
 
     def render_run(self, spec: RunSpec, root: Path, digest: str) -> dict[str, str]:
         return {"launch.sh": run_script(spec, secrets_loaded=True)}
@@ -480,8 +497,8 @@ class SlurmBackend:
             raise BackendError(f"sbatch answered {output.strip()!r}, not a job id")
         self.submitted[launch.request["script"]] = job_id
         if launch.request.get("array_size"):
-            return {key: {"job_id": job_id, "task": index} for index, key in enumerate(launch.keys)}
-        return {launch.keys[0]: {"job_id": job_id}}
+            return {key: SlurmJob(job_id, index).record() for index, key in enumerate(launch.keys)}
+        return {launch.keys[0]: SlurmJob(job_id).record()}
 
     def _dependency(self, arg: str, after: dict[str, str]) -> str | None:
         """``--dependency=afterok:{job:STAGE},afterany:{launch:SCRIPT}`` with the job ids: a
@@ -534,16 +551,17 @@ class SlurmBackend:
 
         statuses: dict[str, RunStatus] = {}
         waiting = []
-        untracked = [m for m in members if not (m.handle or {}).get("job_id")
-                     and (m.handle or {}).get("tag")]
+        untracked = [m for m in members if not SlurmJob.of(m.handle).job_id
+                     and SlurmJob.of(m.handle).tag]
         if untracked:
             self.reconcile(untracked, root)
+        jobs = {m.key: SlurmJob.of(m.handle) for m in members}
         for member in members:
             final = run_status.from_result(root / member.run_dir)
-            if final is not None and not (final == RunStatus.CANCELLED and member.handle
-                                          and "job_id" in member.handle):
+            submitted = jobs[member.key].job_id is not None
+            if final is not None and not (final == RunStatus.CANCELLED and submitted):
                 statuses[member.key] = final
-            elif member.handle and "job_id" in member.handle:
+            elif submitted:
                 # Ended by a signal: a cancel, a time limit, or a preemption that Slurm
                 # requeues. Only the scheduler can tell, so ask it before trusting the file.
                 waiting.append(member)
@@ -558,18 +576,18 @@ class SlurmBackend:
                 queue[parts[0]] = parts[1]
         gone = []
         for member in waiting:
-            state = queue.get(_task_id(member.handle))
+            state = queue.get(jobs[member.key].task_id)
             if state is None:
                 gone.append(member)
             else:
                 statuses[member.key] = _STATES.get(state, RunStatus.RUNNING)
         known = {}
-        for job_id in sorted({m.handle["job_id"] for m in gone}):
+        for job_id in sorted({str(jobs[m.key].job_id) for m in gone}):
             # A job purged from the controller is unknown: the run directory is all we have.
             with contextlib.suppress(BackendError):
                 known.update(_scontrol_states(job_id, root))
         for member in gone:
-            state = known.get(_task_id(member.handle))
+            state = known.get(jobs[member.key].task_id)
             if state:
                 statuses[member.key] = _STATES.get(state, RunStatus.LOST)
             else:  # purged from the controller: the run's own record is all there is
@@ -585,14 +603,14 @@ class SlurmBackend:
             if comment.startswith("runspec:"):
                 found[comment.removeprefix("runspec:").strip()] = job_id.strip()
         for member in members:
-            known = found.get(member.handle["tag"])
+            job = SlurmJob.of(member.handle)
+            known = found.get(job.tag or "")
             if known:
-                member.handle = {"job_id": known, **({"task": member.handle["task"]}
-                                                      if member.handle.get("task") is not None
-                                                      else {})}
+                member.handle = SlurmJob(known, job.task).record()
 
     def cancel_many(self, members, root: Path) -> None:
-        ids = sorted({_task_id(m.handle) for m in members if m.handle and "job_id" in m.handle})
+        jobs = [SlurmJob.of(m.handle) for m in members]
+        ids = sorted({job.task_id for job in jobs if job.job_id is not None})
         if ids:
             _slurm(["scancel", *ids], root, "scancel")
         for member in members:  # a job cancelled before it started never read its secrets
@@ -655,8 +673,6 @@ def checked(directives: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return directives
 
 
-def _task_id(handle: dict) -> str:
-    return f"{handle['job_id']}_{handle['task']}" if "task" in handle else str(handle["job_id"])
 
 
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runspec.backends import REGISTRY
+from runspec.backends import DEFAULT_EXECUTOR, REGISTRY
 from runspec.measure.files import disk_full, os_reason, write_bytes_atomic
 from runspec.state.status import RunStatus
 
@@ -55,7 +55,7 @@ class Member:
     point: dict[str, Any] = field(default_factory=dict)
     slot: str = ""
     run_dir: str = ""                  # relative to the manifest's directory
-    backend: str = "local"
+    backend: str = DEFAULT_EXECUTOR
     attempts: int = 0
     outputs: dict[str, Any] = field(default_factory=dict)   # artifact → [path, type]
     registry: str = ""                 # where outputs are published
@@ -135,14 +135,6 @@ _MEMBER_FIELDS: dict[str, tuple[Any, str]] = {
     "error": (_text_or_null, "a string or null"),
 }
 _REQUIRED = ("key", "stage", "digest")
-# The handle fields the backends read; a backend may add others.
-_HANDLE_FIELDS: dict[str, tuple[Any, str]] = {
-    "pid": (lambda v: v is None or _is_int(v), "a whole number or null"),
-    "task": (lambda v: v is None or _is_int(v), "a whole number or null"),
-    "job_id": (lambda v: v is None or isinstance(v, str) or _is_int(v), "a string or null"),
-    **{name: (_text_or_null, "a string or null")
-       for name in ("host", "tag", "launch", "submission_id", "address")},
-}
 # Top-level fields other than format and members.
 _STATE_FIELDS: dict[str, tuple[Any, str]] = {
     "runspec_version": (_text, "a string"),
@@ -291,9 +283,14 @@ class StateStore:
         if raw["key"] != key:
             raise self._bad(f"{where}.key", f"{json.dumps(key)} (its key in members)",
                             raw["key"])
-        for name, value in (raw.get("handle") or {}).items():
-            if name in _HANDLE_FIELDS and not _HANDLE_FIELDS[name][0](value):
-                raise self._bad(f"{where}.handle.{name}", _HANDLE_FIELDS[name][1], value)
+        from runspec.backends import backend_for
+        from runspec.backends.base import HandleError
+
+        try:
+            backend_for(raw.get("backend", DEFAULT_EXECUTOR)).handle_type.of(raw.get("handle"))
+        except HandleError as error:
+            raise self._bad(f"{where}.handle.{error.field}", error.expected,
+                            error.value) from None
         return Member(**{**raw, "status": RunStatus(raw.get("status", RunStatus.SUBMITTED))})
 
     def read_summary(self) -> tuple[str | None, bool]:
