@@ -655,8 +655,6 @@ def _slurm(argv: list[str], root: Path, what: str, hide: set[str] | frozenset = 
     return completed.stdout
 
 
-
-
 def checked(directives: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """``directives`` if each is one ``#SBATCH --name[=value]`` line, once; else a RenderError
     (validate refuses such names and values; a script never relies on that)."""
@@ -671,10 +669,6 @@ def checked(directives: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
         if value is not None:
             one_line(value, f"#SBATCH --{name}")
     return directives
-
-
-
-
 
 
 def _scontrol_states(job_id: str, root: Path) -> dict[str, str]:

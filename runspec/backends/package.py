@@ -1,0 +1,154 @@
+"""The code a job on another machine runs: the project packed as NeMo-Run users know it.
+
+``git`` packs HEAD (``include_uncommitted`` adds the working tree's changes and new files
+that git does not ignore); ``pattern`` packs the files that globs match; ``none`` packs
+nothing (a file system the cluster shares). The archive is deterministic (sorted entries,
+no times, no owners), so its digest names it: an unchanged tree gives the same package,
+which is then not uploaded again (``install`` on a login node).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import shlex
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from runspec.backends.base import BackendError
+from runspec.backends.shell import Shell
+
+PackageMode = Literal["git", "pattern", "none"]
+MAX_PACKAGE_BYTES = 2 * 1024**3
+"""A package larger than this is refused: a data directory was probably swept in."""
+
+
+@dataclass(frozen=True)
+class Package:
+    """A packed tree: its gzipped tar, the files in it, and the digest that names it."""
+
+    data: bytes
+    files: tuple[str, ...]
+    digest: str
+
+    @property
+    def name(self) -> str:
+        return f"code-{self.digest[:16]}"
+
+
+def pack(root: Path, mode: PackageMode, patterns: tuple[str, ...] = (),
+         include_uncommitted: bool = False) -> Package | None:
+    """The package of the project at ``root`` (None for ``none``)."""
+    if mode == "none":
+        return None
+    if mode == "git":
+        contents = _git_files(root, include_uncommitted)
+    elif mode == "pattern":
+        if not patterns:
+            raise BackendError('packager = "pattern" needs patterns to match',
+                               'add package_patterns = ["src/**/*.py", …]')
+        contents = _pattern_files(root, patterns)
+    else:
+        raise BackendError(f'unknown packager "{mode}"', "use git, pattern or none")
+    return _archive(contents)
+
+
+def _git(root: Path, *args: str) -> bytes:
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                              timeout=120, check=False)
+    except FileNotFoundError:
+        raise BackendError("git is not installed here", 'install git, or use packager = '
+                           '"pattern"') from None
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip().splitlines()
+        raise BackendError(f"git {args[0]} failed in {root}: "
+                           f"{message[-1] if message else done.returncode}",
+                           'packager = "git" packs a git checkout: commit first, or use '
+                           'packager = "pattern"')
+    return done.stdout
+
+
+def _git_files(root: Path, include_uncommitted: bool) -> dict[str, tuple[bytes, int]]:
+    """path → (content, mode) of HEAD's tree, or of the working tree's files git tracks or
+    would track (``include_uncommitted``). Paths are relative to ``root``."""
+    prefix = _git(root, "rev-parse", "--show-prefix").decode().strip()
+    if not include_uncommitted:
+        archive = _git(root, "archive", "--format=tar", "HEAD", ".")
+        files = {}
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            for member in tar:
+                if member.isfile():
+                    data = tar.extractfile(member)
+                    name = member.name.removeprefix(prefix)
+                    files[name] = (data.read() if data else b"", member.mode & 0o777)
+        return files
+    listed = _git(root, "ls-files", "-co", "--exclude-standard", "-z", "--", ".")
+    files = {}
+    for name in filter(None, listed.decode().split("\0")):
+        path = root / name
+        if path.is_file() and not path.is_symlink():  # deleted files are simply not there
+            files[name] = (path.read_bytes(), path.stat().st_mode & 0o777)
+    return files
+
+
+def _pattern_files(root: Path, patterns: tuple[str, ...]) -> dict[str, tuple[bytes, int]]:
+    files = {}
+    for pattern in patterns:
+        matched = [p for p in root.glob(pattern) if p.is_file() and not p.is_symlink()]
+        if not matched:
+            raise BackendError(f'package pattern "{pattern}" matches no file under {root}',
+                               "patterns are globs relative to the project root")
+        for path in matched:
+            files[path.relative_to(root).as_posix()] = (path.read_bytes(),
+                                                        path.stat().st_mode & 0o777)
+    return files
+
+
+def _archive(files: dict[str, tuple[bytes, int]]) -> Package:
+    total = sum(len(content) for content, _ in files.values())
+    if total > MAX_PACKAGE_BYTES:
+        raise BackendError(f"the package would hold {total / 1024**3:.1f} GiB",
+                           "leave data and checkpoints out of it (.gitignore, or narrower "
+                           "patterns)")
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            content, mode = files[name]
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(content), 0o755 if mode & 0o111 else 0o644, 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(content))
+    digest = hashlib.sha256(raw.getvalue()).hexdigest()
+    packed = io.BytesIO()
+    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0, compresslevel=6) as out:
+        out.write(raw.getvalue())
+    return Package(packed.getvalue(), tuple(sorted(files)), digest)
+
+
+def install(shell: Shell, package: Package, remote_dir: str) -> tuple[str, bool]:
+    """``(path, uploaded)``: the package unpacked at ``remote_dir/<name>`` on the machine
+    ``shell`` reaches, uploaded only if it is not there yet. It is unpacked under a
+    temporary name and renamed, so a dropped connection never leaves a half tree in use."""
+    final = f"{remote_dir}/{package.name}"
+    if shell.run(["test", "-d", final]).returncode == 0:
+        return final, False
+    archive = f"{remote_dir}/.{package.name}.tar.gz"
+    shell.put(package.data, archive, mode=0o600)
+    partial = f"{final}.part"
+    script = (f"rm -rf {shlex.quote(partial)} && mkdir -p {shlex.quote(partial)} && "
+              f"tar -xzf {shlex.quote(archive)} -C {shlex.quote(partial)} && "
+              f"rm -f {shlex.quote(archive)} && "
+              f"{{ mv -T {shlex.quote(partial)} {shlex.quote(final)} 2>/dev/null || "
+              f"{{ test -d {shlex.quote(final)} && rm -rf {shlex.quote(partial)}; }}; }}")
+    done = shell.run(["sh", "-c", script], timeout=600)
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip()
+        raise BackendError(f"cannot unpack the code on {shell.where}: {message}",
+                           "is remote_job_dir writable, with space left?")
+    return final, True
