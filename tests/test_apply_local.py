@@ -379,15 +379,24 @@ def test_paths_reach_a_recipe_in_its_own_workdir_as_it_sees_them(project):
         needs = ["prep"]
         [stages.use.recipe]
         command = ["python", "-c", "import sys; open(sys.argv[2], 'w').write(open(sys.argv[1]).read())",
-                   "${stage.prep.outputs.words}", "${run.dir}/copy.txt"]
+                   "${stage.prep.outputs.words}", "${run.dir}/copy.txt", "${art:raw,path}"]
         workdir = "sub"
+        [stages.use.artifacts.raw]
+        uri = "data/raw.txt"
+        bind = "raw"
+        [stages.use.artifacts.bucket]
+        uri = "s3://bucket/x"
+        bind = "bucket"
         '''))
     result = invoke("apply", "--yes", "run.toml", cwd=project)
     assert result.exit_code == 0, result.output
     members = state_of(project).members
     assert (project / members["loc/use/_/c1"].run_dir / "copy.txt").read_text() == "data"
     request = json.loads((project / members["loc/use/_/c1"].run_dir / "local.json").read_text())
-    assert request["argv"][-2:] == ["../runs/loc/prep/_/c1/data.txt", "../runs/loc/use/_/c1/copy.txt"]
+    assert request["argv"][-3:] == ["../runs/loc/prep/_/c1/data.txt",
+                                    "../runs/loc/use/_/c1/copy.txt", "../data/raw.txt"]
+    config = (project / members["loc/use/_/c1"].run_dir / "config.yaml").read_text()
+    assert config == 'raw: "../data/raw.txt"\nbucket: "s3://bucket/x"\n'
     assert invoke("artifacts", "list", cwd=project).exit_code == 0
     assert "words" in invoke("artifacts", "list", cwd=project).output
 

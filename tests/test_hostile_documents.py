@@ -308,3 +308,19 @@ def test_nesting_of_any_depth_never_overflows(tmp_path_factory, depth):
     directory = tmp_path_factory.mktemp("deep")
     _check(directory, "run.toml", "x = " + "[" * depth + "1" + "]" * depth + "\n")
     _check(directory, "run.yaml", "x: " + "- " * depth + "1\n")
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+@pytest.mark.parametrize("where", ["profile", "inline"])
+def test_a_list_or_table_as_the_executor_is_an_error_not_a_crash(tmp_path, command, where):
+    """Executor names are looked up in the backend registry (a dict): a mangled value that
+    cannot be a key must still end as a diagnostic."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "env.toml").write_text('[p]\nexecutor = ["slurm"]\n')
+    env = '[env]\nprofile = "p"\n' if where == "profile" else '[env]\nexecutor = { a = 1 }\n'
+    (tmp_path / "run.toml").write_text(
+        f'schema = "runspec/v1"\nname = "x"\n[recipe]\ncommand = ["true"]\n{env}')
+    result = runspec(command, "run.toml", cwd=tmp_path)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 1, result.stderr
+    assert ".executor: " in result.stderr

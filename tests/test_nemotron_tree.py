@@ -216,3 +216,14 @@ def test_variable_names_from_the_script_or_run_env_must_be_shell_names(tree):
     result = validate(tree, "pretrain-cluster.toml")
     assert "run.env.env_vars" in result.output and "'B;touch X' is not an environment " \
         "variable name" in result.output, result.output
+
+
+def test_a_moved_project_root_is_a_change_even_on_the_unchanged_fast_path(tree):
+    """Where the recipe starts is derived from the pyproject.toml files above the script,
+    which no manifest names: a new one moves the working directory, and apply sees it."""
+    assert invoke("apply", "--yes", "report-local.toml", cwd=tree).exit_code == 0
+    assert "No changes" in invoke("apply", "--yes", "report-local.toml", cwd=tree).output
+    (tree / "src/pyproject.toml").write_text("")
+    again = invoke("apply", "--yes", "report-local.toml", cwd=tree)
+    assert again.exit_code == 0, again.output
+    assert "1 to replace" in again.output

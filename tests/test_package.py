@@ -77,3 +77,11 @@ def test_none_packs_nothing_and_git_outside_a_checkout_says_what_to_do(tmp_path)
     with pytest.raises(BackendError, match="git rev-parse failed") as refused:
         pack(tmp_path, "git")
     assert 'packager = "pattern"' in refused.value.hint
+
+
+def test_patterns_never_reach_outside_the_project(project, tmp_path):
+    (tmp_path / "outside.txt").write_text("secret")
+    with pytest.raises(BackendError, match="matches no file"):
+        pack(project, "pattern", ("../outside.txt",))
+    with pytest.raises(BackendError, match='package pattern "/etc/host\\*"'):
+        pack(project, "pattern", ("/etc/host*",))

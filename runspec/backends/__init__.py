@@ -43,6 +43,14 @@ REGISTRY: dict[str, Callable[[], Backend]] = {
 }
 """executor name → a new backend; each module is imported only when its executor is used."""
 
+
+
+def is_executor(name: object) -> bool:
+    """Does a backend implement ``name``? (A mangled document may give any value: a list
+    or a table is simply not an executor.)"""
+    return isinstance(name, str) and name in REGISTRY
+
+
 DEFAULT_EXECUTOR = "local"
 """The executor of a stage whose manifest and profile name none (the embedded default)."""
 

@@ -15,6 +15,7 @@ import io
 import shlex
 import subprocess
 import tarfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -97,9 +98,18 @@ def _git_files(root: Path, include_uncommitted: bool) -> dict[str, tuple[bytes, 
 
 
 def _pattern_files(root: Path, patterns: tuple[str, ...]) -> dict[str, tuple[bytes, int]]:
+    """Files the globs match under ``root``; nothing outside it (``..``, an absolute
+    pattern, a symlinked directory) is ever packed."""
     files = {}
+    inside = root.resolve()
     for pattern in patterns:
-        matched = [p for p in root.glob(pattern) if p.is_file() and not p.is_symlink()]
+        try:
+            found = list(root.glob(pattern))
+        except (NotImplementedError, ValueError) as error:  # absolute or empty pattern
+            raise BackendError(f'package pattern "{pattern}": {error}',
+                               "patterns are globs relative to the project root") from None
+        matched = [p for p in found if p.is_file() and not p.is_symlink()
+                   and p.resolve().is_relative_to(inside)]
         if not matched:
             raise BackendError(f'package pattern "{pattern}" matches no file under {root}',
                                "patterns are globs relative to the project root")
@@ -138,14 +148,16 @@ def install(shell: Shell, package: Package, remote_dir: str) -> tuple[str, bool]
     final = f"{remote_dir}/{package.name}"
     if shell.run(["test", "-d", final]).returncode == 0:
         return final, False
-    archive = f"{remote_dir}/.{package.name}.tar.gz"
+    # Each installer has its own archive and directory, so two applies at once never
+    # unpack into the same place; the first rename wins and the other drops its copy.
+    archive = f"{remote_dir}/.{package.name}.{uuid.uuid4().hex[:12]}.tar.gz"
     shell.put(package.data, archive, mode=0o600)
-    partial = f"{final}.part"
-    script = (f"rm -rf {shlex.quote(partial)} && mkdir -p {shlex.quote(partial)} && "
-              f"tar -xzf {shlex.quote(archive)} -C {shlex.quote(partial)} && "
-              f"rm -f {shlex.quote(archive)} && "
-              f"{{ mv -T {shlex.quote(partial)} {shlex.quote(final)} 2>/dev/null || "
-              f"{{ test -d {shlex.quote(final)} && rm -rf {shlex.quote(partial)}; }}; }}")
+    q = shlex.quote
+    script = (f"partial=$(mktemp -d {q(final)}.part-XXXXXX) || exit 1; "
+              f'if tar -xzf {q(archive)} -C "$partial"; then rm -f {q(archive)}; '
+              f'chmod 755 "$partial"; mv -T "$partial" {q(final)} 2>/dev/null || '
+              f'{{ test -d {q(final)} && rm -rf "$partial"; }}; '
+              f'else rm -rf "$partial" {q(archive)}; exit 1; fi')
     done = shell.run(["sh", "-c", script], timeout=600)
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip()

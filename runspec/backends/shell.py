@@ -26,6 +26,7 @@ from runspec.backends.base import BackendError
 
 CONNECT_TIMEOUT_S = 10
 COMMAND_TIMEOUT_S = 60
+CONTROL_PERSIST_S = 600  # an idle master outlives a crashed apply by this long, no more
 MISSING_COMMAND = 127  # what a POSIX shell answers for a command it cannot find
 
 
@@ -93,6 +94,14 @@ class SSHShell:
     connect_timeout: float = CONNECT_TIMEOUT_S
     _control_dir: str | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        for name in ("host", "user"):
+            value = getattr(self, name)
+            if value is not None and (not value or value.startswith("-") or
+                                      any(c.isspace() or ord(c) < 32 for c in value)):
+                raise BackendError(f"{name} = {value!r} is not a {name} name ssh can be given",
+                                   f"a {name} name has no spaces and does not start with -")
+
     @property
     def where(self) -> str:
         target = f"{self.user}@{self.host}" if self.user else self.host
@@ -126,8 +135,10 @@ class SSHShell:
             return
         # A short private directory: the socket path must stay under ~100 bytes.
         control = tempfile.mkdtemp(prefix="rs-ssh-", dir="/tmp")
+        # ControlPersist: a master whose apply died goes away on its own once idle.
         argv = self.ssh_argv() + ["-o", f"ControlPath={control}/master", "-o", "ControlMaster=yes",
-                                  "-o", "ControlPersist=yes", "-N", "-f", self.target]
+                                  "-o", f"ControlPersist={CONTROL_PERSIST_S}", "-N", "-f", "--",
+                                  self.target]
         try:
             done = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
                                   timeout=self.connect_timeout + 20, check=False)
@@ -145,7 +156,7 @@ class SSHShell:
         if not control:
             return
         with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-            subprocess.run(["ssh", "-o", f"ControlPath={control}/master", "-O", "exit",
+            subprocess.run(["ssh", "-o", f"ControlPath={control}/master", "-O", "exit", "--",
                             self.target], capture_output=True, stdin=subprocess.DEVNULL,
                            timeout=10, check=False)
         shutil.rmtree(control, ignore_errors=True)
@@ -171,15 +182,19 @@ class SSHShell:
         if cwd:
             remote = f"cd {shlex.quote(cwd)} && {remote}"
         try:
-            done = subprocess.run(self.ssh_argv() + [self.target, remote], input=stdin,
+            done = subprocess.run(self.ssh_argv() + ["--", self.target, remote], input=stdin,
                                   stdin=None if stdin is not None else subprocess.DEVNULL,
                                   capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise BackendError(f"{argv[0]} on {self.where} did not answer within {timeout:g} s",
                                "is the login node reachable? (ssh " + self.target + " true)",
                                ambiguous=True) from None
-        if done.returncode == 255:  # ssh's own failure, not the command's
-            raise self._connection_error(done.stderr.decode(errors="replace"))
+        if done.returncode == 255:  # ssh's own failure (or, rarely, the command's own 255)
+            # Refused before anything was sent, or dropped after: then the command may have
+            # run (an sbatch that went through), so the caller must not assume it did not.
+            error = self._connection_error(done.stderr.decode(errors="replace"))
+            raise error if error.before_sending else BackendError(
+                error.message, error.hint, ambiguous=True)
         if done.returncode == MISSING_COMMAND and b"not found" in done.stderr:
             raise BackendError(f"{argv[0]} not found on {self.where}",
                                f"is it on the login node's PATH for a non-interactive ssh "
@@ -200,22 +215,33 @@ class SSHShell:
                                "is remote_job_dir writable by the cluster user?")
 
     # -- what went wrong -------------------------------------------------------------------
-    def _connection_error(self, stderr: str) -> BackendError:
+    def _connection_error(self, stderr: str) -> _ConnectionError:
         text = stderr.strip()
         last = text.splitlines()[-1] if text else "ssh exited with 255"
         if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION" in text:
-            return BackendError(
+            return _ConnectionError(
                 f"the host key of {self.where} is not known or does not match: {last}",
                 f"check its fingerprint with the cluster's admins, then add it to known_hosts "
                 f"(ssh-keyscan -p {self.port or 22} {self.host}); runspec never accepts a host "
                 "key on its own")
         if "Permission denied" in text or "Too many authentication failures" in text:
-            return BackendError(f"{self.where} refused the login: {last}",
+            return _ConnectionError(f"{self.where} refused the login: {last}",
                                 "check user and identity in the profile (ssh -i IDENTITY "
                                 f"{self.target} true)")
-        return self._unreachable(last)
+        refused = any(s in text for s in ("Connection refused", "Could not resolve",
+                                          "No route to host", "Connection timed out",
+                                          "Network is unreachable"))
+        return self._unreachable(last, before_sending=refused)
 
-    def _unreachable(self, why: str) -> BackendError:
-        return BackendError(f"cannot reach {self.where}: {why}",
-                            f"is host/port right and the login node up? (ssh {self.target} true)",
-                            ambiguous=False)
+    def _unreachable(self, why: str, before_sending: bool = True) -> _ConnectionError:
+        return _ConnectionError(f"cannot reach {self.where}: {why}",
+                                f"is host/port right and the login node up? "
+                                f"(ssh {self.target} true)", before_sending=before_sending)
+
+
+class _ConnectionError(BackendError):
+    """ssh's own failure; ``before_sending``: nothing reached the login node."""
+
+    def __init__(self, message: str, hint: str | None = None, before_sending: bool = True):
+        super().__init__(message, hint)
+        self.before_sending = before_sending

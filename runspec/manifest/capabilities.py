@@ -23,9 +23,9 @@ def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, An
                            recipe: dict[str, Any], resources: dict[str, Any] | None = None
                            ) -> list[Diagnostic]:
     """What the stage at ``at`` (its ``env`` table) asks of ``executor`` that it cannot do."""
-    from runspec.backends import REGISTRY, backend_for
+    from runspec.backends import backend_for, is_executor
 
-    if executor not in REGISTRY:
+    if not is_executor(executor):
         return []
     caps = backend_for(executor).capabilities
     merged = {**(profile.data if profile is not None else {}), **inline}

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag
 
-from runspec.backends import REGISTRY
+from runspec.backends import REGISTRY, is_executor
 from runspec.manifest.fields import (
     CommonFields,
     EnvName,
@@ -43,7 +43,7 @@ EXECUTOR_OPTIONS = _executor_options()
 
 def _executor_tag(value: Any) -> str:
     raw = value.get("executor") if isinstance(value, dict) else getattr(value, "executor", None)
-    return raw if raw in REGISTRY else ("inherit" if raw is None else str(raw))
+    return str(raw) if is_executor(raw) else ("inherit" if raw is None else str(raw))
 
 
 def executor_variants(base: type[Strict], suffix: str, noun: str) -> tuple[dict[str, type], Any]:

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from runspec.backends import DEFAULT_EXECUTOR, REGISTRY, backend_for
+from runspec.backends import DEFAULT_EXECUTOR, REGISTRY, backend_for, is_executor
 from runspec.manifest.capabilities import campaign_diagnostics, capability_diagnostics
 from runspec.manifest.checks import Checker
 from runspec.manifest.document import Document, KeyPath, format_path, subtable
@@ -320,7 +320,7 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
                                  document))
         return out
     executor = inline_executor if isinstance(inline_executor, str) else executor
-    if executor in REGISTRY and "executor" not in inline:
+    if is_executor(executor) and "executor" not in inline:
         # Keys inherited from the profile are checked against the profile's executor here.
         instance = {**inline, "executor": executor}
         found = schema_diagnostics(document, "run", _defs("Env", executor)[executor], at,
@@ -371,7 +371,7 @@ def _check_profile(env_file: EnvFileDocument | None, profile) -> list[Diagnostic
                         display=env_file.document.display,
                         positions={prefix + p: loc for p, loc in profile.positions.items()},
                         sources=env_file.document.sources)
-    if executor not in REGISTRY:
+    if not is_executor(executor):
         position = document.value_position(prefix + ("executor",))
         hint = (did_you_mean(executor, REGISTRY) if isinstance(executor, str) else None) or \
             f"runspec runs {one_of(REGISTRY)}"

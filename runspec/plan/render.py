@@ -111,7 +111,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                   # the W&B artifact it was logged as (online runs only): use_artifact target
                   **({"wandb": v.metadata["wandb"]} if v.metadata.get("wandb") else {})}
               for n, (v, _) in sorted(pinned.items())}
-    artifact_field = _artifact_field(pinned, stage, {**left_to_recipe, **unpinned})
+    left = {**left_to_recipe, **unpinned}
     backend = backend_for(stage.env.executor)
     recipe = stage.recipe
     # A command recipe gets no --config argument, but its config.yaml is still rendered (it
@@ -145,6 +145,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         return []
     cwd = recipe.workdir or "."
     here = _paths_from(cwd, resolved.root)
+    artifact_field = _artifact_field(pinned, stage, left, here)  # paths as the recipe sees them
     if recipe.kind == "script":
         recipe = replace(recipe, entry=here(str(recipe.entry)))
     template_digest = _template_digest(stage, resolved)
@@ -179,7 +180,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         at_root = interpolator if cwd in (".", "") else Interpolator(
             slot.point, {**context, "dir": run_dir},
             _stage_lookup(stage_runs, resolved, stage.name, slot.point, consumed),
-            artifact_field)
+            _artifact_field(pinned, stage, left))
         try:
             if slot.point_index not in shapes:  # once per point, not per cycle
                 point_resources = _point_resources(stage_resources, slot.point, stage, problems)
@@ -336,11 +337,11 @@ def _paths_from(cwd: str, root) -> Callable[[str], str]:
         return lambda path: path
     base = root.as_posix()
     if posixpath.isabs(cwd):  # e.g. a container's /opt/app: hand the recipe absolute paths
-        return lambda path: posixpath.join(base, path)
+        return lambda path: path if "://" in path else posixpath.join(base, path)
     start = posixpath.normpath(posixpath.join(base, cwd))  # against the manifest's directory
 
     def seen_from_cwd(path: str) -> str:
-        if posixpath.isabs(path):
+        if posixpath.isabs(path) or "://" in path:  # absolute, or a URL (s3://, art://…)
             return path
         return posixpath.relpath(posixpath.normpath(posixpath.join(base, path)), start)
 
@@ -558,8 +559,10 @@ def _config_text(config: dict[str, Any], config_format: str) -> str:
 
 
 def _artifact_field(pinned: dict[str, Any], stage: ResolvedStage,
-                    left_to_recipe: dict[str, str] | None = None):
-    """``${art:NAME,FIELD}`` (Nemotron's syntax): FIELD is ``path`` or a metadata field.
+                    left_to_recipe: dict[str, str] | None = None,
+                    here: Callable[[str], str] = str):
+    """``${art:NAME,FIELD}`` (Nemotron's syntax): FIELD is ``path`` or a metadata field
+    (a plain path as ``here`` gives it: seen from the recipe's working directory).
     A run-section reference left to the recipe stays as written, for the recipe."""
 
     def lookup(name: str, field: str) -> Any:
@@ -573,7 +576,7 @@ def _artifact_field(pinned: dict[str, Any], stage: ResolvedStage,
                                      f"declare [artifacts.{name}] (inputs here: {declared})")
         if name not in pinned:
             if field == "path":
-                return stage.artifacts[name].uri.removeprefix("file://")
+                return here(stage.artifacts[name].uri.removeprefix("file://"))
             raise InterpolationError(f"${{art:{name},{field}}}: {name} is a plain path, which "
                                      "has no metadata")
         return _pinned_field(pinned, name, field)

@@ -483,9 +483,9 @@ def _resolve_resources(spec: ScriptSpec, from_profile: dict[str, Any], top: dict
 
 
 def _runs_containers(executor: str) -> bool:
-    from runspec.backends import REGISTRY, backend_for
+    from runspec.backends import backend_for, is_executor
 
-    return executor in REGISTRY and backend_for(executor).capabilities.containers
+    return is_executor(executor) and backend_for(executor).capabilities.containers
 
 
 _OC_ENV = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^${}]*))?\}")
@@ -547,5 +547,9 @@ def fingerprint(resolved: Resolved, selection_sets: list[str]) -> str:
                 files[str(path.resolve())] = hashlib.file_digest(handle, "sha256").hexdigest()
         except (OSError, RuntimeError, ValueError):
             files[str(path)] = None
+    # Where each stage runs is derived too (a script's project root, from the pyproject.toml
+    # files above it), so it is part of what the plan is a function of.
+    workdirs = [s.recipe.workdir for s in resolved.stages]
     return digest({"runspec": __version__, "manifest": resolved.manifest_digest,
-                   "sets": selection_sets, "root": str(resolved.root), "files": files})
+                   "sets": selection_sets, "root": str(resolved.root), "files": files,
+                   "workdirs": workdirs})

@@ -147,3 +147,40 @@ def test_a_package_is_uploaded_once_and_unpacked_where_the_cluster_user_reads_it
         listed = login.run(["ls", "-A", remote]).stdout.decode().split()
         assert sorted(listed) == sorted([package.name, edited.name])  # no partial left
         login.run(["rm", "-rf", remote])
+
+
+def test_two_installs_at_once_publish_one_whole_tree(sshd, tmp_path):
+    import threading
+
+    from runspec.backends.package import install, pack
+
+    project = tmp_path / "many"
+    project.mkdir()
+    for i in range(300):
+        (project / f"f{i}.py").write_text(f"x = {i}\n")
+    package = pack(project, "pattern", ("*.py",))
+    remote = sshd["RUNSPEC_SSH_REMOTE_DIR"] + f"/race-{time.monotonic_ns()}"
+    results, errors = [], []
+    with shell(sshd) as login:
+        def one() -> None:
+            try:
+                results.append(install(login, package, remote))
+            except BackendError as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=one) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        (path,) = {p for p, _ in results}
+        count = login.run(["sh", "-c", f"ls {path} | wc -l"]).stdout.strip()
+        assert count == b"300"
+        assert login.run(["ls", "-A", remote]).stdout.decode().split() == [package.name]
+        login.run(["rm", "-rf", remote])
+
+
+def test_a_host_that_looks_like_an_option_is_refused():
+    with pytest.raises(BackendError, match="not a host name"):
+        SSHShell("-oProxyCommand=touch /tmp/x")
