@@ -324,3 +324,21 @@ def test_a_list_or_table_as_the_executor_is_an_error_not_a_crash(tmp_path, comma
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.returncode == 1, result.stderr
     assert ".executor: " in result.stderr
+
+
+def test_a_million_cycles_of_a_recipe_with_a_block_validates_in_bounded_time(tmp_path):
+    """validate builds the plan for a script with a [tool.runspec] block, but one cycle of
+    it: repeating a point adds nothing to check (the full plan would take minutes)."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "train.py").write_text(
+        '# /// script\n# [tool.runspec]\n# schema = "1"\n# name = "t"\n'
+        '# [tool.runspec.run]\n# launch = "torchrun"\n# [tool.runspec.resources]\n'
+        '# gpus_per_node = "gpu"\n# ///\nprint("x")\n')
+    (tmp_path / "env.toml").write_text('[c]\nexecutor = "slurm"\npartition = "p"\n')
+    (tmp_path / "run.toml").write_text(
+        'schema = "runspec/v1"\nname = "x"\n[recipe]\nscript = "train.py"\n'
+        '[env]\nprofile = "c"\n[campaign]\ncycles = 1000000\n')
+    result = runspec("validate", "run.toml", cwd=tmp_path)  # bounded by the helper's timeout
+    assert result.returncode == 1, result.stderr
+    assert 'train.py:8:19: error: tool.runspec.resources.gpus_per_node: gpus_per_node = "gpu"' \
+        in result.stderr  # found by building the plan, which validate did
