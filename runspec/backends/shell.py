@@ -104,8 +104,7 @@ class SSHShell:
 
     @property
     def where(self) -> str:
-        target = f"{self.user}@{self.host}" if self.user else self.host
-        return f"login node {target}" + (f":{self.port}" if self.port else "")
+        return f"login node {self.target}" + (f":{self.port}" if self.port else "")
 
     @property
     def target(self) -> str:

@@ -551,11 +551,11 @@ class SlurmBackend:
 
         statuses: dict[str, RunStatus] = {}
         waiting = []
-        untracked = [m for m in members if not SlurmJob.of(m.handle).job_id
-                     and SlurmJob.of(m.handle).tag]
-        if untracked:
-            self.reconcile(untracked, root)
         jobs = {m.key: SlurmJob.of(m.handle) for m in members}
+        untracked = [m for m in members if not jobs[m.key].job_id and jobs[m.key].tag]
+        if untracked:
+            self.reconcile(untracked, root)  # records the job ids it finds in the handles
+            jobs = {m.key: SlurmJob.of(m.handle) for m in members}
         for member in members:
             final = run_status.from_result(root / member.run_dir)
             submitted = jobs[member.key].job_id is not None

@@ -350,10 +350,11 @@ def _name_owners(diagnostics: list[Diagnostic], kind: str, suffix: str, executor
     if not any(d.message == "unknown key" for d in diagnostics):
         return diagnostics
     all_defs = schemas.load(kind)["$defs"]
+    defs = _defs(suffix)
     result = []
     for d in diagnostics:
         name = d.path.rsplit(".", 1)[-1].strip('"')
-        owners = [e for e, ref in _defs(suffix).items()
+        owners = [e for e, ref in defs.items()
                   if e != executor and name in all_defs[ref].get("properties", {})]
         if d.message == "unknown key" and owners:
             d = replace(d, hint=f'"{name}" is a setting of executor {one_of(owners)}, but {context}')

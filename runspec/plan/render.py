@@ -146,6 +146,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     cwd = recipe.workdir or "."
     here = _paths_from(cwd, resolved.root)
     artifact_field = _artifact_field(pinned, stage, left, here)  # paths as the recipe sees them
+    artifact_field_at_root = _artifact_field(pinned, stage, left)
     if recipe.kind == "script":
         recipe = replace(recipe, entry=here(str(recipe.entry)))
     template_digest = _template_digest(stage, resolved)
@@ -180,7 +181,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         at_root = interpolator if cwd in (".", "") else Interpolator(
             slot.point, {**context, "dir": run_dir},
             _stage_lookup(stage_runs, resolved, stage.name, slot.point, consumed),
-            _artifact_field(pinned, stage, left))
+            artifact_field_at_root)
         try:
             if slot.point_index not in shapes:  # once per point, not per cycle
                 point_resources = _point_resources(stage_resources, slot.point, stage, problems)

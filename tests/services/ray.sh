@@ -23,8 +23,10 @@ STOP_GRACE="${RUNSPEC_RAY_STOP_GRACE:-5}" # seconds per stage (raylet, others, g
 URL="http://127.0.0.1:${DASH_PORT}"
 SIDFILE="${STATE}/ray.sid"
 
-say() { printf 'ray.sh: %s\n' "$*"; }
-die() { printf 'ray.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck disable=SC2034  # used by lib.sh
+SERVICE=ray.sh
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BIN="$(dirname "${PYTHON}")"
 # Jobs run `python` from the head's PATH: the venv's bin dir goes first.
@@ -89,7 +91,6 @@ ray_version() {
   "${PYTHON}" -c 'import importlib.metadata as m; print(m.version("ray"))' 2>/dev/null || echo '?'
 }
 
-elapsed() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f s", t1 - t0 }'; }
 
 # --- install -----------------------------------------------------------------
 
@@ -195,13 +196,6 @@ cmd_start() {
   say "use: eval \"\$($0 env)\""
 }
 
-# live PID...: the given pids that exist and are not zombies (one ps call).
-live() {
-  ps -eo pid=,stat= | awk -v want="$*" '
-    BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) keep[w[i]] = 1 }
-    ($1 in keep) && $2 !~ /^Z/ { print $1 }'
-}
-
 # by_comm COMM PID...: those of the given live pids whose comm is COMM
 # (only ever applied to pids of our own session).
 by_comm() {
@@ -212,21 +206,8 @@ by_comm() {
     ($1 in keep) && $2 !~ /^Z/ && $3 == comm { print $1 }'
 }
 
-# term_wait SECONDS PID...: SIGTERM the pids, wait until they are gone or the
-# time is up. Prints nothing; the caller re-checks with `live`.
-term_wait() {
-  local secs="$1" i
-  shift
-  [[ $# -gt 0 ]] || return 0
-  kill -TERM "$@" 2>/dev/null || true
-  for ((i = 0; i < secs * 10; i++)); do
-    [[ -z "$(live "$@")" ]] && return 0
-    sleep 0.1
-  done
-}
-
 cmd_stop() {
-  local sid i t0 tmp
+  local sid t0 tmp
   local -a tracked=() pids=() raylet=() gcs=() rest=()
   t0="$(date +%s.%N)"
   sid="$(readsid)"
@@ -255,17 +236,7 @@ cmd_stop() {
   term_wait "${STOP_GRACE}" "${rest[@]}"
   term_wait "${STOP_GRACE}" "${gcs[@]}"
   mapfile -t pids < <(session_pids "${sid}")
-  mapfile -t pids < <(live "${tracked[@]}" "${pids[@]}")
-  if [[ ${#pids[@]} -gt 0 ]]; then
-    say "sending SIGKILL to ${#pids[@]} processes still alive: ${pids[*]}"
-    kill -KILL "${pids[@]}" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      mapfile -t pids < <(live "${pids[@]}")
-      [[ ${#pids[@]} -eq 0 ]] && break
-      sleep 0.1
-    done
-  fi
-  [[ ${#pids[@]} -eq 0 ]] || die "processes of session ${sid} survived SIGKILL: ${pids[*]}"
+  kill_or_die "processes of session ${sid}" "${tracked[@]}" "${pids[@]}"
   rm -f "${SIDFILE}"
   tmp="$(cat "${STATE}/temp_dir" 2>/dev/null || true)"
   [[ -n "${tmp}" ]] && rm -f "${tmp}/ray_current_cluster"

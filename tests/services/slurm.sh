@@ -22,26 +22,12 @@ MUNGE_TAG="runspec-$(printf '%s' "${STATE}" | cksum | cut -d' ' -f1)"
 MUNGE_PID="/run/munge/${MUNGE_TAG}.pid"
 MUNGE_LOG="/var/log/munge/${MUNGE_TAG}.log"
 
-say() { printf 'slurm.sh: %s\n' "$*"; }
-die() { printf 'slurm.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck disable=SC2034  # used by lib.sh
+SERVICE=slurm.sh
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --- process helpers ---------------------------------------------------------
-
-# alive PID: true if PID exists and is not a zombie.
-alive() {
-  local stat
-  [[ -n "${1:-}" ]] || return 1
-  stat="$(ps -o stat= -p "$1" 2>/dev/null || true)"
-  [[ -n "${stat}" && "${stat}" != Z* ]]
-}
-
-readpid() { # readpid FILE -> prints pid or nothing
-  local pid=""
-  if [[ -f "$1" ]]; then
-    pid="$(tr -dc '0-9' <"$1" || true)"
-  fi
-  printf '%s' "${pid}"
-}
 
 # ours PID [TAG]: the process's command line contains TAG (default: our state
 # dir; slurmctld/slurmd get `-f <state>/slurm.conf`, munged its pid file

@@ -31,26 +31,12 @@ SLURM_CONF_PATH="${BASE}/slurm/slurm.conf"
 PACKAGES=(openssh-server openssh-client)
 SSHD=/usr/sbin/sshd
 
-say() { printf 'sshd.sh: %s\n' "$*"; }
-die() { printf 'sshd.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck disable=SC2034  # used by lib.sh
+SERVICE=sshd.sh
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --- process helpers ---------------------------------------------------------
-
-# alive PID: true if PID exists and is not a zombie.
-alive() {
-  local stat
-  [[ -n "${1:-}" ]] || return 1
-  stat="$(ps -o stat= -p "$1" 2>/dev/null || true)"
-  [[ -n "${stat}" && "${stat}" != Z* ]]
-}
-
-readpid() { # readpid FILE -> prints pid or nothing
-  local pid=""
-  if [[ -f "$1" ]]; then
-    pid="$(tr -dc '0-9' <"$1" || true)"
-  fi
-  printf '%s' "${pid}"
-}
 
 # ours PID: the process's command line names our config file (the listener
 # keeps `-f <state>/sshd_config` in its title), so a recycled pid is never
@@ -80,17 +66,8 @@ descendants() {
     }'
 }
 
-# live PID...: the given pids that exist and are not zombies.
-live() {
-  ps -eo pid=,stat= | awk -v want="$*" '
-    BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) keep[w[i]] = 1 }
-    ($1 in keep) && $2 !~ /^Z/ { print $1 }'
-}
-
 # port_busy PORT: something accepts TCP connections on 127.0.0.1:PORT.
 port_busy() { (exec 3<>"/dev/tcp/${HOST}/$1") 2>/dev/null; }
-
-elapsed() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f s", t1 - t0 }'; }
 
 log_tail() {
   if [[ -f "${LOG}" ]]; then
@@ -382,7 +359,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local pid i
+  local pid
   local -a pids=()
   pid="$(readpid "${PIDFILE}")"
   if [[ -z "${pid}" ]] || ! alive "${pid}" || ! ours "${pid}"; then
@@ -392,23 +369,8 @@ cmd_stop() {
   fi
   # The listener first (no new connections), then its open connections.
   mapfile -t pids < <(descendants "${pid}")
-  kill -TERM "${pid}" 2>/dev/null || true
-  [[ ${#pids[@]} -gt 0 ]] && { kill -TERM "${pids[@]}" 2>/dev/null || true; }
-  for ((i = 0; i < 50; i++)); do
-    [[ -z "$(live "${pid}" "${pids[@]}")" ]] && break
-    sleep 0.1
-  done
-  mapfile -t pids < <(live "${pid}" "${pids[@]}")
-  if [[ ${#pids[@]} -gt 0 ]]; then
-    say "sending SIGKILL to ${#pids[@]} processes still alive: ${pids[*]}"
-    kill -KILL "${pids[@]}" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      mapfile -t pids < <(live "${pids[@]}")
-      [[ ${#pids[@]} -eq 0 ]] && break
-      sleep 0.1
-    done
-  fi
-  [[ ${#pids[@]} -eq 0 ]] || die "processes survived SIGKILL: ${pids[*]}"
+  term_wait 5 "${pid}" "${pids[@]}"
+  kill_or_die "sshd processes" "${pid}" "${pids[@]}"
   rm -f "${PIDFILE}"
   say "stopped sshd (pid ${pid})"
 }
