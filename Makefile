@@ -11,13 +11,13 @@ STAMP  := $(VENV)/.installed-dev
 LOG    := $(VENV)/install.log
 
 # pip's own output (and its warnings) goes to $(LOG); its path is printed if a step fails.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@echo "Setting up $(VENV) (pip's output: $(LOG)) ..."
 	@$(PYTHON) -m venv $(VENV)
 	@: > $(LOG)
 	@# torch first, pinned: pip takes the CPU build from the local wheel directory.
 	@for step in "--upgrade pip" "torch==2.13.0 numpy" \
-	    "-e .[dev,ray,torch,energy,plot,wandb,examples]"; do \
+	    "-e .[dev,ray,torch,energy,plot,wandb,examples,nemo-run]"; do \
 	  $(BIN)/python -m pip install --quiet $$step >>$(LOG) 2>&1 || \
 	    { echo "pip install $$step failed; see $(LOG):"; tail -n 20 $(LOG); exit 1; }; \
 	done

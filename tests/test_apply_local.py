@@ -401,16 +401,6 @@ def test_paths_reach_a_recipe_in_its_own_workdir_as_it_sees_them(project):
     assert "words" in invoke("artifacts", "list", cwd=project).output
 
 
-def test_applying_a_nemo_run_profile_is_a_clear_error(project):
-    (project / "run.toml").write_text(manifest(["a"]) + '[env]\nexecutor = "nemo-run"\n')
-    result = invoke("apply", "--yes", "run.toml", cwd=project)
-    assert result.exit_code == 1
-    assert 'executor "nemo-run" can be planned and rendered, but runspec cannot submit' \
-        in result.output
-    assert "Traceback" not in result.output
-    assert state_of(project).members == {}
-
-
 def test_startup_commands_run_before_the_recipe_and_a_failing_one_fails_the_run(project):
     """The local backend honours env.startup_commands as Slurm does: in order, before the
     recipe, in the run's environment; the first that fails stops (and fails) the run."""

@@ -308,7 +308,8 @@ def test_an_unknown_executor_is_an_error_not_a_local_run():
 
     assert {name: type(backend_for(name)).__name__ for name in REGISTRY} == {
         "local": "LocalBackend", "slurm": "SlurmBackend", "ray": "RayBackend",
-        "nemo-run": "NemoRunBackend"}
+        "nemo-run": "NemoRunBackend", **dict.fromkeys(
+            ("docker", "dgxcloud", "lepton", "skypilot"), "NemoRunBackend")}
     with pytest.raises(BackendError, match='no backend implements executor "k8s"'):
         backend_for("k8s")
 

@@ -75,12 +75,13 @@ def test_extends_cycle_and_unknown_parent(tmp_path):
     assert 'profile "c" extends unknown profile "nope"' in result.stderr
 
 
-def test_unsupported_nemotron_executor_is_named(tmp_path):
-    _env(tmp_path, '[docker]\nexecutor = "docker"\ncontainer_image = "x"\n')
+def test_unsupported_executor_is_named(tmp_path):
+    _env(tmp_path, '[pbs]\nexecutor = "pbs"\n')
     result = invoke("validate", "env.toml", cwd=tmp_path)
-    assert ('env.toml:2:12: error: docker.executor: executor "docker" is not supported'
+    assert ('env.toml:2:12: error: pbs.executor: executor "pbs" is not supported'
             in result.stderr)
-    assert 'runspec runs "local", "slurm", "ray" or "nemo-run"' in result.stderr
+    assert ('runspec runs "local", "slurm", "ray", "nemo-run", "docker", "dgxcloud", "lepton" '
+            'or "skypilot"') in result.stderr
 
 
 def test_child_error_points_into_parent_when_inherited(tmp_path):
@@ -114,7 +115,8 @@ def test_manifest_inline_keys_checked_against_profile_executor(tmp_path):
     result = invoke("validate", "run.toml", cwd=tmp_path)
     assert result.exit_code == 1
     assert ('run.toml:7:1: error: env.partition: unknown key — "partition" is a setting of '
-            'executor "slurm", but profile "box" uses executor "local"') in result.stderr
+            'executor "slurm" or "nemo-run", but profile "box" uses executor "local"'
+            ) in result.stderr
 
 
 def test_inline_executor_must_agree_with_profile(tmp_path):

@@ -35,11 +35,26 @@ def _nemo_run() -> Backend:
     return NemoRunBackend()
 
 
+def _nemo_run_preset(flavour: str) -> Callable[[], Backend]:
+    """Nemotron's env.toml names NeMo-Run's executors directly (executor = "docker")."""
+
+    def load() -> Backend:
+        from runspec.backends.nemo_run import NemoRunBackend
+
+        return NemoRunBackend(flavour)
+
+    return load
+
+
 REGISTRY: dict[str, Callable[[], Backend]] = {
     "local": _local,
     "slurm": _slurm,
     "ray": _ray,
     "nemo-run": _nemo_run,
+    "docker": _nemo_run_preset("docker"),
+    "dgxcloud": _nemo_run_preset("dgxcloud"),
+    "lepton": _nemo_run_preset("lepton"),
+    "skypilot": _nemo_run_preset("skypilot"),
 }
 """executor name → a new backend; each module is imported only when its executor is used."""
 

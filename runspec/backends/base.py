@@ -116,6 +116,19 @@ def no_scheduler_logs(member: Any, root: Path) -> str | None:
     return None
 
 
+class SettingProblem(typing.NamedTuple):
+    """A setting a backend would refuse when rendering: validate says it at its own line."""
+
+    key: str  # in the env table (a profile key), or "campaign.<key>"
+    message: str
+    hint: str
+
+
+def no_setting_problems(*_args: Any, **_kwargs: Any) -> list[SettingProblem]:
+    """The setting check of a backend whose every refusal is in its ``Capabilities``."""
+    return []
+
+
 @contextlib.contextmanager
 def no_session(*_args: Any, **_kwargs: Any) -> Iterator[Any]:
     """The session of a backend that needs none."""
@@ -183,6 +196,12 @@ class Backend(Protocol):
 
     def dependency_id(self, handle: Handle | None) -> str | None:
         """What a later stage on the same scheduler waits for (a Slurm job id), if anything."""
+
+    def setting_problems(self, settings: Mapping[str, Any], resources: Mapping[str, Any],
+                         recipe: Mapping[str, Any], campaign: Mapping[str, Any]
+                         ) -> list[SettingProblem]:
+        """What render would refuse in a stage's merged env settings (profile and manifest),
+        resources, recipe and campaign, found without planning (validate's check)."""
 
 
 class PacedBackend(Backend, Protocol):
@@ -312,8 +331,7 @@ def write_secrets(path: Path, values: dict[str, str]) -> None:
     import os
     import tempfile
 
-    text = "".join(f"export {env_name(name, 'secret')}={shell_quote(value)}\n"
-                   for name, value in values.items())
+    text = secrets_text(values)
     handle, temporary = tempfile.mkstemp(prefix=".secrets-", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -323,6 +341,12 @@ def write_secrets(path: Path, values: dict[str, str]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def secrets_text(values: dict[str, str]) -> str:
+    """A secrets file's content: ``export NAME='value'`` lines, for the job to source."""
+    return "".join(f"export {env_name(name, 'secret')}={shell_quote(value)}\n"
+                   for name, value in values.items())
 
 
 def resolve_secrets(secrets: dict[str, str]) -> dict[str, str]:

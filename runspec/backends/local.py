@@ -26,6 +26,7 @@ from runspec.backends.base import (
     executable_env,
     no_scheduler_logs,
     no_session,
+    no_setting_problems,
     resolve_secrets,
 )
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
@@ -67,6 +68,7 @@ class LocalBackend:
     summary = "runs on this machine"
     options_model = staticmethod(options_model)
     handle_type = LocalProcess
+    setting_problems = staticmethod(no_setting_problems)
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun"}), containers=False, multi_node=False,
         paced_by_runspec=True, attached=True, default_parallel=1, stage_dependencies=False,

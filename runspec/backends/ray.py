@@ -23,6 +23,7 @@ from runspec.backends.base import (
     Capabilities,
     Handle,
     RunHandle,
+    no_setting_problems,
     remove_secrets,
     sweep_secrets,
 )
@@ -78,6 +79,7 @@ class RayBackend:
     summary = "submits Ray jobs"
     options_model = staticmethod(options_model)
     handle_type = RayJob
+    setting_problems = staticmethod(no_setting_problems)
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "ray", "torchrun"}), containers=False,
         multi_node=False, paced_by_runspec=True, attached=False, default_parallel=None,

@@ -14,14 +14,15 @@ from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic
 from runspec.manifest.vocabulary import LAUNCHES
 
-SSH_KEYS = ("host", "user", "identity", "remote_job_dir", "port")
+SSH_KEYS = ("host", "user", "identity", "remote_job_dir", "port", "known_hosts")
+PACKAGE_KEYS = ("packager", "package_patterns", "include_uncommitted")
 CONTAINER_KEYS = ("container_image", "container", "mounts")
 
 
 def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, Any],
                            profile: Any, env_document: Document | None, executor: str,
-                           recipe: dict[str, Any], resources: dict[str, Any] | None = None
-                           ) -> list[Diagnostic]:
+                           recipe: dict[str, Any], resources: dict[str, Any] | None = None,
+                           campaign: dict[str, Any] | None = None) -> list[Diagnostic]:
     """What the stage at ``at`` (its ``env`` table) asks of ``executor`` that it cannot do."""
     from runspec.backends import backend_for, is_executor
 
@@ -43,20 +44,48 @@ def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, An
             position, doc, path = document.value_position(at), document, at + (key,)
         out.append(Diagnostic.at(position, format_path(path), message, hint, doc))
 
+    backend = backend_for(executor)
+    for problem in backend.setting_problems(merged, resources or {}, recipe, campaign or {}):
+        if problem.key.startswith("campaign."):
+            key = problem.key.removeprefix("campaign.")
+            path = next((p for p in (at[:-1] + ("campaign", key), ("campaign", key))
+                         if p in document.positions), at[:-1] + ("campaign",))
+            out.append(Diagnostic.at(document.value_position(path), format_path(path),
+                                     problem.message, problem.hint, document))
+        else:
+            refuse(problem.key, problem.message, problem.hint)
     if not caps.submits:
         refuse("executor", f'executor "{executor}" can be planned and rendered, but runspec '
                "cannot submit through it yet", 'use executor = "slurm" (it runs the same '
                "launch.sh), or a local profile")
     tunnel = merged.get("tunnel")
     if tunnel == "ssh":
-        refuse("tunnel", 'tunnel = "ssh" is not supported yet: runspec would run sbatch on '
-               "this machine, not on the login node", "run runspec on the login node and "
-               "remove tunnel (and host, user, identity, remote_job_dir)")
+        for key in ("host", "remote_job_dir"):
+            if not merged.get(key):
+                refuse("tunnel", f'tunnel = "ssh" needs {key}: '
+                       + ("the login node to run sbatch on" if key == "host" else
+                          "the directory on the cluster for the code and the run directories"),
+                       f'add {key} = "…" beside tunnel')
+        remote = merged.get("remote_job_dir")
+        if isinstance(remote, str) and remote and not remote.startswith("/"):
+            refuse("remote_job_dir", f'remote_job_dir = "{remote}" is not an absolute path',
+                   "give the directory as the cluster's nodes see it, from /")
+        packager = merged.get("packager") or "git"
+        if packager == "pattern" and not merged.get("package_patterns"):
+            refuse("packager", 'packager = "pattern" packs the files package_patterns '
+                   "matches, and there is none", 'add package_patterns = ["*.py", …]')
+        if merged.get("package_patterns") and packager != "pattern":
+            refuse("package_patterns", f'package_patterns is only used with packager = '
+                   f'"pattern", not "{packager}"', 'set packager = "pattern", or remove '
+                   "package_patterns")
+        if merged.get("include_uncommitted") is not None and packager != "git":
+            refuse("include_uncommitted", f'include_uncommitted is only used with packager = '
+                   f'"git", not "{packager}"', "remove include_uncommitted")
     else:
-        for key in SSH_KEYS:
+        for key in (*SSH_KEYS, *PACKAGE_KEYS):
             if merged.get(key) is not None:
                 refuse(key, f'{key} is only used with tunnel = "ssh", which is not set',
-                       f"remove {key}")
+                       f'remove {key}, or set tunnel = "ssh" to submit through a login node')
     if not caps.containers:
         for key in CONTAINER_KEYS:
             if merged.get(key):

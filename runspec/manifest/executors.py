@@ -61,7 +61,12 @@ def executor_variants(base: type[Strict], suffix: str, noun: str) -> tuple[dict[
             "__annotations__": {"executor": Literal[executor]},
             "executor": Field(description=f"Executor of this {noun}."),
         })
-    inheriting = type(f"Inheriting{suffix}", (base, *(f for _, f, _ in EXECUTOR_OPTIONS.values())), {
+    # An executor's options may extend another's (NeMo-Run's Slurm ones extend Slurm's):
+    # only the most derived classes go in, or the bases could not be ordered.
+    options = [f for _, f, _ in EXECUTOR_OPTIONS.values()]
+    options = list(dict.fromkeys(f for f in options
+                                 if not any(o is not f and issubclass(o, f) for o in options)))
+    inheriting = type(f"Inheriting{suffix}", (base, *options), {
         "__module__": __name__,
         "__doc__": f"{noun.capitalize()} without `executor`: it is inherited (default: local).",
     })

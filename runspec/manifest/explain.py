@@ -22,6 +22,8 @@ _JSON_TYPES = {
     "number": "a number", "boolean": "true or false", "null": "null",
 }
 SECRET_SEGMENT = "secrets"
+SECRET_KEYS = frozenset({"client_secret", "password"})
+"""Keys whose value is a credential wherever they appear: never shown in a diagnostic."""
 
 
 def json_type(value: Any) -> str:
@@ -87,8 +89,11 @@ class Explainer:
 
     @staticmethod
     def is_secret(path: KeyPath) -> bool:
-        """A secret's value lives at ``…secrets.NAME``; ``from_env`` is only a variable name."""
-        return SECRET_SEGMENT in path and path[-1] != "from_env"
+        """A secret's value lives at ``…secrets.NAME`` or at a key that holds a credential
+        (``client_secret``); ``from_env`` is only a variable name."""
+        if path and path[-1] == "from_env":
+            return False
+        return SECRET_SEGMENT in path or any(key in SECRET_KEYS for key in path)
 
     def elsewhere(self, key: str) -> str | None:
         """A close match for ``key`` in another section (``gpus`` → resources.gpus_per_node)."""
@@ -120,7 +125,8 @@ class Explainer:
         fmt = self.document.notation
         if list(error.relative_schema_path)[-2:-1] == ["propertyNames"]:
             return self.explain_name(error, path)
-        if kind == "not" and set(error.validator_value) == {"pattern"} and isinstance(instance, str):
+        if kind == "not" and set(error.validator_value) - {"type"} == {"pattern"} \
+                and isinstance(instance, str):
             if "pattern" in schema and not re.search(schema["pattern"], instance):
                 return []  # not in the expected form at all: that error says it
             found = re.search(error.validator_value["pattern"], instance)

@@ -34,7 +34,8 @@ def one_line(pattern: str | None = None) -> Any:
     validate uses) lets a trailing newline through, the control character check does not."""
     constraints = [StringConstraints(pattern=pattern)] if pattern else []
     return Annotated[str, *constraints, AfterValidator(_one_line),
-                     Field(json_schema_extra={"not": {"pattern": CONTROL_PATTERN}})]
+                     Field(json_schema_extra={"not": {"type": "string",
+                                                      "pattern": CONTROL_PATTERN}})]
 
 
 OneLine: Any = one_line()

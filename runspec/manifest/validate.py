@@ -167,8 +167,11 @@ def _fold_typos(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
         if name is not None:
             parent = d.path.rsplit(".", 1)[0] if "." in d.path else ""
             explained.add(f"{parent}.{name}" if parent else name)
+    unknown = {d.path for d in diagnostics if d.message == "unknown key"}
     return [d for d in diagnostics
-            if not (d.message == "required key is missing" and d.path in explained)]
+            if not (d.message == "required key is missing" and d.path in explained)
+            # what an unknown key's value should be is moot
+            and not (d.message != "unknown key" and d.path in unknown)]
 
 
 # -- what the manifest points at ------------------------------------------------------------
@@ -336,9 +339,12 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
             if isinstance(layer, dict):
                 resources.update({k: v for k, v in layer.items()
                                   if k in ("nodes", "procs_per_node")})
+        campaign = unit.get("campaign") if isinstance(unit, dict) else None
+        campaign = campaign if isinstance(campaign, dict) else document.data.get("campaign")
         out += capability_diagnostics(document, at, inline, profile,
                                       env_file.document if env_file else None, executor,
-                                      recipe if isinstance(recipe, dict) else {}, resources)
+                                      recipe if isinstance(recipe, dict) else {}, resources,
+                                      campaign if isinstance(campaign, dict) else {})
     return out
 
 
@@ -357,7 +363,9 @@ def _name_owners(diagnostics: list[Diagnostic], kind: str, suffix: str, executor
         owners = [e for e, ref in defs.items()
                   if e != executor and name in all_defs[ref].get("properties", {})]
         if d.message == "unknown key" and owners:
-            d = replace(d, hint=f'"{name}" is a setting of executor {one_of(owners)}, but {context}')
+            also = f"; or {d.hint}" if d.hint else ""
+            d = replace(d, hint=f'"{name}" is a setting of executor {one_of(owners)}, '
+                                f'but {context}{also}')
         result.append(d)
     return result
 

@@ -28,7 +28,9 @@ START_TIMEOUT="${RUNSPEC_SSHD_START_TIMEOUT:-20}"
 # The cluster user's Slurm client config: the one tests/services/slurm.sh
 # writes (same services dir). Set for every session by sshd itself (SetEnv).
 SLURM_CONF_PATH="${BASE}/slurm/slurm.conf"
-PACKAGES=(openssh-server openssh-client)
+# python-is-python3: jobs and the login node run `python` (runspec's wrapper, the
+# recipes); rsync: NeMo-Run's SSHTunnel copies its packages with it.
+PACKAGES=(openssh-server openssh-client python-is-python3 rsync)
 SSHD=/usr/sbin/sshd
 
 # shellcheck disable=SC2034  # used by lib.sh
