@@ -34,6 +34,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--partition", default=os.environ.get("RUNSPEC_SLURM_PARTITION", "debug"))
+    parser.add_argument("--keep-partition", action="store_true",
+                        help="the caller sets the partition DOWN and UP (bench/ssh_sweep.py)")
     options = parser.parse_args()
     env = os.environ
     missing = [k for k in ("RUNSPEC_SSH_HOST", "RUNSPEC_SSH_PORT", "RUNSPEC_SSH_USER",
@@ -52,7 +54,8 @@ def main() -> int:
     started = time.monotonic()
     run = load()
     import_s = time.monotonic() - started
-    scontrol("update", f"PartitionName={options.partition}", "State=DOWN")
+    if not options.keep_partition:
+        scontrol("update", f"PartitionName={options.partition}", "State=DOWN")
     try:
         os.chdir(work)
         out = io.StringIO()
@@ -77,8 +80,9 @@ def main() -> int:
         seconds = time.monotonic() - started
         launched = sum(bool(job.handle) for job in exp.jobs)
     finally:
-        subprocess.run(["scancel", "-u", env["RUNSPEC_SSH_USER"]], capture_output=True)
-        scontrol("update", f"PartitionName={options.partition}", "State=UP")
+        if not options.keep_partition:
+            subprocess.run(["scancel", "-u", env["RUNSPEC_SSH_USER"]], capture_output=True)
+            scontrol("update", f"PartitionName={options.partition}", "State=UP")
     print(f"nemo-run ssh sweep: {launched} tasks submitted in {seconds:.1f} s "
           f"({seconds / max(launched, 1) * 100:.1f} s per 100 tasks; import nemo_run "
           f"{import_s:.2f} s)")

@@ -70,6 +70,7 @@ class LaunchContext:
     sequential: bool = False           # the campaign's order or gaps matter: one run at a time
     gaps: tuple[float, ...] = ()       # idle seconds before each run, aligned with the runs
     retries: int = 0                   # times a failed run is started again (campaign.retries)
+    outputs: str = ""                  # the run directories' root, relative to the root
 
 
 @dataclass

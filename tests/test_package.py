@@ -50,9 +50,12 @@ def test_git_head_is_packed_deterministically_without_ignored_files(project):
 
 def test_uncommitted_changes_go_in_only_when_asked(project):
     head = pack(project, "git")
-    (project / "src/train.py").write_text("print('edited')\n")
     (project / "src/new.py").write_text("x = 1\n")
-    assert pack(project, "git").digest == head.digest  # HEAD did not change
+    assert pack(project, "git").digest == head.digest  # an untracked file is not a change
+    (project / "src/train.py").write_text("print('edited')\n")
+    # HEAD alone while a tracked file differs would run other code than the tree shows
+    with pytest.raises(BackendError, match=r"uncommitted changes \(src/train.py"):
+        pack(project, "git")
     dirty = pack(project, "git", include_uncommitted=True)
     assert dirty.digest != head.digest
     assert members(dirty)["src/train.py"][0] == b"print('edited')\n"

@@ -75,10 +75,11 @@ def repo_root(tmp_path: Path) -> Path:
 
 
 def portable(text: str, root: Path) -> str:
-    """``text`` with the temporary root written as ``<root>``."""
+    """``text`` with the temporary root written as ``<root>``, and the digest of runspec's
+    own source (shipped to a login node) as ``<digest>``: it changes with every edit."""
     for form in sorted({str(root.resolve()), str(root)}, key=len, reverse=True):
         text = text.replace(form, "<root>")
-    return text
+    return re.sub(r"runspec-[0-9a-f]{16}\b", "runspec-<digest>", text)
 
 
 def checkout_bound(text: str, result: PlanResult, root: Path) -> str:

@@ -35,15 +35,24 @@ class Package:
     data: bytes
     files: tuple[str, ...]
     digest: str
+    kind: str = "code"  # names its directory: code-<digest>, runspec-<digest>
 
     @property
     def name(self) -> str:
-        return f"code-{self.digest[:16]}"
+        return f"{self.kind}-{self.digest[:16]}"
+
+    def describe(self) -> str:
+        """``code-0123abcd… (12 files, 3.4 KiB)``, for the plan."""
+        size = len(self.data)
+        amount = f"{size / 1024**2:.1f} MiB" if size >= 1024**2 else f"{size / 1024:.1f} KiB"
+        return f"{self.name} ({len(self.files)} file{'s' * (len(self.files) != 1)}, {amount})"
 
 
 def pack(root: Path, mode: PackageMode, patterns: tuple[str, ...] = (),
-         include_uncommitted: bool = False) -> Package | None:
-    """The package of the project at ``root`` (None for ``none``)."""
+         include_uncommitted: bool = False, exclude: tuple[str, ...] = ()) -> Package | None:
+    """The package of the project at ``root`` (None for ``none``). ``exclude``: directories
+    (relative to ``root``) left out whatever git or the patterns say, such as the run
+    directories and runspec's state: they change at every apply, the code does not."""
     if mode == "none":
         return None
     if mode == "git":
@@ -55,7 +64,13 @@ def pack(root: Path, mode: PackageMode, patterns: tuple[str, ...] = (),
         contents = _pattern_files(root, patterns)
     else:
         raise BackendError(f'unknown packager "{mode}"', "use git, pattern or none")
-    return _archive(contents)
+    prefixes = tuple(f"{e.strip('/')}/" for e in exclude if e.strip("/") not in ("", "."))
+    return _archive({k: v for k, v in contents.items() if not k.startswith(prefixes)})
+
+
+def pack_files(root: Path, patterns: tuple[str, ...], kind: str = "code") -> Package:
+    """The files that ``patterns`` match under ``root``, packed as ``kind``."""
+    return _archive(_pattern_files(root, patterns), kind)
 
 
 def _git(root: Path, *args: str) -> bytes:
@@ -79,6 +94,12 @@ def _git_files(root: Path, include_uncommitted: bool) -> dict[str, tuple[bytes, 
     would track (``include_uncommitted``). Paths are relative to ``root``."""
     prefix = _git(root, "rev-parse", "--show-prefix").decode().strip()
     if not include_uncommitted:
+        changed = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".")
+        if changed.strip():
+            first = changed.decode(errors="replace").splitlines()[0][3:]
+            raise BackendError(f"the working tree has uncommitted changes ({first}…), which "
+                               "include_uncommitted = false leaves out of the package",
+                               "commit them, or set include_uncommitted = true (the default)")
         archive = _git(root, "archive", "--format=tar", "HEAD", ".")
         files = {}
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -119,7 +140,7 @@ def _pattern_files(root: Path, patterns: tuple[str, ...]) -> dict[str, tuple[byt
     return files
 
 
-def _archive(files: dict[str, tuple[bytes, int]]) -> Package:
+def _archive(files: dict[str, tuple[bytes, int]], kind: str = "code") -> Package:
     total = sum(len(content) for content, _ in files.values())
     if total > MAX_PACKAGE_BYTES:
         raise BackendError(f"the package would hold {total / 1024**3:.1f} GiB",
@@ -138,7 +159,7 @@ def _archive(files: dict[str, tuple[bytes, int]]) -> Package:
     packed = io.BytesIO()
     with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0, compresslevel=6) as out:
         out.write(raw.getvalue())
-    return Package(packed.getvalue(), tuple(sorted(files)), digest)
+    return Package(packed.getvalue(), tuple(sorted(files)), digest, kind)
 
 
 def install(shell: Shell, package: Package, remote_dir: str) -> tuple[str, bool]:

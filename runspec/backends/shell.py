@@ -33,7 +33,9 @@ MISSING_COMMAND = 127  # what a POSIX shell answers for a command it cannot find
 class Shell(Protocol):
     """Runs a scheduler client and moves files to where the jobs run."""
 
-    where: str  # for messages: "this machine", "login node user@host"
+    @property
+    def where(self) -> str:
+        """For messages: "this machine", "login node user@host"."""
 
     def run(self, argv: list[str], *, cwd: str | None = None, stdin: bytes | None = None,
             env: dict[str, str] | None = None, timeout: float = COMMAND_TIMEOUT_S
@@ -169,11 +171,13 @@ class SSHShell:
 
     # -- commands ------------------------------------------------------------------------
     def run(self, argv: list[str], *, cwd: str | None = None, stdin: bytes | None = None,
-            env: dict[str, str] | None = None, timeout: float = COMMAND_TIMEOUT_S
-            ) -> subprocess.CompletedProcess[bytes]:
-        """``argv`` on the login node. The remote side gets one command line, every word
-        quoted, so a value is never code there; ``env`` becomes ``env NAME=value`` words
-        (no secret belongs in it: command lines are visible to other users there)."""
+            env: dict[str, str] | None = None, timeout: float = COMMAND_TIMEOUT_S,
+            hide: frozenset[str] = frozenset()) -> subprocess.CompletedProcess[bytes]:
+        """``argv`` on the login node (``hide``: variables ssh must not have, so that no
+        SendEnv in the user's ssh config can pass a secret's source on). The remote side
+        gets one command line, every word quoted, so a value is never code there; ``env``
+        becomes ``env NAME=value`` words (no secret belongs in it: command lines are
+        visible to other users there)."""
         words = [shlex.quote(a) for a in argv]
         if env:
             words = ["env", *(shlex.quote(f"{k}={v}") for k, v in sorted(env.items())), *words]
@@ -183,7 +187,9 @@ class SSHShell:
         try:
             done = subprocess.run(self.ssh_argv() + ["--", self.target, remote], input=stdin,
                                   stdin=None if stdin is not None else subprocess.DEVNULL,
-                                  capture_output=True, timeout=timeout, check=False)
+                                  capture_output=True, timeout=timeout, check=False,
+                                  env={k: v for k, v in os.environ.items() if k not in hide}
+                                  if hide else None)
         except subprocess.TimeoutExpired:
             raise BackendError(f"{argv[0]} on {self.where} did not answer within {timeout:g} s",
                                "is the login node reachable? (ssh " + self.target + " true)",

@@ -46,14 +46,17 @@ from runspec.backends.base import (
     comment_safe,
     no_scheduler_logs,
     no_session,
+    no_setting_problems,
     one_line,
     remove_secrets,
     run_script,
     shell_quote,
     sweep_secrets,
 )
+from runspec.backends.login_node import LOGIN_KEYS, LoginNode
+from runspec.backends.package import Package
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
-from runspec.state.status import RunStatus
+from runspec.state.status import ENDED, RunStatus
 
 RDZV_PORT = 29500
 RAY_START_TIMEOUT_S = 180
@@ -134,12 +137,33 @@ def options_model() -> type:
         tunnel: Literal["local", "ssh"] | None = Field(
             None, description='How sbatch is reached: "local" PATH, or "ssh" to `host`.'
         )
-        host: str | None = Field(None, description="Login node for tunnel = \"ssh\".")
-        user: str | None = Field(None, description="SSH user on the login node.")
-        identity: str | None = Field(None, description="SSH private key path.")
-        remote_job_dir: str | None = Field(
-            None, description="Directory on the cluster where run directories are synced."
-        )
+        host: OneLine | None = Field(None, description='Login node for tunnel = "ssh".',
+                                     examples=["login.cluster.example.com"])
+        user: OneLine | None = Field(None, description="SSH user on the login node.")
+        port: int | None = Field(None, ge=1, le=65535,
+                                 description="SSH port of the login node (default 22).")
+        identity: OneLine | None = Field(
+            None, description="SSH private key (path; ~ is expanded). Without it, ssh uses "
+            "your agent and ~/.ssh/config.")
+        known_hosts: OneLine | None = Field(
+            None, description="A known_hosts file to check the login node's host key "
+            "against, instead of ~/.ssh/known_hosts (runspec never accepts an unknown key).")
+        remote_job_dir: OneLine | None = Field(
+            None, description='With tunnel = "ssh": the directory on the cluster (shared by '
+            "its nodes) that holds the code packages and the run directories.",
+            examples=["/lustre/users/me/runspec"])
+        packager: Literal["git", "pattern", "none"] | None = Field(
+            None, description='With tunnel = "ssh": how the code reaches the cluster. "git" '
+            '(default) packs the git checkout; "pattern" packs package_patterns; "none" '
+            "packs nothing: remote_job_dir already holds the project (a shared file "
+            "system).")
+        package_patterns: list[OneLine] | None = Field(
+            None, description='Globs, relative to the manifest\'s directory, of the files '
+            'packager = "pattern" packs.', examples=[["*.py", "configs/**/*.yaml"]])
+        include_uncommitted: bool | None = Field(
+            None, description='packager = "git": pack the working tree (committed, changed '
+            "and new files git does not ignore), as the plan fingerprints it (default true). "
+            "false packs HEAD only, and apply refuses a tree with uncommitted changes.")
 
     return SlurmFields
 DEPENDENCY_REF = re.compile(r"\{(job|launch):([^}]*)\}")
@@ -163,17 +187,23 @@ trap 'trap - EXIT; exit 143' TERM
 """
 
 
-def select_run(run_dirs: list[str], array: bool, secrets: bool = False) -> str:
+def select_run(run_dirs: list[str], array: bool, secrets: bool = False,
+               lib: str | None = None) -> str:
     """Bash that sets ``RUN_DIR`` (templates use ``{{ select_run }}``), then, when the stage
     has secrets, loads them from the run's secrets file. For an array the list is part of
     the script, which Slurm copies at submission, so a later apply cannot change what a
-    pending task runs."""
+    pending task runs. ``lib``: runspec's source shipped to the cluster (login_node.py),
+    put first on PYTHONPATH for the in-job wrapper."""
     if not array:
         chosen = f"RUN_DIR={shell_quote(run_dirs[0])}"
     else:
         listed = "".join(f"  {shell_quote(d)}\n" for d in run_dirs)
         chosen = ("# The array index selects the run.\n"
                   f"RUNS=(\n{listed})\nRUN_DIR=${{RUNS[$SLURM_ARRAY_TASK_ID]}}")
+    if lib:
+        chosen = (f"# runspec's in-job wrapper, as shipped with this submission.\n"
+                  f"export PYTHONPATH={shell_quote(lib)}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+                  + chosen)
     return chosen + ("\n" + LOAD_SECRETS.format(name=SECRETS_FILE).rstrip("\n") if secrets else "")
 
 
@@ -246,6 +276,8 @@ class SlurmJob(RunHandle):
     task: int | None = None           # the array index (None: a job of one run)
     tag: str | None = None            # --comment=runspec:<tag>
     launch: str | None = None         # the launch directory it was submitted from
+    remote: str | None = None         # through a login node: the code directory there that
+    #                                   holds the run's directory (login_node.py)
 
     @property
     def task_id(self) -> str:
@@ -259,6 +291,7 @@ class SlurmBackend:
     summary = "submits to Slurm"
     options_model = staticmethod(options_model)
     handle_type = SlurmJob
+    setting_problems = staticmethod(no_setting_problems)
     capabilities = Capabilities(
         launch_modes=frozenset({"direct", "torchrun", "ray"}), containers=True, multi_node=True,
         paced_by_runspec=False, attached=False, default_parallel=None, stage_dependencies=True,
@@ -269,6 +302,8 @@ class SlurmBackend:
         self.submitted: dict[str, str] = {}
         """Job ids of the launches this backend submitted, by script: a stage's later array
         waits for the one before it."""
+        self.uploaded: list[str] = []
+        """Packages this backend uploaded to a login node (code, runspec's source)."""
     log_text = staticmethod(no_scheduler_logs)
 
     @staticmethod
@@ -279,12 +314,18 @@ class SlurmBackend:
         if len(launches) > 1:
             shape = f"{len(launches)} job arrays of {runs} runs"
         pace = ", one at a time in campaign order" if request.get("one_at_a_time") else ""
-        return f"sbatch {shape}{pace} ({request['script']})"
+        through = ""
+        if request.get("login_node"):
+            through = (f" through {request['login_node']}, in {request['remote_root']}"
+                       + (f"; package {request['code']['describe']}" if request.get("code") else ""))
+        return f"sbatch {shape}{pace} ({request['script']}){through}"
 
     @staticmethod
     def describe(handle: dict | None) -> str:
         job = SlurmJob.of(handle)
-        return f"job {job.task_id}" if job.job_id is not None else ""
+        if job.job_id is None:
+            return ""
+        return f"job {job.task_id}" + (f" in {job.remote}" if job.remote else "")
 
     @staticmethod
     def dependency_id(handle: dict | None) -> str | None:
@@ -296,7 +337,7 @@ class SlurmBackend:
         """The comment tag (and array task) find the job in the queue if sbatch's answer is
         lost."""
         return SlurmJob(task=index if launch.request.get("array_size") else None, tag=tag,
-                        launch=launch.directory).record()
+                        launch=launch.directory, remote=launch.request.get("remote_root")).record()
 
     def render_run(self, spec: RunSpec, root: Path, digest: str) -> dict[str, str]:
         return {"launch.sh": run_script(spec, secrets_loaded=True)}
@@ -381,14 +422,27 @@ class SlurmBackend:
                 keys.append(key)
                 groups.append([index])
         chained = len(groups) > 1 and (paced or context.max_parallel is not None)
+        where = self.where(context, specs[runs[0].key])
         launches: list[Launch] = []
         for number, indices in enumerate(groups, 1):
             name = "job.sbatch" if len(groups) == 1 else f"job-{number}.sbatch"
             after = launches[-1].request["script"] if chained and launches else None
             launches.append(self._render_array(
                 context, [runs[i] for i in indices], specs, [gaps[i] for i in indices], name,
-                f"-{number}" if len(groups) > 1 else "", after))
+                f"-{number}" if len(groups) > 1 else "", after, where))
         return launches
+
+    @staticmethod
+    def where(context: LaunchContext, spec: RunSpec) -> _Where:
+        """Where the stage's jobs start: the manifest's directory here, or, through a login
+        node, the code package's directory on the cluster (packed now, so the plan shows
+        the directory the digest names)."""
+        node = LoginNode.of(spec.settings)
+        if node is None:
+            return _Where(context.root.as_posix())
+        exclude = (context.outputs, ".runspec")
+        package = node.package(context.root, exclude)
+        return _Where(node.code_dir(package), node, package, node.lib_dir(), exclude)
 
     def shape(self, spec: RunSpec, chdir: str) -> tuple:
         """Everything about a run that its job's directives and srun flags say."""
@@ -396,11 +450,12 @@ class SlurmBackend:
                 is_torchrun(spec), is_ray(spec))
 
     def _render_array(self, context: LaunchContext, runs: list[Run], specs: dict[str, RunSpec],
-                      gaps: list[float], name: str, suffix: str, after: str | None) -> Launch:
+                      gaps: list[float], name: str, suffix: str, after: str | None,
+                      where: _Where) -> Launch:
         root, stage, launch_dir = context.root, context.stage, context.directory
         needs, max_parallel, manifest = context.needs, context.max_parallel, context.manifest
         first = specs[runs[0].key]
-        chdir = root.as_posix()
+        chdir = where.chdir
         array = len(runs) > 1
         ray = is_ray(first)
         output = f"{chdir}/{launch_dir}/slurm-%A_%a.out" if array else f"{chdir}/{launch_dir}/slurm-%j.out"
@@ -434,7 +489,8 @@ class SlurmBackend:
         script = _template(custom, root).render(
             version=__version__, manifest=manifest, stage=stage, directives=directives,
             array=array, runs=[run.run_dir for run in runs],
-            select_run=select_run([run.run_dir for run in runs], array, bool(first.secrets)),
+            select_run=select_run([run.run_dir for run in runs], array, bool(first.secrets),
+                                  where.lib),
             multi_node=multi_node, rdzv_port=RDZV_PORT, srun_flags=flags,
             gaps=[f"{g:g}" for g in gaps] if array and any(gaps) else [], ray=ray,
             retries=context.retries, **pieces,
@@ -464,6 +520,16 @@ class SlurmBackend:
         if first.secrets:  # by reference; the values are written at submission only
             request["secrets"] = {k: {"from_env": v} for k, v in first.secrets.items()}
             request["secret_files"] = [f"{run.run_dir}/{SECRETS_FILE}" for run in runs]
+        if where.node is not None:  # sbatch runs on the login node, in the code directory
+            request.update(cwd=chdir, login_node=where.node.address, remote_root=chdir,
+                           runspec_lib=where.lib, run_dirs=[run.run_dir for run in runs],
+                           login={k: v for k, v in first.settings.items()
+                                  if k in LOGIN_KEYS and v is not None})
+            if where.package is not None:
+                request["code"] = {"digest": where.package.digest,
+                                   "describe": where.package.describe(),
+                                   "packager": where.node.packager,
+                                   "exclude": list(where.exclude)}
         return Launch("slurm", stage, [run.key for run in runs], request, {name: script},
                       launch_dir)
 
@@ -484,6 +550,12 @@ class SlurmBackend:
             argv.insert(2, f"--comment=runspec:{tag}")
         secrets = launch.request.get("secrets") or {}
         sources = {ref["from_env"] for ref in secrets.values()}
+        if launch.request.get("login_node"):  # never sbatch here instead
+            node = LoginNode.of(launch.request.get("login") or {})
+            if node is None:
+                raise BackendError("the launch names a login node but not how to reach it",
+                                   "plan and apply again with this version of runspec")
+            return self._submit_remote(node, launch, root, argv, sources)
         written = self.write_secret_files(launch, root)
         try:
             output = _slurm(argv, root, "sbatch", hide=sources)
@@ -499,6 +571,35 @@ class SlurmBackend:
         if launch.request.get("array_size"):
             return {key: SlurmJob(job_id, index).record() for index, key in enumerate(launch.keys)}
         return {launch.keys[0]: SlurmJob(job_id).record()}
+
+    def _submit_remote(self, node: LoginNode, launch: Launch, root: Path, argv: list[str],
+                       sources: set[str]) -> dict[str, dict]:
+        """Through the login node: the planned code and runspec's source (each only if the
+        cluster lacks it), the run and launch files with the secrets in one archive, then
+        sbatch in the code directory."""
+        request = launch.request
+        code_dir = request["remote_root"]
+        code = request.get("code") or {}
+        uploaded = node.install_code(root, code.get("digest"), tuple(code.get("exclude", ())))
+        self.uploaded.extend(uploaded)
+        files = remote_files(launch, root)
+        secrets = request.get("secrets") or {}
+        if secrets:
+            from runspec.backends.base import resolve_secrets, secrets_text
+
+            text = secrets_text(resolve_secrets({k: v["from_env"] for k, v in secrets.items()}))
+            for name in request["secret_files"]:
+                files[name] = (text.encode(), 0o600)
+        node.upload_runs(code_dir, files)
+        output = _slurm(argv, root, "sbatch", hide=sources, node=node, cwd=code_dir)
+        job_id = output.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise BackendError(f"sbatch answered {output.strip()!r}, not a job id")
+        self.submitted[request["script"]] = job_id
+        if request.get("array_size"):
+            return {key: SlurmJob(job_id, index, remote=code_dir).record()
+                    for index, key in enumerate(launch.keys)}
+        return {launch.keys[0]: SlurmJob(job_id, remote=code_dir).record()}
 
     def _dependency(self, arg: str, after: dict[str, str]) -> str | None:
         """``--dependency=afterok:{job:STAGE},afterany:{launch:SCRIPT}`` with the job ids: a
@@ -543,10 +644,23 @@ class SlurmBackend:
 
     def refresh_many(self, members, root: Path) -> dict[str, RunStatus]:
         """result.json first; then one squeue for everything; scontrol for what left the
-        queue. A run that has ended loses its secrets file, if its job left one behind."""
-        return sweep_secrets(self._statuses(members, root), members, root)
+        queue. A run that has ended loses its secrets file, if its job left one behind.
+        Runs on a cluster behind a login node first have their files mirrored back."""
+        statuses: dict[str, RunStatus] = {}
+        for node, group in _by_login_node(members).items():
+            if node is None:
+                statuses.update(sweep_secrets(self._statuses(group, root), group, root))
+                continue
+            node.fetch(_mirror_pairs(group, root))
+            found = self._statuses(group, root, node)
+            ended = [m for m in group if found.get(m.key) in ENDED]
+            node.remove([f"{SlurmJob.of(m.handle).remote}/{m.run_dir}/{SECRETS_FILE}"
+                         for m in ended if SlurmJob.of(m.handle).remote])
+            statuses.update(found)
+        return statuses
 
-    def _statuses(self, members, root: Path) -> dict[str, RunStatus]:
+    def _statuses(self, members, root: Path, node: LoginNode | None = None
+                  ) -> dict[str, RunStatus]:
         from runspec.state import status as run_status
 
         statuses: dict[str, RunStatus] = {}
@@ -554,7 +668,7 @@ class SlurmBackend:
         jobs = {m.key: SlurmJob.of(m.handle) for m in members}
         untracked = [m for m in members if not jobs[m.key].job_id and jobs[m.key].tag]
         if untracked:
-            self.reconcile(untracked, root)  # records the job ids it finds in the handles
+            self.reconcile(untracked, root, node)  # records the job ids it finds in the handles
             jobs = {m.key: SlurmJob.of(m.handle) for m in members}
         for member in members:
             final = run_status.from_result(root / member.run_dir)
@@ -570,7 +684,8 @@ class SlurmBackend:
         if not waiting:
             return statuses
         queue = {}
-        for line in _slurm(["squeue", "-h", "-r", "-o", "%i %T"], root, "squeue").splitlines():
+        for line in _slurm(["squeue", "-h", "-r", "-o", "%i %T"], root, "squeue",
+                           node=node).splitlines():
             parts = line.split()
             if len(parts) == 2:
                 queue[parts[0]] = parts[1]
@@ -585,7 +700,7 @@ class SlurmBackend:
         for job_id in sorted({str(jobs[m.key].job_id) for m in gone}):
             # A job purged from the controller is unknown: the run directory is all we have.
             with contextlib.suppress(BackendError):
-                known.update(_scontrol_states(job_id, root))
+                known.update(_scontrol_states(job_id, root, node))
         for member in gone:
             state = known.get(jobs[member.key].task_id)
             if state:
@@ -594,11 +709,12 @@ class SlurmBackend:
                 statuses[member.key] = run_status.from_result(root / member.run_dir) or RunStatus.LOST
         return statuses
 
-    def reconcile(self, members, root: Path) -> None:
+    def reconcile(self, members, root: Path, node: LoginNode | None = None) -> None:
         """Intents without a job id (the apply died, or sbatch timed out, after sending):
         look the job up by its ``runspec:<tag>`` comment and record its id in place."""
         found = {}
-        for line in _slurm(["squeue", "-h", "-o", "%F %k"], root, "squeue").splitlines():
+        for line in _slurm(["squeue", "-h", "-o", "%F %k"], root, "squeue",
+                           node=node).splitlines():
             job_id, _, comment = line.partition(" ")
             if comment.startswith("runspec:"):
                 found[comment.removeprefix("runspec:").strip()] = job_id.strip()
@@ -606,15 +722,20 @@ class SlurmBackend:
             job = SlurmJob.of(member.handle)
             known = found.get(job.tag or "")
             if known:
-                member.handle = SlurmJob(known, job.task).record()
+                member.handle = SlurmJob(known, job.task, remote=job.remote).record()
 
     def cancel_many(self, members, root: Path) -> None:
-        jobs = [SlurmJob.of(m.handle) for m in members]
-        ids = sorted({job.task_id for job in jobs if job.job_id is not None})
-        if ids:
-            _slurm(["scancel", *ids], root, "scancel")
-        for member in members:  # a job cancelled before it started never read its secrets
-            remove_secrets(root, member.run_dir)
+        for node, group in _by_login_node(members).items():
+            jobs = [SlurmJob.of(m.handle) for m in group]
+            ids = sorted({job.task_id for job in jobs if job.job_id is not None})
+            if ids:
+                _slurm(["scancel", *ids], root, "scancel", node=node)
+            # a job cancelled before it started never read its secrets
+            if node is not None:
+                node.remove([f"{job.remote}/{m.run_dir}/{SECRETS_FILE}"
+                             for m, job in zip(group, jobs, strict=True) if job.remote])
+            for member in group:
+                remove_secrets(root, member.run_dir)
 
 
 # -- execution: sbatch, squeue, scontrol, scancel --------------------------------------------
@@ -629,13 +750,22 @@ _STATES: dict[str, RunStatus] = {
 }
 
 
-def _slurm(argv: list[str], root: Path, what: str, hide: set[str] | frozenset = frozenset()
-           ) -> str:
-    """Run a Slurm client; ``hide`` are variables left out of its environment (a secret's
-    source: sbatch must not be able to pass it on, whatever its --export says)."""
+def _slurm(argv: list[str], root: Path, what: str, hide: set[str] | frozenset = frozenset(),
+           node: LoginNode | None = None, cwd: str | None = None) -> str:
+    """Run a Slurm client, here or on ``node`` (in ``cwd`` there); ``hide`` are variables
+    left out of its environment (a secret's source: sbatch must not be able to pass it
+    on, whatever its --export says; ssh must not send it along)."""
     import subprocess
 
-    from runspec.backends.base import BackendError, executable_env
+    if node is not None:
+        done = node.shell().run(argv, cwd=cwd, timeout=SLURM_TIMEOUT_S, hide=frozenset(hide))
+        if done.returncode != 0:
+            message = (done.stderr or done.stdout).decode(errors="replace").strip()
+            raise BackendError(f"{what} failed on {node.address}: "
+                               f"{message.replace(chr(10), ' ') or done.returncode}")
+        return done.stdout.decode(errors="replace")
+
+    from runspec.backends.base import executable_env
 
     env = {k: v for k, v in executable_env({}).items() if k not in hide}
     try:
@@ -671,13 +801,64 @@ def checked(directives: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return directives
 
 
-def _scontrol_states(job_id: str, root: Path) -> dict[str, str]:
+def _scontrol_states(job_id: str, root: Path, node: LoginNode | None = None) -> dict[str, str]:
     """``{"12_3": "FAILED", "13": "COMPLETED"}`` from ``scontrol show job -o``."""
     found = {}
-    for line in _slurm(["scontrol", "show", "job", "-o", str(job_id)], root, "scontrol").splitlines():
+    for line in _slurm(["scontrol", "show", "job", "-o", str(job_id)], root, "scontrol",
+                       node=node).splitlines():
         fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
         state = fields.get("JobState", "")
         if "ArrayTaskId" in fields and fields.get("ArrayJobId"):
             found[f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"] = state
         found[fields.get("JobId", "")] = state
     return found
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a stage's jobs start (``chdir``), and, through a login node, the node, the
+    planned code package and runspec's source there."""
+
+    chdir: str
+    node: LoginNode | None = None
+    package: Package | None = None
+    lib: str | None = None
+    exclude: tuple[str, ...] = ()
+
+
+def _by_login_node(members) -> dict[LoginNode | None, list]:
+    """Members grouped by the login node their stage submitted through (None: here)."""
+    groups: dict[LoginNode | None, list] = {}
+    for member in members:
+        settings = (member.request or {}).get("settings") or {}
+        groups.setdefault(LoginNode.of(settings), []).append(member)
+    return groups
+
+
+def _mirror_pairs(members, root: Path) -> list[tuple[str, Path]]:
+    """``(remote run directory, local run directory)`` of members whose job was sent."""
+    pairs = []
+    for member in members:
+        remote = SlurmJob.of(member.handle).remote
+        if remote:
+            pairs.append((f"{remote}/{member.run_dir}", root / member.run_dir))
+    return pairs
+
+
+def remote_files(launch: Launch, root: Path) -> dict[str, tuple[bytes, int]]:
+    """What goes to the cluster for a launch: its own files, and the files apply rendered
+    into each run directory here (not what the job writes, which comes back instead)."""
+    from runspec.backends import mirror
+
+    files: dict[str, tuple[bytes, int]] = {
+        f"{launch.directory}/{name}": (text.encode(), 0o644)
+        for name, text in launch.files.items()}
+    for run_dir in launch.request.get("run_dirs") or ():
+        local = root / run_dir
+        for path in sorted(local.iterdir()) if local.is_dir() else ():
+            name = path.name
+            if (path.is_file() and not path.is_symlink() and name not in mirror.MIRRORED
+                    and name not in (mirror.SIDECAR, SECRETS_FILE)
+                    and not name.endswith(".previous.json")):
+                files[f"{run_dir}/{name}"] = (path.read_bytes(), 0o644)
+    return files
