@@ -7,6 +7,11 @@ from pathlib import Path
 
 from runspec.artifacts.registry import Registry
 from runspec.artifacts.uri import ArtifactError
+from runspec.measure.files import read_json
+
+REMOTE_OUTPUTS_FILE = "outputs.remote.json"
+"""In a run directory whose run ran on a cluster over SSH: ``{output: {path, host, digest}}``,
+the outputs as they are there (its backend writes it; the files themselves stay there)."""
 
 
 def register_outputs(member, root: Path) -> tuple[list[str], str | None]:
@@ -21,13 +26,24 @@ def register_outputs(member, root: Path) -> tuple[list[str], str | None]:
             inputs[artifact] = version.label
     logged = _wandb_logged(root / member.run_dir) if member.run_dir else {}
     published: list[str] = []
+    remote = (read_json(root / member.run_dir / REMOTE_OUTPUTS_FILE) or {}) \
+        if member.run_dir else {}
     for name, (path, type_) in sorted(member.outputs.items()):
-        produced = root / path
-        if not produced.exists():
+        produced: Path | str = root / path
+        there = remote.get(name) if isinstance(remote, dict) else None
+        where = None
+        if isinstance(there, dict) and isinstance(there.get("path"), str) and \
+                not Path(produced).exists():
+            if not there.get("digest"):
+                return published, (f"output {name} is missing: {there['path']} was not "
+                                   f"written on {there.get('host')}")
+            produced, where = there["path"], (str(there.get("host")), str(there["digest"]))
+        elif not Path(produced).exists():
             return published, f"output {name} is missing: {path} was not written"
         try:
             version = registry.publish(name, produced, type_, producer=member.key, inputs=inputs,
-                                       extra={"wandb": logged[name]} if name in logged else None)
+                                       extra={"wandb": logged[name]} if name in logged else None,
+                                       remote=where)
         except ArtifactError as error:
             return published, f"output {name} could not be registered: {error.message}"
         published.append(version.label)

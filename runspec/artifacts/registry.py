@@ -8,7 +8,6 @@ atomically, so concurrent publishers never lose or share a version.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -18,15 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runspec.artifacts.digest import digest_of
 from runspec.artifacts.uri import ArtifactError, ArtifactRef
 from runspec.measure.files import read_json, write_json
 
 DEFAULT_ROOT = "~/.runspec/artifacts"
-FULL_HASH_LIMIT = 64 * 2**20
-"""Up to this total size content is hashed; above it, names, sizes and mtimes (checkpoints
-of many GB would otherwise take minutes to fingerprint)."""
-
-
 @dataclass(frozen=True)
 class Version:
     name: str
@@ -40,22 +35,6 @@ class Version:
     @property
     def path(self) -> str:
         return self.metadata["path"]
-
-
-def digest_of(path: Path) -> str:
-    """sha256 of a file or directory tree (content, or names/sizes/mtimes when huge)."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    total = sum(p.stat().st_size for p in files)
-    hasher = hashlib.sha256()
-    for file in files:
-        relative = file.name if file == path else str(file.relative_to(path))
-        stat = file.stat()
-        hasher.update(f"{relative}\0{stat.st_size}\0".encode())
-        if total <= FULL_HASH_LIMIT:
-            hasher.update(hashlib.sha256(file.read_bytes()).digest())
-        else:
-            hasher.update(str(stat.st_mtime_ns).encode())
-    return hasher.hexdigest()
 
 
 class Registry:
@@ -128,21 +107,28 @@ class Registry:
 
     def publish(self, name: str, path: str | Path, type_: str, producer: str | None = None,
                 inputs: dict[str, str] | None = None, aliases: tuple[str, ...] = ("latest",),
-                extra: dict | None = None) -> Version:
+                extra: dict | None = None, remote: tuple[str, str] | None = None) -> Version:
         """Register ``path`` as the next version of ``name`` and move ``aliases`` to it.
-        ``extra`` adds metadata fields (e.g. ``wandb``: the W&B artifact it was logged as)."""
+        ``extra`` adds metadata fields (e.g. ``wandb``: the W&B artifact it was logged as).
+        ``remote``: ``(host, digest)`` of a path that is on a cluster, not here (a run over
+        SSH): recorded as the cluster sees it, with the digest computed there."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             raise ArtifactError(f'"{name}" is not an artifact name',
                                 "use letters, digits, '.', '_' and '-' (it goes into art://NAME)")
         source = Path(path)
-        if not source.exists():
+        if remote is not None:
+            host, digest = remote
+            extra = {**(extra or {}), "host": host}
+        elif not source.exists():
             raise ArtifactError(f'cannot publish "{name}": {source} does not exist')
-        digest = digest_of(source)
+        else:
+            digest = digest_of(source)
+            source = source.resolve()
         with self._locked(name) as directory:
             number = (self.versions(name) or [0])[-1] + 1
             (directory / f"v{number}").mkdir()
             metadata = {"name": name, "version": number, "type": type_,
-                        "path": str(source.resolve()), "digest": digest,
+                        "path": str(source), "digest": digest,
                         "created": datetime.now(UTC).isoformat(timespec="seconds"),
                         "producer": producer, "inputs": inputs or {}, **(extra or {})}
             write_json(directory / f"v{number}" / "metadata.json", metadata)

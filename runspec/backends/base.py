@@ -15,7 +15,7 @@ import contextlib
 import re
 import shlex
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeGuard
@@ -198,10 +198,11 @@ class Backend(Protocol):
         """What a later stage on the same scheduler waits for (a Slurm job id), if anything."""
 
     def setting_problems(self, settings: Mapping[str, Any], resources: Mapping[str, Any],
-                         recipe: Mapping[str, Any], campaign: Mapping[str, Any]
-                         ) -> list[SettingProblem]:
+                         recipe: Mapping[str, Any], campaign: Mapping[str, Any],
+                         outputs: Collection[str] = ()) -> list[SettingProblem]:
         """What render would refuse in a stage's merged env settings (profile and manifest),
-        resources, recipe and campaign, found without planning (validate's check)."""
+        resources, recipe, campaign and declared output artifacts (their names), found
+        without planning (validate's check)."""
 
 
 class PacedBackend(Backend, Protocol):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import json
 import shlex
 import tarfile
 import uuid
@@ -212,6 +213,28 @@ class LoginNode:
                                f"{message[-1] if message else done.returncode}",
                                "is `python` on the login node's PATH?")
         return mirror.store(pairs, mirror.parse(done.stdout))
+
+
+    def output_digests(self, paths: list[str]) -> list[str | None]:
+        """The content digest of each path on the cluster (None where nothing is there),
+        computed there by runspec's shipped source: outputs stay where they were written."""
+        if not paths:
+            return []
+        program = ("import json, os, sys; sys.path.insert(0, sys.argv[1]); "
+                   "from pathlib import Path; from runspec.artifacts.digest import digest_of; "
+                   "print(json.dumps([digest_of(Path(p)) if os.path.exists(p) else None "
+                   "for p in json.load(sys.stdin)]))")
+        done = self.shell().run(["python", "-c", program, self.lib_dir()],
+                                stdin=json.dumps(paths).encode(), timeout=600)
+        try:
+            digests = json.loads(done.stdout) if done.returncode == 0 else None
+        except ValueError:
+            digests = None
+        if not isinstance(digests, list) or len(digests) != len(paths):
+            message = done.stderr.decode(errors="replace").strip().splitlines()
+            raise BackendError(f"cannot hash the runs' outputs on {self.address}: "
+                               f"{message[-1] if message else done.returncode}")
+        return digests
 
 
 _OPEN: dict[tuple, SSHShell] = {}

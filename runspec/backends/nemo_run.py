@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -233,8 +233,8 @@ class NemoRunBackend:
     handle_type = NemoRunTask
 
     def setting_problems(self, settings: Mapping[str, Any], resources: Mapping[str, Any],
-                         recipe: Mapping[str, Any], campaign: Mapping[str, Any]
-                         ) -> list[SettingProblem]:
+                         recipe: Mapping[str, Any], campaign: Mapping[str, Any],
+                         outputs: Collection[str] = ()) -> list[SettingProblem]:
         flavour = self.preset or settings.get("nemo_executor") or "local"
         if not isinstance(flavour, str) or flavour not in FLAVOURS:
             return []  # the schema says what nemo_executor can be
@@ -243,6 +243,12 @@ class NemoRunBackend:
                if k in model.model_fields or k in ("container_image", "mounts", "secrets")}
         problems = setting_problems(own, flavour, self.name, resources.get("nodes"),
                                     recipe.get("launch"))
+        if outputs and flavour != "local":
+            problems.append(SettingProblem(
+                "nemo_executor", f"outputs.artifacts ({', '.join(sorted(outputs))}) cannot be "
+                f"registered from NeMo-Run's {CLASSES[flavour]}: the files stay where the task "
+                "ran", 'use executor = "slurm" (it registers outputs on the cluster by '
+                'reference), or nemo_executor = "local"'))
         return problems + campaign_problems(campaign)
     session = staticmethod(no_session)
 

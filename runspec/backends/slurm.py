@@ -656,6 +656,8 @@ class SlurmBackend:
             ended = [m for m in group if found.get(m.key) in ENDED]
             node.remove([f"{SlurmJob.of(m.handle).remote}/{m.run_dir}/{SECRETS_FILE}"
                          for m in ended if SlurmJob.of(m.handle).remote])
+            _describe_remote_outputs(node, [m for m in group if found.get(m.key) ==
+                                            RunStatus.SUCCEEDED], root)
             statuses.update(found)
         return statuses
 
@@ -835,6 +837,28 @@ def _by_login_node(members) -> dict[LoginNode | None, list]:
     return groups
 
 
+def _describe_remote_outputs(node: LoginNode, members, root: Path) -> None:
+    """For runs that succeeded on the cluster and have outputs to register: where each
+    output is there and its digest, hashed there, in the run directory here
+    (``REMOTE_OUTPUTS_FILE``), which registration reads when the files are not here."""
+    from runspec.artifacts.publish import REMOTE_OUTPUTS_FILE
+    from runspec.measure.files import write_json
+
+    wanted = []
+    for member in members:
+        remote = SlurmJob.of(member.handle).remote
+        if remote and member.outputs and not member.registered:
+            for name, (path, _type) in sorted(member.outputs.items()):
+                wanted.append((member, name, f"{remote}/{path}"))
+    digests = node.output_digests([path for _, _, path in wanted])
+    found: dict[str, dict[str, dict]] = {}
+    for (member, name, path), digest in zip(wanted, digests, strict=True):
+        entry = {"path": path, "host": node.address, "digest": digest}
+        found.setdefault(member.run_dir, {})[name] = entry
+    for run_dir, outputs in found.items():
+        write_json(root / run_dir / REMOTE_OUTPUTS_FILE, outputs)
+
+
 def _mirror_pairs(members, root: Path) -> list[tuple[str, Path]]:
     """``(remote run directory, local run directory)`` of members whose job was sent."""
     pairs = []
@@ -848,6 +872,7 @@ def _mirror_pairs(members, root: Path) -> list[tuple[str, Path]]:
 def remote_files(launch: Launch, root: Path) -> dict[str, tuple[bytes, int]]:
     """What goes to the cluster for a launch: its own files, and the files apply rendered
     into each run directory here (not what the job writes, which comes back instead)."""
+    from runspec.artifacts.publish import REMOTE_OUTPUTS_FILE
     from runspec.backends import mirror
 
     files: dict[str, tuple[bytes, int]] = {
@@ -858,7 +883,7 @@ def remote_files(launch: Launch, root: Path) -> dict[str, tuple[bytes, int]]:
         for path in sorted(local.iterdir()) if local.is_dir() else ():
             name = path.name
             if (path.is_file() and not path.is_symlink() and name not in mirror.MIRRORED
-                    and name not in (mirror.SIDECAR, SECRETS_FILE)
+                    and name not in (mirror.SIDECAR, SECRETS_FILE, REMOTE_OUTPUTS_FILE)
                     and not name.endswith(".previous.json")):
                 files[f"{run_dir}/{name}"] = (path.read_bytes(), 0o644)
     return files

@@ -22,7 +22,8 @@ CONTAINER_KEYS = ("container_image", "container", "mounts")
 def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, Any],
                            profile: Any, env_document: Document | None, executor: str,
                            recipe: dict[str, Any], resources: dict[str, Any] | None = None,
-                           campaign: dict[str, Any] | None = None) -> list[Diagnostic]:
+                           campaign: dict[str, Any] | None = None,
+                           outputs: Any = ()) -> list[Diagnostic]:
     """What the stage at ``at`` (its ``env`` table) asks of ``executor`` that it cannot do."""
     from runspec.backends import backend_for, is_executor
 
@@ -45,7 +46,9 @@ def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, An
         out.append(Diagnostic.at(position, format_path(path), message, hint, doc))
 
     backend = backend_for(executor)
-    for problem in backend.setting_problems(merged, resources or {}, recipe, campaign or {}):
+    names = [n for n in outputs if isinstance(n, str)] if isinstance(outputs, dict) else []
+    for problem in backend.setting_problems(merged, resources or {}, recipe, campaign or {},
+                                            names):
         if problem.key.startswith("campaign."):
             key = problem.key.removeprefix("campaign.")
             path = next((p for p in (at[:-1] + ("campaign", key), ("campaign", key))

@@ -341,10 +341,13 @@ def _check_env(document: Document, at: KeyPath, inline: dict[str, Any], top: dic
                                   if k in ("nodes", "procs_per_node")})
         campaign = unit.get("campaign") if isinstance(unit, dict) else None
         campaign = campaign if isinstance(campaign, dict) else document.data.get("campaign")
+        declared = unit.get("outputs") if isinstance(unit, dict) else None
+        artifacts = declared.get("artifacts") if isinstance(declared, dict) else None
         out += capability_diagnostics(document, at, inline, profile,
                                       env_file.document if env_file else None, executor,
                                       recipe if isinstance(recipe, dict) else {}, resources,
-                                      campaign if isinstance(campaign, dict) else {})
+                                      campaign if isinstance(campaign, dict) else {},
+                                      artifacts if isinstance(artifacts, dict) else {})
     return out
 
 
