@@ -88,3 +88,37 @@ def test_patterns_never_reach_outside_the_project(project, tmp_path):
         pack(project, "pattern", ("../outside.txt",))
     with pytest.raises(BackendError, match='package pattern "/etc/host\\*"'):
         pack(project, "pattern", ("/etc/host*",))
+
+
+class DroppingShell:
+    """FAKE (a fault the real sshd cannot produce on demand): a connection that drops in the
+    middle of an upload, after half the archive was written to its temporary name."""
+
+    def __init__(self) -> None:
+        from runspec.backends.shell import LocalShell
+
+        self.real = LocalShell()
+        self.where = "a login node that drops the connection"
+
+    def run(self, argv, **kwargs):
+        return self.real.run(argv, **kwargs)
+
+    def put(self, data: bytes, path: str, mode: int = 0o644) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path + ".part").write_bytes(data[: len(data) // 2])
+        raise BackendError("connection to the login node dropped")
+
+
+def test_an_upload_dropped_midway_leaves_no_package_and_the_next_one_installs(project, tmp_path):
+    from runspec.backends.package import install
+    from runspec.backends.shell import LocalShell
+
+    package = pack(project, "git", include_uncommitted=True)
+    remote = tmp_path / "remote"
+    with pytest.raises(BackendError, match="dropped"):
+        install(DroppingShell(), package, str(remote))
+    assert not (remote / package.name).exists()  # nothing under the name a job would use
+    path, uploaded = install(LocalShell(), package, str(remote))
+    assert uploaded and Path(path) == remote / package.name
+    assert (remote / package.name / "src/train.py").read_text() == "print('train')\n"
+    assert install(LocalShell(), package, str(remote)) == (path, False)  # not sent again

@@ -120,6 +120,8 @@ def log_lines(target: Tracked, member: Member, follow: bool, poll_s: float = 0.5
     """The run's output (stdout then stderr), following it until the run ends with ``follow``."""
     backend = backend_for(member.backend)
     run_dir = target.root / member.run_dir
+    if member.status in ACTIVE:  # a remote run's logs come back on refresh: bring them now
+        refresh_state(State(target.name, members={member.key: member}), target.root)
     if not (run_dir / "stdout.log").exists():
         text = backend.log_text(member, target.root)
         if text is not None:

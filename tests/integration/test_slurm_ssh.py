@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import textwrap
 import time
 import uuid
@@ -19,6 +20,9 @@ from pathlib import Path
 import pytest
 from conftest import invoke, state_members
 
+# NeMo-Run keeps a registry of its Slurm jobs in its home: one of this session's.
+os.environ.setdefault("NEMORUN_HOME", tempfile.mkdtemp(prefix="runspec-nemorun-home-"))
+
 pytestmark = [pytest.mark.slurm, pytest.mark.ssh]
 
 TRAIN = textwrap.dedent("""\
@@ -26,6 +30,8 @@ TRAIN = textwrap.dedent("""\
     args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
     print("trained lr", args.get("lr"), "as", os.environ.get("USER", "?"), flush=True)
     time.sleep(float(args.get("pause", 0)))
+    with open(os.path.join(os.environ["RUNSPEC_RUN_DIR"], "model.txt"), "w") as out:
+        out.write("weights for lr " + args["lr"] + "\\n")
     path = os.environ.get("RUNSPEC_METRICS")
     if path:
         with open(path, "a") as out:
@@ -56,6 +62,9 @@ def project(tmp_path: Path, sshd, values=("0.1", "0.2"), pause: float = 0.0, **c
         args = ["lr=${{sweep.lr}}", "pause={pause}"]
         [measure]
         metrics = ["loss"]
+        [outputs.artifacts.rs-model]
+        path = "${{run.dir}}/model.txt"
+        type = "model"
         [env]
         profile = "cluster"
         [resources]
@@ -112,7 +121,17 @@ def test_a_sweep_goes_through_the_login_node_and_comes_back(tmp_path, slurm, ssh
     results = invoke("results", "run.toml", "--format", "json", cwd=root)
     assert results.exit_code == 0, results.output
     assert "loss" in results.output
-    assert packages(remote) == [p for p in packages(remote) if p.startswith("code-")]
+    # the outputs stay on the cluster: registered there by path, hashed there
+    shown = invoke("artifacts", "show", "rs-model", cwd=root)
+    assert shown.exit_code == 0, shown.output
+    model = json.loads(shown.output)
+    assert model["host"] == f"runspec-cluster@127.0.0.1:{sshd['RUNSPEC_SSH_PORT']}"
+    assert model["path"].startswith(f"{remote}/code-") and model["path"].endswith("/model.txt")
+    from runspec.artifacts.digest import digest_of
+
+    assert model["digest"] == digest_of(Path(model["path"]))  # the cluster is this host
+    lineage = invoke("artifacts", "lineage", "rs-model", cwd=root)
+    assert lineage.exit_code == 0 and "rs/main/lr=" in lineage.output, lineage.output
     first = packages(remote)
     assert len(first) == 1
 
@@ -131,9 +150,38 @@ def test_a_sweep_goes_through_the_login_node_and_comes_back(tmp_path, slurm, ssh
     assert "trained again lr 0.1" in (root / "runs/rs/main/lr=0.1/c1/stdout.log").read_text()
 
 
+def test_the_same_manifest_runs_through_nemo_run_on_the_same_cluster(tmp_path, slurm, sshd):
+    """The profile switched to NeMo-Run's SlurmExecutor over its SSHTunnel; the manifest is
+    the same but for its output artifact, which NeMo-Run cannot register (validate says so)."""
+    root, _ = project(tmp_path, sshd)
+    env_toml = (root / "env.toml").read_text()
+    (root / "env.toml").write_text(env_toml.replace(
+        'executor = "slurm"', 'executor = "nemo-run"\nnemo_executor = "slurm"'))
+    refused = invoke("validate", "run.toml", cwd=root)
+    assert refused.exit_code == 1 and "outputs.artifacts (rs-model)" in refused.stderr
+    manifest = (root / "run.toml").read_text()
+    (root / "run.toml").write_text(manifest[:manifest.index("[outputs.artifacts.rs-model]")]
+                                   + manifest[manifest.index("[env]"):])
+    applied = invoke("apply", "--yes", "run.toml", cwd=root)
+    assert applied.exit_code == 0, applied.output
+    status, state = wait_for(root, ended)
+    assert {m.status for m in state.values()} == {"succeeded"}, status.output
+    assert {m.backend for m in state.values()} == {"nemo-run"}
+    run_dir = root / "runs/rs/main/lr=0.1/c1"
+    assert "trained lr 0.1 as runspec-cluster" in (run_dir / "stdout.log").read_text()
+    results = invoke("results", "run.toml", "--format", "json", cwd=root)
+    assert results.exit_code == 0 and "loss" in results.output, results.output
+
+
 def test_cancel_reaches_the_cluster(tmp_path, slurm, sshd):
     root, _ = project(tmp_path, sshd, values=("0.5",), pause=120)
     assert invoke("apply", "--yes", "run.toml", cwd=root).exit_code == 0
+    # the log of a run still going comes back when asked for (a refresh first)
+    deadline, logs = time.monotonic() + 60, ""
+    while "trained lr 0.5" not in logs and time.monotonic() < deadline:
+        time.sleep(1)
+        logs = invoke("logs", "run.toml", "rs/main/lr=0.5/c1", cwd=root).output
+    assert "trained lr 0.5" in logs
     cancelled = invoke("cancel", "run.toml", cwd=root)
     assert cancelled.exit_code == 0, cancelled.output
     _, state = wait_for(root, ended, 60)
