@@ -319,18 +319,17 @@ def status(path, as_json, watch, interval) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.argument("key")
+@click.argument("key", required=False)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
 def logs(path, key, follow) -> None:
-    """Print a run's output (stdout, then stderr). KEY is a run key or a glob matching one."""
+    """Print runs' output (stdout, then stderr). KEY is a run key or a glob; without it,
+    every run of PATH, each under a ``==> key <==`` header. --follow needs one run."""
     from runspec.apply import inspect
     from runspec.manifest.errors import ManifestError
     from runspec.state.store import StateError
 
     try:
-        target = inspect.tracked(path)
-        member = inspect.find_member(target, key)
-        for chunk in inspect.log_lines(target, member, follow):
+        for chunk in inspect.logs(inspect.tracked(path), key, follow):
             click.echo(chunk, nl=False)
     except (ManifestError, StateError) as error:
         _fail(error)

@@ -113,15 +113,12 @@ def test_kill_9_halfway_then_apply_again_runs_everything_exactly_once(project):
     assert len(starts(project)) < len(values)
     lock = project / ".runspec/state/loc.lock"
     assert lock.exists()  # the killed apply never released it
-    blocked = invoke("apply", "--yes", "run.toml", cwd=project)
-    assert blocked.exit_code == 1
-    assert "locked by a process that is no longer running" in blocked.stderr
-    lock_id = json.loads(lock.read_text())["id"]
     planned = invoke("plan", "run.toml", cwd=project)  # plan says so before the next apply
     assert planned.exit_code == 0
     assert ("note: the state is locked by a process that is no longer running: apply by "
-            in planned.stderr and f"runspec force-unlock {lock_id}` to break it" in planned.stderr)
-    assert invoke("force-unlock", lock_id, "--manifest", "run.toml", cwd=project).exit_code == 0
+            in planned.stderr and "the next apply, cancel or destroy here takes it over"
+            in planned.stderr)
+    # the holder died on this host: the next apply takes the lock over, no force-unlock
     second = invoke("apply", "--yes", "run.toml", cwd=project)
     assert second.exit_code == 0, second.output
     _wait_for(lambda: all((project / m.run_dir / "result.json").exists()
@@ -306,6 +303,7 @@ def test_detach_continues_in_the_background(project):
     result = invoke("apply", "--yes", "--detach", "run.toml", cwd=project)
     assert result.exit_code == 0, result.output
     assert "Applying 2 runs in the background (pid " in result.stdout
+    assert "Follow it with `runspec status run.toml --watch`." in result.stdout  # as written
     _wait_for(lambda: len(state_of(project).members) == 2 and all(
         m.status == "succeeded" for m in state_of(project).members.values()), timeout=60)
     assert sorted(starts(project).values()) == [1, 1]
@@ -399,6 +397,23 @@ def test_paths_reach_a_recipe_in_its_own_workdir_as_it_sees_them(project):
     assert config == 'raw: "../data/raw.txt"\nbucket: "s3://bucket/x"\n'
     assert invoke("artifacts", "list", cwd=project).exit_code == 0
     assert "words" in invoke("artifacts", "list", cwd=project).output
+
+
+def test_logs_of_every_run_of_a_glob_and_follow_needs_one(project):
+    (project / "run.toml").write_text(manifest(["a", "b"]))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    every = invoke("logs", "run.toml", cwd=project)
+    assert every.exit_code == 0, every.output
+    assert every.stdout == ("==> loc/main/v=a/c1 (succeeded) <==\nran a\n\n"
+                            "==> loc/main/v=b/c1 (succeeded) <==\nran b\n")
+    assert invoke("logs", "run.toml", "*c1", cwd=project).stdout == every.stdout
+    one = invoke("logs", "run.toml", "*=b/*", cwd=project)
+    assert one.stdout == "ran b\n"  # one run: no header
+    followed = invoke("logs", "run.toml", "-f", cwd=project)
+    assert followed.exit_code == 1
+    assert "--follow follows one run, and 2 match" in followed.stderr
+    nothing = invoke("logs", "run.toml", "*=z/*", cwd=project)
+    assert nothing.exit_code == 1 and 'no run matches "*=z/*"' in nothing.stderr
 
 
 def test_startup_commands_run_before_the_recipe_and_a_failing_one_fails_the_run(project):

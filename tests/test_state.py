@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import invoke
 
-from runspec.state.lock import force_unlock, read_info, state_lock
+from runspec.state.lock import force_unlock, held_error, read_info, state_lock
 from runspec.state.store import Member, State, StateError, StateStore, state_path
 
 MANIFEST = 'schema = "runspec/v1"\nname = "s"\n[recipe]\ncommand = ["true"]\n'
@@ -87,21 +87,34 @@ def test_lock_is_exclusive_and_names_its_holder(tmp_path):
         pass  # released: can be taken again
 
 
-def test_lock_left_by_a_dead_process_says_so(tmp_path):
+def test_lock_left_by_a_dead_process_is_taken_over(tmp_path):
     path = tmp_path / "s.json"
     code = ("import os, sys\nfrom pathlib import Path\nfrom runspec.state.lock import state_lock\n"
             f"lock = state_lock(Path({str(path)!r}), 'apply')\nlock.__enter__()\nos._exit(0)\n")
     subprocess.run([sys.executable, "-c", code], check=True)
-    with pytest.raises(StateError) as caught, state_lock(path, "apply"):
-        pass
-    info = read_info(path)
-    assert "locked by a process that is no longer running" in str(caught.value)
-    assert f"runspec force-unlock {info.id}" in str(caught.value)
-    with pytest.raises(StateError, match='lock id "wrong" does not match'):
-        force_unlock(path, "wrong")
-    assert force_unlock(path, info.id) == info
-    with state_lock(path, "apply"):
-        pass
+    dead = read_info(path)
+    assert dead is not None and dead.holder_is_dead()
+    assert "the next apply, cancel or destroy here takes it over" in str(held_error(path))
+    with state_lock(path, "apply") as mine:
+        assert read_info(path).id == mine.id != dead.id
+        # a live holder is never taken over
+        with pytest.raises(StateError, match="the state is locked: apply by"), \
+                state_lock(path, "apply"):
+            pass
+    assert read_info(path) is None
+    assert not list(tmp_path.glob(".*dead-*"))  # nothing left aside
+
+
+def test_a_dead_holders_lock_that_was_replaced_is_put_back(tmp_path):
+    """_break_dead moves the lock aside and checks it is still the dead one's."""
+    from runspec.state.lock import _break_dead, lock_path
+
+    path = tmp_path / "s.json"
+    with state_lock(path, "apply") as live:
+        assert not _break_dead(lock_path(path), "the-dead-one")
+        assert read_info(path).id == live.id  # put back
+        with pytest.raises(StateError, match='lock id "wrong" does not match'):
+            force_unlock(path, "wrong")
 
 
 def test_force_unlock_command(tmp_path):

@@ -62,6 +62,7 @@ class ApplyReport:
     errors: list[str] = field(default_factory=list)
     detached_log: str | None = None
     detached_pid: int | None = None
+    detached_manifest: str = "PATH"  # as the user named it: the hint must work as written
 
     def count(self, status: RunStatus) -> int:
         return sum(s == status for s in self.statuses.values())
@@ -70,7 +71,7 @@ class ApplyReport:
         if self.detached_log:
             return (f"Applying {len(self.submitted)} run{'s' * (len(self.submitted) != 1)} in the "
                     f"background (pid {self.detached_pid}); log: {self.detached_log}. Follow it "
-                    "with `runspec status --watch`.")
+                    f"with `runspec status {self.detached_manifest} --watch`.")
         parts = [f"{len(self.submitted)} launched"]
         for status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED,
                        RunStatus.LOST):

@@ -102,17 +102,33 @@ def cancel(target: Tracked, glob: str | None) -> list[Member]:
     return chosen
 
 
-def find_member(target: Tracked, key: str) -> Member:
-    if key in target.state.members:
-        return target.state.members[key]
+def find_members(target: Tracked, key: str | None) -> list[Member]:
+    """The runs ``key`` names: a run key, a glob, or (None) every run of the state."""
+    if key is not None and key in target.state.members:
+        return [target.state.members[key]]
     matches = select(target.state, key)
-    if len(matches) == 1:
-        return matches[0]
+    if matches:
+        return matches
     from runspec.manifest.suggest import did_you_mean
 
-    hint = did_you_mean(key, target.state.members) or (
-        f"{len(matches)} runs match; be more precise" if matches else "see `runspec status`")
-    raise StateError(f'no run "{key}" in the state of {target.name}', hint)
+    if key is None:
+        raise StateError(f"{target.name} has no runs yet", "apply it first")
+    hint = did_you_mean(key, target.state.members) or "see `runspec status`"
+    raise StateError(f'no run matches "{key}" in the state of {target.name}', hint)
+
+
+def logs(target: Tracked, key: str | None, follow: bool) -> Iterator[str]:
+    """The output of the runs ``key`` names; with several, each after a ``==> key <==``
+    header (as ``tail`` does). ``follow`` follows one run: several are an error."""
+    members = find_members(target, key)
+    if follow and len(members) > 1:
+        shown = ", ".join(m.key for m in members[:3]) + (", …" if len(members) > 3 else "")
+        raise StateError(f"--follow follows one run, and {len(members)} match ({shown})",
+                         "name one run key")
+    for index, member in enumerate(members):
+        if len(members) > 1:
+            yield f"{chr(10) if index else ''}==> {member.key} ({member.status}) <==\n"
+        yield from log_lines(target, member, follow)
 
 
 def log_lines(target: Tracked, member: Member, follow: bool, poll_s: float = 0.5

@@ -168,7 +168,11 @@ def detach_local(selection: Selection, result: PlanResult, options: ApplyOptions
     with log.open("ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-    detached = ApplyReport(detached_log=str(log), detached_pid=process.pid)
+    import shlex
+
+    detached = ApplyReport(detached_log=str(log), detached_pid=process.pid,
+                           detached_manifest=shlex.quote(result.resolved.document.display
+                                                       or str(result.resolved.document.path)))
     detached.submitted = [c.key for c in result.changes.to_submit()]
     return detached
 

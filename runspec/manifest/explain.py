@@ -172,11 +172,12 @@ class Explainer:
             if "integer" in names and isinstance(instance, float) and instance.is_integer():
                 hint = f"write {int(instance)}"
             elif isinstance(instance, str) and names[0] in ("integer", "number", "boolean"):
-                hint = "remove the quotes"
+                hint = _unquoted(fmt, str(path[-1]) if path else "", instance, names[0])
             return [self.diag(path, f"expected {wanted}, got {describe(instance, secret)}", hint)]
         if kind == "enum":
             allowed = error.validator_value
-            hint = did_you_mean(instance, [str(a) for a in allowed]) if isinstance(instance, str) else None
+            hint = (did_you_mean(instance, [str(a) for a in allowed])
+                    or _shortened(instance, allowed)) if isinstance(instance, str) else None
             return [self.diag(path, f"expected {one_of(allowed)}, got {describe(instance, secret)}", hint)]
         if kind == "const":
             expected = error.validator_value
@@ -309,6 +310,34 @@ def _sections(root_json: str) -> dict[str, str]:
                     following.append((f"{prefix}{key}.", root["$defs"][name]))
         frontier = following
     return found
+
+
+_TRUE, _FALSE = {"yes", "y", "true", "on", "1"}, {"no", "n", "false", "off", "0"}
+
+
+def _unquoted(fmt: str, key: str, text: str, wanted: str) -> str | None:
+    """What to write instead of a quoted number or boolean: the value itself, unquoted, in
+    the file's own notation (``energy = "yes"`` → ``write energy = true``)."""
+    value: Any = None
+    if wanted == "boolean":
+        word = text.strip().lower()
+        value = True if word in _TRUE else False if word in _FALSE else None
+        if value is None:
+            return "write true or false, without quotes"
+    else:
+        try:
+            value = int(text) if wanted == "integer" else float(text)
+        except ValueError:
+            return None
+    return f"write {assignment(fmt, key, value)}" if key else "remove the quotes"
+
+
+def _shortened(text: str, allowed: list[Any]) -> str | None:
+    """``"minimize"`` for ``"min"``: a choice the value starts with (or that starts with it)."""
+    word = text.strip().lower()
+    found = [a for a in allowed if isinstance(a, str) and a and
+             (word.startswith(a.lower()) or a.lower().startswith(word)) and word]
+    return f'did you mean "{found[0]}"?' if len(found) == 1 else None
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -19,7 +19,7 @@ import shlex
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,7 +133,15 @@ def state_lock(state_file: Path, operation: str, manifest: str | None = None
                     operation, datetime.now(UTC).isoformat(timespec="seconds"))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _create(path, info)
+        try:
+            _create(path, info)
+        except FileExistsError:
+            # A holder that died on this host (kill -9, a crash) released nothing: take its
+            # lock over, as Terraform's local backend does. One try: a live holder wins.
+            dead = read_info(state_file)
+            if dead is None or not dead.holder_is_dead() or not _break_dead(path, dead.id):
+                raise
+            _create(path, info)
     except FileExistsError:
         raise held_error(state_file, manifest) from None
     except OSError as error:
@@ -149,6 +157,29 @@ def state_lock(state_file: Path, operation: str, manifest: str | None = None
             path.unlink(missing_ok=True)
 
 
+def _break_dead(path: Path, dead_id: str) -> bool:
+    """Remove the lock at ``path`` if it is still the dead holder's (``dead_id``). Moved
+    aside first, atomically, then checked: a live lock taken in between is put back."""
+    aside = path.with_name(f".{path.name}.dead-{uuid.uuid4().hex[:12]}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return True  # someone else broke it first
+    except OSError:
+        return False
+    try:
+        taken = json.loads(aside.read_text(encoding="utf-8")).get("id")
+    except (OSError, ValueError, AttributeError):
+        taken = None
+    if taken == dead_id:
+        aside.unlink(missing_ok=True)
+        return True
+    with suppress(OSError):  # not the dead one's: give it back
+        os.link(aside, path)
+    aside.unlink(missing_ok=True)
+    return False
+
+
 def held_error(state_file: Path, manifest: str | None = None) -> StateError:
     info = read_info(state_file)
     where = f" --manifest {shlex.quote(manifest)}" if manifest and manifest != "run.toml" else ""
@@ -159,7 +190,8 @@ def held_error(state_file: Path, manifest: str | None = None) -> StateError:
                           "breaks it")
     if info.holder_is_dead():
         return StateError(f"the state is locked by a process that is no longer running: "
-                          f"{info.describe()}", f"run `runspec force-unlock {info.id}{where}` to break it")
+                          f"{info.describe()}", "the next apply, cancel or destroy here takes "
+                          f"it over (or `runspec force-unlock {info.id}{where}` breaks it)")
     return StateError(f"the state is locked: {info.describe()}",
                       "wait for it to finish; if it is stuck, `runspec force-unlock "
                       f"{info.id}{where}` breaks the lock")
