@@ -69,6 +69,8 @@ def test_failed_run_is_recorded_and_only_it_is_rerun(project):
     first = invoke("apply", "--yes", "run.toml", cwd=project)
     assert first.exit_code == 1
     assert "Apply complete: 2 launched, 1 succeeded, 1 failed." in first.stdout
+    assert ("s): exit code 1 — see `runspec logs run.toml loc/main/v=bad/c1`"
+            in first.stderr), first.stderr  # why, and where to look
     assert state_of(project).members["loc/main/v=bad/c1"].status == "failed"
     plan = invoke("plan", "run.toml", cwd=project)
     assert "↻ loc/main/v=bad/c1" in plan.stdout and "# failed last time" in plan.stdout

@@ -402,7 +402,18 @@ class Applier:
         member.finished_at = _now()
         self.save()
         self.report.statuses[run.key] = status
-        self.reporter.event(f"{status} {run.key} ({seconds:.1f} s)")
+        self.reporter.event(f"{status} {run.key} ({seconds:.1f} s)"
+                            + (self.failure(member) if status == RunStatus.FAILED else ""))
+
+    def failure(self, member) -> str:
+        """``: exit code 1; stderr: … — see `runspec logs PATH 'KEY'```, for an event line."""
+        import shlex
+
+        from runspec.apply.failure import why_failed
+
+        manifest = self.result.resolved.document.display or "PATH"
+        return (f": {why_failed(self.root / member.run_dir, member.error)} — see "
+                f"`runspec logs {shlex.quote(manifest)} {shlex.quote(member.key)}`")
 
     def _cancel_local(self, backend, running: dict) -> None:
         """Stop every running run at once (one grace period), deaf to repeated signals."""
@@ -524,6 +535,8 @@ class Applier:
                     self.report.errors.append(f"{key}: {problem}")
                     member.status = RunStatus.FAILED
                     self.save()
+            if member.status == RunStatus.FAILED:
+                self.reporter.event(f"failed {key}{self.failure(member)}")
             self.report.statuses[key] = member.status
 
     # -- destroy -----------------------------------------------------------------------------
