@@ -106,6 +106,20 @@ def state_members(project: Path, name: str):
     return StateStore(str(project / f".runspec/state/{name}.json"), name).read().members
 
 
+def wait_for_runs(project: Path, name: str, done, within: float):
+    """``(status output, members)`` once ``done(members)`` holds or ``within`` s passed,
+    asking ``runspec status`` (which refreshes) each second."""
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        result = invoke("status", "run.toml", cwd=project)
+        state = state_members(project, name)
+        if done(state) or time.monotonic() > deadline:
+            return result, state
+        time.sleep(1)
+
+
 # -- real services for the integration tests (tests/integration/, markers slurm and ray) -----
 # A single-node Slurm and a Ray head on 127.0.0.1, started by the project's own scripts
 # (tests/services/) the first time a test needs them, stopped when the session ends.

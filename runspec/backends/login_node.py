@@ -33,7 +33,7 @@ from typing import Any
 
 from runspec.backends import mirror
 from runspec.backends.base import BackendError
-from runspec.backends.package import Package, PackageMode, install, pack, pack_files
+from runspec.backends.package import Package, PackageMode, install, pack, pack_files, unpack
 from runspec.backends.shell import SSHShell
 
 MIN_PYTHON = (3, 11)
@@ -178,22 +178,16 @@ class LoginNode:
                 info = tarfile.TarInfo(name)
                 info.size, info.mode = len(content), mode
                 tar.addfile(info, io.BytesIO(content))
-        shell = self.shell()
         staged = f"{code_dir}/.runs-{uuid.uuid4().hex[:12]}.tar.gz"
-        shell.put(archive.getvalue(), staged, mode=0o600)  # it may hold secrets: 0600
         q = shlex.quote
         rotate = " ".join(f"{q(name)}.json" for name in ("result", "started"))
-        script = (f"cd {q(code_dir)} || exit 1; "
-                  f"tar -tzf {q(staged)} | sed -n 's#/launch\\.sh$##p' | "
-                  f"while IFS= read -r d; do for f in {rotate}; do "
-                  f'if [ -f "$d/$f" ]; then mv -f "$d/$f" "$d/${{f%.json}}.previous.json"; fi; '
-                  f"done; done; tar -xzf {q(staged)} --no-same-owner; status=$?; "
-                  f"rm -f {q(staged)}; exit $status")
-        done = shell.run(["sh", "-c", script], timeout=600)
-        if done.returncode != 0:
-            message = done.stderr.decode(errors="replace").strip()
-            raise BackendError(f"cannot unpack the run files on {self.address}: {message}",
-                               "is remote_job_dir writable, with space left?")
+        unpack(self.shell(), archive.getvalue(), staged, "the run files",
+               f"cd {q(code_dir)} || exit 1; "
+               f"tar -tzf {q(staged)} | sed -n 's#/launch\\.sh$##p' | "
+               f"while IFS= read -r d; do for f in {rotate}; do "
+               f'if [ -f "$d/$f" ]; then mv -f "$d/$f" "$d/${{f%.json}}.previous.json"; fi; '
+               f"done; done; tar -xzf {q(staged)} --no-same-owner; status=$?; "
+               f"rm -f {q(staged)}; exit $status")
 
     def remove(self, paths: list[str]) -> None:
         """Files on the cluster, gone (a cancelled run's secrets)."""

@@ -172,16 +172,22 @@ def install(shell: Shell, package: Package, remote_dir: str) -> tuple[str, bool]
     # Each installer has its own archive and directory, so two applies at once never
     # unpack into the same place; the first rename wins and the other drops its copy.
     archive = f"{remote_dir}/.{package.name}.{uuid.uuid4().hex[:12]}.tar.gz"
-    shell.put(package.data, archive, mode=0o600)
     q = shlex.quote
-    script = (f"partial=$(mktemp -d {q(final)}.part-XXXXXX) || exit 1; "
-              f'if tar -xzf {q(archive)} -C "$partial"; then rm -f {q(archive)}; '
-              f'chmod 755 "$partial"; mv -T "$partial" {q(final)} 2>/dev/null || '
-              f'{{ test -d {q(final)} && rm -rf "$partial"; }}; '
-              f'else rm -rf "$partial" {q(archive)}; exit 1; fi')
+    unpack(shell, package.data, archive, "the code",
+           f"partial=$(mktemp -d {q(final)}.part-XXXXXX) || exit 1; "
+           f'if tar -xzf {q(archive)} -C "$partial"; then rm -f {q(archive)}; '
+           f'chmod 755 "$partial"; mv -T "$partial" {q(final)} 2>/dev/null || '
+           f'{{ test -d {q(final)} && rm -rf "$partial"; }}; '
+           f'else rm -rf "$partial" {q(archive)}; exit 1; fi')
+    return final, True
+
+
+def unpack(shell: Shell, data: bytes, archive: str, what: str, script: str) -> None:
+    """``data`` put at ``archive`` there (0600: it may hold secrets), then ``script`` run
+    there to unpack it; a failure is a BackendError naming ``what`` it was."""
+    shell.put(data, archive, mode=0o600)
     done = shell.run(["sh", "-c", script], timeout=600)
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip()
-        raise BackendError(f"cannot unpack the code on {shell.where}: {message}",
+        raise BackendError(f"cannot unpack {what} on {shell.where}: {message}",
                            "is remote_job_dir writable, with space left?")
-    return final, True

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import invoke, state_members
+from conftest import invoke, state_members, wait_for_runs
 
 os.environ.setdefault("NEMORUN_HOME", tempfile.mkdtemp(prefix="runspec-nemorun-home-"))
 
@@ -49,13 +49,7 @@ def members(root: Path):
 
 
 def wait_for(root: Path, done, within: float = 90.0):
-    deadline = time.monotonic() + within
-    while True:
-        result = invoke("status", "run.toml", cwd=root)
-        state = members(root)
-        if done(state) or time.monotonic() > deadline:
-            return result, state
-        time.sleep(1)
+    return wait_for_runs(root, "nr", done, within)
 
 
 def ended(state) -> bool:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import invoke, state_members
+from conftest import invoke, state_members, wait_for_runs
 
 # NeMo-Run keeps a registry of its Slurm jobs in its home: one of this session's.
 os.environ.setdefault("NEMORUN_HOME", tempfile.mkdtemp(prefix="runspec-nemorun-home-"))
@@ -86,13 +86,7 @@ def ended(state) -> bool:
 
 
 def wait_for(root: Path, done, within: float = 120.0):
-    deadline = time.monotonic() + within
-    while True:
-        result = invoke("status", "run.toml", cwd=root)
-        state = members(root)
-        if done(state) or time.monotonic() > deadline:
-            return result, state
-        time.sleep(1)
+    return wait_for_runs(root, "rs", done, within)
 
 
 def packages(remote: Path) -> list[str]:
