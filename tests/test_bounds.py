@@ -326,10 +326,12 @@ def test_a_config_alias_bomb_at_validate_is_bounded(tmp_path):
 
 
 def test_a_set_alias_bomb_is_bounded(tmp_path):
-    manifest(tmp_path)
+    # --set values are YAML only for a YAML manifest (a TOML one reads them as TOML)
+    manifest(tmp_path, name="run.yaml",
+             head="schema: runspec/v1\nname: bounds\nrecipe:\n  script: train.py\n")
     value = "[&a [1,1,1,1,1,1,1,1,1,1]" + "".join(
         f", &{n} [" + ",".join([f"*{p}"] * 10) + "]" for p, n in itertools.pairwise("abcdefg")) + "]"
-    result = invoke("plan", "--set", f"recipe.overrides.x={value}", "run.toml", cwd=tmp_path)
+    result = invoke("plan", "--set", f"recipe.overrides.x={value}", "run.yaml", cwd=tmp_path)
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert "--set:1:1: error: recipe.overrides.x" in result.stderr
 
