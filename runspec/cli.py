@@ -139,7 +139,9 @@ def _fail(error) -> None:
 _SET = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                     help="Override a manifest value, e.g. --set campaign.cycles=1 or "
                          "--set recipe.overrides.optim.lr=0.1 (sets that key; the config's "
-                         "other keys stay).")
+                         "other keys stay). VALUE is written in the manifest's language "
+                         "(TOML for a .toml manifest, YAML for a .yaml one); an unquoted "
+                         "word is a string.")
 _TARGET = click.option("--target", multiple=True, metavar="GLOB",
                        help="Only runs whose key matches (repeatable).")
 _EXCLUDE = click.option("--exclude", multiple=True, metavar="GLOB",
@@ -310,7 +312,8 @@ def status(path, as_json, watch, interval) -> None:
                 if not written:
                     click.echo("(an apply holds the state lock: shown fresh, not written)",
                                err=True)
-            if not watch or not any(m.status in ACTIVE for m in members):
+            # An apply still holding the state may start more runs (the next after a gap).
+            if not watch or (written and not any(m.status in ACTIVE for m in members)):
                 break
             time.sleep(interval)
     except (ManifestError, StateError) as error:
@@ -339,21 +342,26 @@ def logs(path, key, follow) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("glob", required=False)
 def cancel(path, glob) -> None:
-    """Cancel running runs of PATH (those whose key matches GLOB, or all of them)."""
+    """Cancel running runs of PATH (those whose key matches GLOB, or all of them).
+
+    Works while an apply runs: the apply holding the state is asked to stop just those runs
+    (and not to start matching ones it has not started yet); it records them as cancelled
+    and goes on with the others."""
     from runspec.apply import inspect
     from runspec.backends.base import BackendError
     from runspec.manifest.errors import ManifestError
     from runspec.state.store import StateError
 
     try:
-        cancelled = inspect.cancel(inspect.tracked(path), glob)
+        cancelled = inspect.cancel(inspect.tracked(path), glob,
+                                   lambda text: click.echo(text, err=True))
     except (ManifestError, StateError) as error:
         _fail(error)
     except BackendError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
-    for member in cancelled:
-        click.echo(f"cancelled {member.key}")
+    for key in cancelled:
+        click.echo(f"cancelled {key}")
     if not cancelled:
         click.echo("Nothing to cancel: no run of " + path.name + " is running"
                    + (f" that matches {glob}" if glob else "") + ".")

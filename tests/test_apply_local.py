@@ -239,6 +239,65 @@ def test_cancel_stops_a_detached_local_run(project):
               Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", timeout=10)
 
 
+def test_cancel_one_run_while_the_apply_goes_on(project):
+    """The user's case: a 4-run apply, one run cancelled from a second shell while it runs
+    and one before it starts; the apply records both and finishes the other two."""
+    (project / "run.toml").write_text(manifest(["a", "b", "c", "d"], pause=3, parallel=2))
+    apply = _apply_in_background(project)
+    _wait_for(lambda: len(starts(project)) == 2)
+    running = invoke("cancel", "run.toml", "*v=b*", cwd=project)
+    assert running.exit_code == 0, running.output
+    assert running.stdout == "cancelled loc/main/v=b/c1\n"
+    assert "asking the apply that holds the state (apply by " in running.stderr
+    queued = invoke("cancel", "run.toml", "loc/main/v=d/c1", cwd=project)
+    assert queued.stdout == "cancelled loc/main/v=d/c1\n", queued.output
+    out, err = apply.communicate(timeout=60)
+    assert apply.returncode == 1, out + err  # cancelled runs are not a success
+    assert "Apply complete: 3 launched, 2 succeeded, 2 cancelled." in out, out
+    assert "cancelled loc/main/v=b/c1 (" in err and "by `runspec cancel` (pid " in err
+    assert "cancelled loc/main/v=d/c1 before it started" in err
+    members = state_of(project).members
+    assert {k: m.status for k, m in members.items()} == {
+        "loc/main/v=a/c1": "succeeded", "loc/main/v=b/c1": "cancelled",
+        "loc/main/v=c/c1": "succeeded", "loc/main/v=d/c1": "cancelled"}
+    assert starts(project) == {"runs/loc/main/v=a/c1": 1, "runs/loc/main/v=b/c1": 1,
+                               "runs/loc/main/v=c/c1": 1}  # d never started
+    logs = invoke("logs", "run.toml", "loc/main/v=b/c1", cwd=project)
+    assert logs.exit_code == 0  # the cancelled run's logs are still there
+    status = invoke("status", "run.toml", cwd=project)
+    assert "loc/main/v=b/c1  cancelled" in status.stdout
+    again = invoke("apply", "--yes", "run.toml", cwd=project)  # the next apply reruns them
+    assert "2 launched, 2 succeeded" in again.stdout, again.output
+
+
+def test_cancel_reaches_a_detached_apply(project):
+    (project / "run.toml").write_text(manifest(["a", "b"], pause=30))
+    assert invoke("apply", "--yes", "--detach", "run.toml", cwd=project).exit_code == 0
+    result = invoke("cancel", "run.toml", cwd=project)  # every run, the queued one too
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "cancelled loc/main/v=a/c1\ncancelled loc/main/v=b/c1\n"
+    _wait_for(lambda: not (project / ".runspec/state/loc.lock").exists(), timeout=30)
+    assert {m.status for m in state_of(project).members.values()} == {"cancelled"}
+    assert starts(project) == {"runs/loc/main/v=a/c1": 1}
+
+
+def test_cancel_asks_no_apply_when_none_answers(project, monkeypatch):
+    """An apply that holds the state but does not poll (asking for confirmation, say): the
+    request is withdrawn after the timeout and cancel says what happened."""
+    from runspec.apply import inspect
+    from runspec.state.control import control_dir
+    from runspec.state.lock import state_lock
+    from runspec.state.store import StateError
+
+    (project / "run.toml").write_text(manifest(["a"]))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    state_file = project / ".runspec/state/loc.json"
+    with state_lock(state_file, "apply"), pytest.raises(StateError,
+                                                         match="did not answer within 0.3 s"):
+        inspect.cancel(inspect.tracked(project / "run.toml"), None, timeout_s=0.3)
+    assert list(control_dir(state_file).iterdir()) == []  # withdrawn, nothing left behind
+
+
 DDP = DDP_SCRIPT
 
 
@@ -306,6 +365,11 @@ def test_detach_continues_in_the_background(project):
     assert result.exit_code == 0, result.output
     assert "Applying 2 runs in the background (pid " in result.stdout
     assert "Follow it with `runspec status run.toml --watch`." in result.stdout  # as written
+    status = invoke("status", "run.toml", cwd=project)  # the state exists when detach returns
+    assert status.exit_code == 0 and "loc/main/v=a/c1" in status.stdout, status.output
+    watched = invoke("status", "run.toml", "--watch", "--interval", "0.2", cwd=project)
+    assert watched.exit_code == 0  # follows the background apply until it ends
+    assert watched.stdout.rstrip().endswith("loc: 2 succeeded"), watched.output
     _wait_for(lambda: len(state_of(project).members) == 2 and all(
         m.status == "succeeded" for m in state_of(project).members.values()), timeout=60)
     assert sorted(starts(project).values()) == [1, 1]

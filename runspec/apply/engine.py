@@ -10,6 +10,7 @@ handed to their backends. Nothing in the plan stages is repeated here: the reque
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import signal
 import time
@@ -31,6 +32,7 @@ from runspec.plan.launches import gaps_before, one_at_a_time
 from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
 from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved
+from runspec.state.control import Answer, Inbox
 from runspec.state.lock import state_lock
 from runspec.state.status import ACTIVE, ENDED, RERUN, RunStatus
 from runspec.state.store import Member, State, StateError
@@ -110,6 +112,7 @@ class Applier:
         self.sessions = contextlib.ExitStack()
         self.opened: dict[str, Any] = {}      # backend name → its open session
         self.out_of_space = False  # a run directory could not be written: launch no more
+        self.inbox = Inbox(result.store.local_path) if result.store.is_local else None
 
     # -- state -------------------------------------------------------------------------------
     def save(self) -> None:
@@ -378,6 +381,63 @@ class Applier:
             for signum, handler in ignored.items():
                 signal.signal(signum, handler)
 
+    def serve_cancels(self, running: dict[str, Running], queued: list[Run]) -> set[str]:
+        """Do what ``runspec cancel`` asked of this apply (see ``state.control``): stop the
+        matching runs, the paced ones held in ``running``, ones launched earlier that are
+        still active, and record ``queued`` ones as cancelled before they start. Returns
+        the keys of ``running`` and ``queued`` it took (the pacer forgets them)."""
+        inbox = self.inbox
+        requests = inbox.take() if inbox is not None else []
+        if inbox is None or not requests:
+            return set()
+        held = set(running) | {run.key for run in queued}
+        taken: set[str] = set()
+        for request in requests:
+            def chosen(key: str, glob=request.glob) -> bool:
+                return glob is None or fnmatch.fnmatchcase(key, glob)
+
+            active = [m for m in self.state.members.values()
+                      if m.status in ACTIVE and chosen(m.key)]
+            waiting = [run for run in queued if chosen(run.key) and run.key not in taken]
+            error = None
+            try:
+                self._cancel_members(active, running, request.pid)
+            except BackendError as failure:
+                error = str(failure)
+            for run in waiting:
+                previous = self.state.members.get(run.key)
+                self.record(run, RunStatus.CANCELLED, None, backend_for(
+                    self.result.plan.stages[run.stage]).name,
+                    attempts=previous.attempts if previous else 0)
+                self.report.statuses[run.key] = RunStatus.CANCELLED
+                self.reporter.event(f"cancelled {run.key} before it started "
+                                    f"(`runspec cancel`, pid {request.pid})")
+            self.save()
+            keys = sorted({m.key for m in active} | {run.key for run in waiting})
+            taken |= {key for key in keys if key in held}
+            inbox.answer(request, Answer(keys, error))
+        return taken
+
+    def _cancel_members(self, members: list[Member], running: dict[str, Running],
+                        asker: int) -> None:
+        by_backend: dict[str, list[Member]] = {}
+        for member in members:
+            by_backend.setdefault(member.backend, []).append(member)
+        for backend, chosen in by_backend.items():
+            backend_for(backend).cancel_many(chosen, self.root)
+            self.report.backend_calls += 1
+            for member in chosen:
+                current = running.get(member.key)
+                if current is not None:
+                    self._finish(current.run, RunStatus.CANCELLED,
+                                 time.monotonic() - current.began,
+                                 f" by `runspec cancel` (pid {asker})")
+                else:
+                    member.status = RunStatus.CANCELLED
+                    member.finished_at = _now()
+                    self.reporter.event(f"cancelled {member.key} by `runspec cancel` "
+                                        f"(pid {asker})")
+
     def register_outputs(self, run: Run) -> str | None:
         """A run that succeeded publishes its outputs.artifacts, with lineage (its key and
         the input versions it used). Returns why it must count as failed, if it must."""
@@ -391,7 +451,7 @@ class Applier:
             member.error = problem
         return problem
 
-    def _finish(self, run: Run, status: RunStatus, seconds: float) -> None:
+    def _finish(self, run: Run, status: RunStatus, seconds: float, why: str = "") -> None:
         member = self.state.members[run.key]
         if status == RunStatus.SUCCEEDED:
             problem = self.register_outputs(run)
@@ -402,7 +462,7 @@ class Applier:
         member.finished_at = _now()
         self.save()
         self.report.statuses[run.key] = status
-        self.reporter.event(f"{status} {run.key} ({seconds:.1f} s)"
+        self.reporter.event(f"{status} {run.key} ({seconds:.1f} s){why}"
                             + (self.failure(member) if status == RunStatus.FAILED else ""))
 
     def failure(self, member) -> str:
@@ -414,20 +474,6 @@ class Applier:
         manifest = self.result.resolved.document.display or "PATH"
         return (f": {why_failed(self.root / member.run_dir, member.error)} — see "
                 f"`runspec logs {shlex.quote(manifest)} {shlex.quote(member.key)}`")
-
-    def _cancel_local(self, backend, running: dict) -> None:
-        """Stop every running run at once (one grace period), deaf to repeated signals."""
-        ignored = {}
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            with contextlib.suppress(ValueError):
-                ignored[signum] = signal.signal(signum, signal.SIG_IGN)
-        try:
-            backend.cancel_pids([self.state.members[key].handle for key in running])
-            for _key, (run, _process, began) in running.items():
-                self._finish(run, RunStatus.CANCELLED, time.monotonic() - began)
-        finally:
-            for signum, handler in ignored.items():
-                signal.signal(signum, handler)
 
     def _trap_signals(self):
         def on_term(signum, frame):
@@ -517,6 +563,7 @@ class Applier:
         while not self.stopping:
             changed = refresh_state(self.state, self.root, self.reporter.event)
             self.report.backend_calls += 1
+            self.serve_cancels({}, [])
             pending = [k for k in keys if k in self.state.members
                        and self.state.members[k].status not in ENDED]
             if changed:
@@ -589,6 +636,12 @@ class _PacedRecorder:
 
     def progress(self, done: int, total: int) -> None:
         self.applier.reporter.progress(done, total, f"stage {self.stage}")
+
+    def cancels(self, running: dict[str, Running], queued: list[Run]) -> set[str]:
+        taken = self.applier.serve_cancels(running, queued)
+        for key in taken:
+            self.running.pop(key, None)
+        return taken
 
 
 def prepare(resolved: Resolved, selection: Selection) -> tuple[PlanResult, Any]:

@@ -8,6 +8,7 @@ the lock is free.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from pathlib import Path
 
 from runspec.apply.refresh import refresh_state, verify_finished
 from runspec.backends import backend_for
+from runspec.backends.base import BackendError
 from runspec.manifest.load import load_manifest
-from runspec.state.lock import lock_path, state_lock
+from runspec.state.control import Outbox
+from runspec.state.lock import LockInfo, lock_path, read_info, state_lock
 from runspec.state.status import ACTIVE, RunStatus
 from runspec.state.store import Member, State, StateError, StateStore, state_path
 
@@ -85,8 +88,58 @@ def select(state: State, glob: str | None) -> list[Member]:
     return [m for m in members if glob is None or fnmatch.fnmatchcase(m.key, glob)]
 
 
-def cancel(target: Tracked, glob: str | None) -> list[Member]:
-    """Cancel active runs matching ``glob`` (all active ones without it); records cancelled."""
+ANSWER_TIMEOUT_S = 20.0   # an apply claims requests whenever it polls its runs (≤ 1 s)
+
+
+def cancel(target: Tracked, glob: str | None, say=None,
+           timeout_s: float = ANSWER_TIMEOUT_S) -> list[str]:
+    """Cancel active runs matching ``glob`` (all active ones without it); returns their keys.
+
+    With the state free, they are cancelled here and recorded under the lock. While an
+    apply holds it, the apply is asked through its control channel (``state.control``):
+    it stops those runs (and drops matching ones it has not started yet), records them and
+    answers. ``say`` hears that it is being asked."""
+    state_file = target.store.local_path
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _cancel_here(target, glob)
+        except StateError:
+            holder = read_info(state_file)
+            if holder is None and lock_path(state_file).exists():
+                raise
+            if holder is None or holder.holder_is_dead():
+                if time.monotonic() > deadline:
+                    raise
+                continue  # released (or left by a dead apply) in between: try again
+            if holder.operation != "apply":  # a status or cancel holds it for a moment
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                continue
+        if say is not None:
+            say(f"asking the apply that holds the state ({holder.describe()}) to cancel "
+                + (f'the runs matching "{glob}"' if glob else "its runs"))
+        answer = Outbox(state_file, glob).wait(functools.partial(_holds, state_file, holder),
+                                               max(deadline - time.monotonic(), 0.0))
+        if answer is not None:
+            if answer.error:
+                raise BackendError(answer.error)
+            return answer.cancelled
+        if _holds(state_file, holder):
+            raise StateError(f"the apply holding the state did not answer within "
+                             f"{timeout_s:g} s ({holder.describe()})",
+                             "it answers once it polls its runs; it may still be planning, "
+                             "asking for confirmation or submitting: try again in a moment")
+
+
+def _holds(state_file: Path, holder: LockInfo) -> bool:
+    """Does ``holder`` still hold the lock, alive?"""
+    now = read_info(state_file)
+    return now is not None and now.id == holder.id and not now.holder_is_dead()
+
+
+def _cancel_here(target: Tracked, glob: str | None) -> list[str]:
     with state_lock(target.store.local_path, "cancel"):
         target.state = target.store.read()
         refresh_state(target.state, target.root)
@@ -99,7 +152,7 @@ def cancel(target: Tracked, glob: str | None) -> list[Member]:
             for member in members:
                 member.status = RunStatus.CANCELLED
         target.store.write(target.state)
-    return chosen
+    return [member.key for member in chosen]
 
 
 def find_members(target: Tracked, key: str | None) -> list[Member]:

@@ -4,8 +4,10 @@ The rules are the campaign's, the same on every backend (the Slurm template appl
 inside its job array): runs start in plan order; at most ``limit`` at once; before each run
 the idle time ``gaps[i]`` passes after the previous run ENDED (lem's cool-down, so a gap
 means one run at a time); a failed run starts again up to ``retries`` times, right away and
-after its own gap. What a start, an end or a retry means for the state is the recorder's
-business, so this loop needs nothing from the apply engine.
+after its own gap. A run cancelled while the stage goes on (``runspec cancel`` from another
+shell) leaves the loop for good: it is neither retried nor started. What a start, an end, a
+retry or a cancel means for the state is the recorder's business, so this loop needs
+nothing from the apply engine.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class Recorder(Protocol):
 
     def progress(self, done: int, total: int) -> None: ...
 
+    def cancels(self, running: dict[str, Running], queued: list[Run]) -> set[str]:
+        """Keys cancelled from outside since the last call (among ``running``, stopped and
+        recorded, and ``queued``, recorded as never started): the loop forgets them."""
+
 
 @dataclass
 class Running:
@@ -70,14 +76,31 @@ def pace(backend: PacedBackend, runs: list[Run], launches: dict[str, Launch], ro
     total, done = len(runs), 0
     poll_s = backend.capabilities.poll_s
     recorder.progress(0, total)
+
+    def serve_cancels() -> bool:
+        """Forget the runs cancelled from outside; False always (it never asks to stop)."""
+        nonlocal done, queue
+        chosen = recorder.cancels(running, [runs[i] for i in queue])
+        if chosen:
+            for key in chosen:
+                running.pop(key, None)
+            queue = [i for i in queue if runs[i].key not in chosen]
+            done = total - len(queue) - len(running)
+            recorder.progress(done, total)
+        return False
+
     while (queue or running) and not stopping():
+        serve_cancels()
         while queue and len(running) < limit and not stopping():
             index = queue[0]
             run = runs[index]
             if last_end is not None and rules.gaps[index] > 0:
-                _sleep_until(last_end + rules.gaps[index], stopping)
+                _sleep_until(last_end + rules.gaps[index],
+                             lambda: serve_cancels() or stopping())
                 if stopping():
                     break
+                if not queue or queue[0] != index:  # cancelled while waiting for its gap
+                    continue
             queue.pop(0)
             attempts[run.key] = attempts.get(run.key, 0) + 1
             handle = recorder.start(run, launches[run.key], attempts[run.key])

@@ -18,7 +18,7 @@ from runspec.plan import report
 from runspec.plan.diff import Action
 from runspec.plan.pipeline import PlanResult, Selection, store_for
 from runspec.plan.resolve import fingerprint, resolve
-from runspec.state.lock import lock_path
+from runspec.state.lock import HANDOFF_ENV, lock_path, read_info
 from runspec.state.status import ACTIVE
 from runspec.state.store import StateError
 
@@ -116,8 +116,6 @@ def _run_apply(target: Path, selection: Selection, options: ApplyOptions,
         if options.detach and any(
                 backend_for(result.plan.stages[c.stage]).capabilities.attached
                 for c in result.changes.to_submit()):
-            lock.__exit__(None, None, None)
-            lock = None
             return detach_local(selection, result, options)
         return applier.run()
     finally:
@@ -142,11 +140,18 @@ def require_clean(result: PlanResult) -> None:
                            "commit or stash them, then apply (nothing was launched)")
 
 
+HANDOFF_TIMEOUT_S = 60.0  # the background apply re-reads and re-plans before it starts
+
+
 def detach_local(selection: Selection, result: PlanResult, options: ApplyOptions
                  ) -> ApplyReport:
     """Local runs without waiting: the confirmed plan is saved and applied by a background
     process (its own session, so closing the terminal does not stop it). Being a saved plan,
-    it is refused there if anything moved on in between: what runs is what was confirmed."""
+    it is refused there if anything moved on in between: what runs is what was confirmed.
+    The state lock is handed over, never released in between, and this returns once the
+    background apply holds it and has recorded its first runs, so ``status`` shows them."""
+    import os
+    import shlex
     import subprocess
     import sys
     import time
@@ -162,19 +167,44 @@ def detach_local(selection: Selection, result: PlanResult, options: ApplyOptions
     except OSError as error:
         plan_file.unlink(missing_ok=True)
         raise _stopped(error, plan_file) from None
+    state_file = result.store.local_path
+    ours = read_info(state_file)
+    before = _signature(state_file)
     argv = [sys.executable, "-m", "runspec", "apply", str(plan_file)]
     argv += ["--prune"] if options.prune else []
     argv += ["--wait"] if options.wait else []
+    env = {**os.environ, HANDOFF_ENV: ours.id} if ours else None
     with log.open("ab") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-    import shlex
-
+    deadline = time.monotonic() + HANDOFF_TIMEOUT_S
+    while time.monotonic() < deadline:
+        holder = read_info(state_file)
+        taken = holder is None or holder.pid == process.pid
+        if taken and (_signature(state_file) != before or holder is None):
+            break
+        if process.poll() is not None:
+            if holder is not None and holder.pid == process.pid:
+                break  # it ended already, successfully or not: its log says
+            tail = "".join(log.read_text(encoding="utf-8", errors="replace")
+                           .splitlines(keepends=True)[-5:])
+            raise ApplyAborted(f"the background apply ended before it started any run "
+                               f"(exit code {process.returncode}); its log {log}:\n{tail}")
+        time.sleep(0.05)
     detached = ApplyReport(detached_log=str(log), detached_pid=process.pid,
                            detached_manifest=shlex.quote(result.resolved.document.display
                                                        or str(result.resolved.document.path)))
     detached.submitted = [c.key for c in result.changes.to_submit()]
     return detached
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    """Changes whenever the state is written (atomically: a new inode each time)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def _unchanged_since_last_apply(resolved, inputs: str) -> bool:

@@ -24,10 +24,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runspec.measure.files import disk_full, os_reason
+from runspec.measure.files import disk_full, os_reason, write_bytes_atomic
 from runspec.state.store import StateError
 
 UNKNOWN = "unknown"  # the id force-unlock takes for a lock whose holder cannot be read
+HANDOFF_ENV = "RUNSPEC_LOCK_HANDOFF"
+"""Set by ``apply --detach`` for its background apply: the id of the lock it hands over."""
 
 
 @dataclass(frozen=True)
@@ -133,15 +135,21 @@ def state_lock(state_file: Path, operation: str, manifest: str | None = None
                     operation, datetime.now(UTC).isoformat(timespec="seconds"))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        handoff = os.environ.pop(HANDOFF_ENV, None)  # once: the runs must not inherit it
         try:
             _create(path, info)
         except FileExistsError:
+            held = read_info(state_file)
+            if _handed_to_us(held, handoff):
+                # apply --detach's parent holds it for us: take it over without a gap in
+                # which another apply could slip in between the confirmed plan and its runs.
+                write_bytes_atomic(path, json.dumps(asdict(info)).encode("utf-8"))
             # A holder that died on this host (kill -9, a crash) released nothing: take its
             # lock over, as Terraform's local backend does. One try: a live holder wins.
-            dead = read_info(state_file)
-            if dead is None or not dead.holder_is_dead() or not _break_dead(path, dead.id):
+            elif held is None or not held.holder_is_dead() or not _break_dead(path, held.id):
                 raise
-            _create(path, info)
+            else:
+                _create(path, info)
     except FileExistsError:
         raise held_error(state_file, manifest) from None
     except OSError as error:
@@ -155,6 +163,11 @@ def state_lock(state_file: Path, operation: str, manifest: str | None = None
         held = read_info(state_file)
         if held is None or held.id == info.id:
             path.unlink(missing_ok=True)
+
+
+def _handed_to_us(held: LockInfo | None, handoff: str | None) -> bool:
+    return (handoff is not None and held is not None and held.id == handoff
+            and held.pid == os.getppid() and held.host == socket.gethostname())
 
 
 def _break_dead(path: Path, dead_id: str) -> bool:
