@@ -123,6 +123,28 @@ def test_cancel_a_running_job(project):
     assert scontrol(member.handle["job_id"])[0]["JobState"] == "CANCELLED"
 
 
+def test_cancel_one_run_while_apply_wait_follows_the_array(project):
+    """`apply --wait` holds the state while it follows the array; `runspec cancel KEY`
+    from a second shell reaches it, which scancels just that task and goes on."""
+    (project / "run.toml").write_text(manifest(["keep", "stop"], pause=6))
+    apply = subprocess.Popen([sys.executable, "-m", "runspec", "apply", "--yes", "--wait",
+                              "run.toml"], cwd=project, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(starts(project)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result = invoke("cancel", "run.toml", "*v=stop*", cwd=project)
+    assert result.stdout == "cancelled sl/main/v=stop/c1\n", result.output
+    out, err = apply.communicate(timeout=120)
+    assert "2 launched, 1 succeeded, 1 cancelled" in out, out + err
+    state = members(project)
+    assert state["sl/main/v=keep/c1"].status == "succeeded"
+    assert state["sl/main/v=stop/c1"].status == "cancelled"
+    tasks = {t["ArrayTaskId"]: t["JobState"]
+             for t in ended(state["sl/main/v=stop/c1"].handle["job_id"])}
+    assert tasks == {"0": "COMPLETED", "1": "CANCELLED"}
+
+
 def test_a_job_slurm_rejects_is_a_clear_error_and_nothing_is_recorded(project):
     (project / "run.toml").write_text(manifest(["a"]).replace("cpus_per_task = 1",
                                                               "cpus_per_task = 512"))
