@@ -377,26 +377,31 @@ def cancel(path, glob) -> None:
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a PNG: the primary metric against the first sweep parameter.")
 @click.option("--strict/--no-strict", default=True, show_default=True,
-              help="Exit 1 if any run of the campaign has no result (--no-strict: warn).")
+              help="Exit 1 if any run of the campaign has no result, or lacks a metric "
+                   "measure.metrics declares (--no-strict: warn).")
 def results(path, fmt, group_by, plot_file, strict) -> None:
     """Summarize what the runs measured: per sweep point, over cycles (warmups left out),
     n, mean, std, CV, min, max and a 95% t-interval for every metric, wall time and energy.
     Best first by measure.primary (and measure.goal); n < 3 is flagged unreliable; the
     energy measurement methods are named under the table. PATH defaults to run.toml (or
     run.yaml) in the current directory."""
+    from functools import partial
+
     from runspec.apply import inspect
     from runspec.manifest.errors import ManifestError
     from runspec.manifest.load import load_manifest
+    from runspec.measure.metrics import declared_metrics
     from runspec.measure.results import collect, plot, render
     from runspec.state.store import StateError
 
     try:
         target = inspect.tracked(path)
         inspect.refresh(target)
-        measure = (load_manifest(path).data.get("measure") or {})
+        data = load_manifest(path).data
+        measure = (data.get("measure") or {})
         primary = measure.get("primary")
         found = collect(target, group_by.split(",") if group_by else None, primary,
-                        measure.get("goal", "max"))
+                        measure.get("goal", "max"), partial(declared_metrics, data))
     except (ManifestError, StateError) as error:
         _fail(error)
     if primary and primary not in found.metrics and found.groups:
@@ -412,7 +417,7 @@ def results(path, fmt, group_by, plot_file, strict) -> None:
             sys.exit(1)
     if found.missing:
         word = "error" if strict else "warning"
-        click.echo(f"{word}: {len(found.missing)} run(s) have no result: "
+        click.echo(f"{word}: {len(found.missing)} run(s) have no complete result: "
                    + ", ".join(found.missing), err=True)
         if strict:
             sys.exit(1)

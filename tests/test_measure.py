@@ -177,7 +177,7 @@ def test_results_strict_about_missing_runs_and_unknown_primary(campaign):
     (campaign / "runs/res/main/lr=0.001/c2/result.json").unlink()
     strict = invoke("results", "run.toml", cwd=campaign)
     assert strict.exit_code == 1
-    assert "error: 1 run(s) have no result: res/main/lr=0.001/c2 (lost: " in strict.stderr
+    assert "error: 1 run(s) have no complete result: res/main/lr=0.001/c2 (lost: " in strict.stderr
     lenient = invoke("results", "--no-strict", "run.toml", cwd=campaign)
     assert lenient.exit_code == 0 and "warning: 1 run(s)" in lenient.stderr
     text = (campaign / "run.toml").read_text().replace('primary = "tokens_per_s"',
@@ -187,6 +187,31 @@ def test_results_strict_about_missing_runs_and_unknown_primary(campaign):
     unknown = invoke("results", "--no-strict", "run.toml", cwd=campaign)
     assert unknown.exit_code == 1
     assert 'measure.primary "tokens_per_sec" was reported by no run' in unknown.stderr
+
+
+def test_a_declared_metric_never_reported_warns_at_apply_and_fails_strict_results(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "r.py").write_text("import json, os\nopen(os.environ['RUNSPEC_METRICS'], 'a')"
+                                   ".write(json.dumps({'val_mse': 0.5}) + '\\n')\n")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "met"
+        [recipe]
+        command = ["python", "r.py"]
+        [measure]
+        metrics = ["val_loss"]
+        '''))
+    applied = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert applied.exit_code == 0, applied.output  # the run itself succeeded
+    assert ("warning: met/main/_/c1 never reported the declared metric val_loss (it reported: "
+            "val_mse); `runspec results` counts it as incomplete") in applied.stderr
+    assert "Apply complete: 1 launched, 1 succeeded, 1 warning above." in applied.stdout
+    strict = invoke("results", "run.toml", cwd=tmp_path)
+    assert strict.exit_code == 1
+    assert ("error: 1 run(s) have no complete result: met/main/_/c1 (never reported val_loss)"
+            in strict.stderr), strict.stderr
+    assert "val_mse" in strict.stdout  # what it did report is still shown
+    assert invoke("results", "--no-strict", "run.toml", cwd=tmp_path).exit_code == 0
 
 
 def test_results_of_a_manifest_never_applied(tmp_path):

@@ -267,7 +267,7 @@ def test_a_succeeded_run_whose_result_is_gone_is_lost_in_status_results_and_plan
     assert f"recorded as succeeded, but {removed} is missing" in status.stdout
     results = invoke("results", "run.toml", cwd=project)
     assert results.exit_code == 1
-    assert "error: 2 run(s) have no result: " in results.stderr
+    assert "error: 2 run(s) have no complete result: " in results.stderr
     assert f"{FIRST} (lost: {emptied} is empty)" in results.stderr
     plan = invoke("plan", "run.toml", cwd=project).stdout
     assert f"↻ {FIRST}" in plan and "↻ loc/main/v=b/c1" in plan

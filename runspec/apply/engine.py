@@ -62,6 +62,7 @@ class ApplyReport:
     destroyed: list[str] = field(default_factory=list)
     backend_calls: int = 0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # said as they happened, counted at the end
     detached_log: str | None = None
     detached_pid: int | None = None
     detached_manifest: str = "PATH"  # as the user named it: the hint must work as written
@@ -81,6 +82,8 @@ class ApplyReport:
                 parts.append(f"{self.count(status)} {status}")
         if self.destroyed:
             parts.append(f"{len(self.destroyed)} removed from state")
+        if self.warnings:
+            parts.append(f"{len(self.warnings)} warning{'s' * (len(self.warnings) != 1)} above")
         lines = [f"error: {e}" for e in self.errors]
         verdict = "Apply stopped by an error" if self.errors else "Apply complete"
         return "\n".join([*lines, f"{verdict}: " + ", ".join(parts) + "."])
@@ -300,7 +303,7 @@ class Applier:
         """Start the stage's runs by the campaign's rules (see ``pacer``) and follow them:
         always for an attached backend (local processes), else when ``follow`` or when the
         rules need it (gaps, a limit, retries); otherwise return once every run started."""
-        campaign = self.result.resolved.stages[list(self.result.plan.stages).index(stage)].campaign
+        campaign = self.stage_of(stage).campaign
         caps = backend.capabilities
         limit = campaign.max_parallel or (1 if one_at_a_time(campaign) else caps.default_parallel)
         rules = Pace(limit=limit, gaps=gaps_before(runs, campaign), retries=campaign.retries,
@@ -461,9 +464,31 @@ class Applier:
         member.status = status
         member.finished_at = _now()
         self.save()
+        if status == RunStatus.SUCCEEDED:
+            self.warn_unreported(member)
         self.report.statuses[run.key] = status
         self.reporter.event(f"{status} {run.key} ({seconds:.1f} s){why}"
                             + (self.failure(member) if status == RunStatus.FAILED else ""))
+
+    def warn_unreported(self, member: Member) -> None:
+        """Say at once when a run never reported a metric its stage declares (`results`
+        counts it as incomplete, and `--strict` fails on it)."""
+        from runspec.measure.metrics import unreported
+        from runspec.state.status import read_result
+
+        declared = self.stage_of(member.stage).measure.metrics
+        result = read_result(self.root / member.run_dir)[0] if declared else None
+        lacking = unreported(declared, result) if result else []
+        if result and lacking:
+            seen = ", ".join(sorted(result.get("metrics") or {})) or "none"
+            self.report.warnings.append(f"{member.key} never reported {', '.join(lacking)}")
+            self.reporter.event(f"warning: {member.key} never reported the declared metric"
+                                f"{'s' * (len(lacking) > 1)} {', '.join(lacking)} (it reported: "
+                                f"{seen}); `runspec results` counts it as incomplete")
+
+    def stage_of(self, stage: str):
+        """The resolved stage named ``stage``."""
+        return self.result.resolved.stages[list(self.result.plan.stages).index(stage)]
 
     def failure(self, member) -> str:
         """``: exit code 1; stderr: … — see `runspec logs PATH 'KEY'```, for an event line."""
@@ -584,6 +609,8 @@ class Applier:
                     self.save()
             if member.status == RunStatus.FAILED:
                 self.reporter.event(f"failed {key}{self.failure(member)}")
+            if member.status == RunStatus.SUCCEEDED:
+                self.warn_unreported(member)
             self.report.statuses[key] = member.status
 
     # -- destroy -----------------------------------------------------------------------------

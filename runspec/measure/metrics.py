@@ -24,6 +24,25 @@ def is_throughput(name: str) -> bool:
     return name.endswith(THROUGHPUT_SUFFIXES)
 
 
+def unreported(declared: list[str], result: dict) -> list[str]:
+    """The declared metrics (``measure.metrics``) a run's result lacks: a recipe reporting
+    ``val_mse`` where ``val_loss`` was declared is incomplete, not quietly fine."""
+    reported = {**(result.get("metrics") or {}), "wall_s": result.get("wall_s"),
+                "peak_rss_mb": result.get("peak_rss_mb"),
+                "energy_kwh": (result.get("energy") or {}).get("energy_kwh")}
+    return [name for name in declared if reported.get(name) is None]
+
+
+def declared_metrics(manifest: dict, stage: str) -> list[str]:
+    """``measure.metrics`` of ``stage`` in a manifest's data: the stage's own list, else the
+    top-level one (as resolving merges them)."""
+    stages = manifest.get("stages")
+    own = ((stages.get(stage) or {}).get("measure") or {}) if isinstance(stages, dict) else {}
+    names = own.get("metrics") if isinstance(own, dict) and "metrics" in own else \
+        (manifest.get("measure") or {}).get("metrics")
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
 def read_metrics(path: Path) -> tuple[dict[str, float], list[str]]:
     """(metrics, warnings) from a metrics file, aggregated over ranks by the rule above."""
     per_rank: dict[int, dict[str, float]] = {}

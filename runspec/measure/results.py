@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runspec.measure import RESULT_FILE
+from runspec.measure.metrics import unreported
 from runspec.measure.stats import Summary, summarize
 from runspec.plan.identity import point_label
 from runspec.state.status import RunStatus, read_result
@@ -79,9 +81,11 @@ class Results:
 
 
 def collect(target, group_by: list[str] | None = None, primary: str | None = None,
-            goal: str = "max") -> Results:
+            goal: str = "max", declared: Callable[[str], list[str]] | None = None) -> Results:
     """Read the results of ``target`` (runspec.apply.inspect.Tracked) into summarized groups,
-    the best ``primary`` first (largest, or smallest with ``goal = "min"``)."""
+    the best ``primary`` first (largest, or smallest with ``goal = "min"``). A run that
+    never reported a metric its stage ``declared`` counts as missing (its other values
+    still count)."""
     groups: dict[tuple, Group] = {}
     methods: dict[str, int] = defaultdict(int)
     missing: list[str] = []
@@ -100,6 +104,9 @@ def collect(target, group_by: list[str] | None = None, primary: str | None = Non
             missing.append(f"{member.key} (bad result: "
                            f"{target.root / member.run_dir / RESULT_FILE}: {problem})")
             continue
+        lacking = unreported(declared(member.stage), result) if declared else []
+        if lacking:
+            missing.append(f"{member.key} (never reported {', '.join(lacking)})")
         point = ({k: v for k, v in member.point.items() if k in group_by}
                  if group_by is not None else member.point)
         key = (member.stage, tuple(sorted((k, repr(v)) for k, v in point.items())))
