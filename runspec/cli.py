@@ -324,15 +324,18 @@ def status(path, as_json, watch, interval) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("key", required=False)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
-def logs(path, key, follow) -> None:
-    """Print runs' output (stdout, then stderr). KEY is a run key or a glob; without it,
-    every run of PATH, each under a ``==> key <==`` header. --follow needs one run."""
+@click.option("--attempt", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Show attempt N (1, 2, …: retries, reruns, requeues) instead of the last.")
+def logs(path, key, follow, attempt) -> None:
+    """Print runs' output (stdout, then stderr) of their last attempt. KEY is a run key or
+    a glob; without it, every run of PATH, each under a ``==> key <==`` header. --follow
+    needs one run."""
     from runspec.apply import inspect
     from runspec.manifest.errors import ManifestError
     from runspec.state.store import StateError
 
     try:
-        for chunk in inspect.logs(inspect.tracked(path), key, follow):
+        for chunk in inspect.logs(inspect.tracked(path), key, follow, attempt):
             click.echo(chunk, nl=False)
     except (ManifestError, StateError) as error:
         _fail(error)

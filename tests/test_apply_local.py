@@ -80,7 +80,10 @@ def test_failed_run_is_recorded_and_only_it_is_rerun(project):
     assert starts(project) == {"runs/loc/main/v=good/c1": 1, "runs/loc/main/v=bad/c1": 2}
     member = state_of(project).members["loc/main/v=bad/c1"]
     assert member.status == "succeeded" and member.attempts == 2
-    assert (project / member.run_dir / "result.previous.json").exists()
+    run_dir = project / member.run_dir  # every attempt is kept, numbered
+    assert json.loads((run_dir / "result.attempt-1.json").read_text())["exit_code"] == 1
+    assert json.loads((run_dir / "result.json").read_text())["attempt"] == 2
+    assert invoke("logs", "run.toml", "loc/main/v=bad/c1", cwd=project).stdout == "ran bad\n"
 
 
 def test_retries_rerun_a_failure_within_one_apply(project):
@@ -89,6 +92,19 @@ def test_retries_rerun_a_failure_within_one_apply(project):
     assert result.exit_code == 1
     assert "failed loc/main/v=bad/c1; retrying (1/2)" in result.stderr
     assert starts(project) == {"runs/loc/main/v=bad/c1": 3}
+    assert "Apply complete: 1 launched, 1 failed." in result.stdout  # runs, not attempts
+    run_dir = project / "runs/loc/main/v=bad/c1"
+    assert [json.loads((run_dir / f"started.attempt-{n}.json").read_text())["attempt"]
+            for n in (1, 2)] == [1, 2]
+    assert json.loads((run_dir / "result.json").read_text())["attempt"] == 3
+    for attempt in ("1", "2", "3"):  # each attempt's own part of the shared logs
+        shown = invoke("logs", "run.toml", "loc/main/v=bad/c1", "--attempt", attempt,
+                       cwd=project)
+        assert shown.stdout == "ran bad\n", (attempt, shown.output)
+    assert invoke("logs", "run.toml", "loc/main/v=bad/c1", cwd=project).stdout == "ran bad\n"
+    assert (run_dir / "stdout.log").read_text() == "ran bad\n" * 3
+    missing = invoke("logs", "run.toml", "loc/main/v=bad/c1", "--attempt", "4", cwd=project)
+    assert missing.exit_code == 1 and "has no attempt 4" in missing.stderr
 
 
 def _apply_in_background(project: Path) -> subprocess.Popen:

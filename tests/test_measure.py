@@ -72,6 +72,24 @@ def test_a_slurm_restart_is_recorded(tmp_path):
     assert wrap(tmp_path, env=slurm)["provenance"]["slurm"] == slurm
 
 
+def test_a_second_start_in_the_same_run_directory_keeps_the_first_attempt(tmp_path):
+    """A requeued Slurm job (or any second start) finds the last attempt's records: the
+    wrapper keeps them, numbered, and its own part of the shared logs is marked."""
+    run_dir = tmp_path / "run"
+    first = wrap(tmp_path, code="import json, os; open(os.environ['RUNSPEC_METRICS'], 'a')"
+                                ".write(json.dumps({'loss': 1.0}) + '\\n'); exit(3)")
+    assert first["attempt"] == 1 and first["exit_code"] == 3
+    (run_dir / "stdout.log").write_text("first attempt\n")  # as a job's appended log
+    second = wrap(tmp_path)
+    assert second["attempt"] == 2 and second["exit_code"] == 0
+    assert second["metrics"] == {}  # the first attempt's metrics stay with it
+    assert json.loads((run_dir / "result.attempt-1.json").read_text())["exit_code"] == 3
+    assert "loss" in (run_dir / "metrics.attempt-1.jsonl").read_text()
+    started = json.loads((run_dir / "started.json").read_text())
+    assert started["attempt"] == 2
+    assert started["log_offsets"]["stdout.log"] == len("first attempt\n")
+
+
 def test_metrics_protocol_ranks_and_malformed_lines(tmp_path):
     code = textwrap.dedent('''\
         import json, os

@@ -25,7 +25,7 @@ from runspec.apply.refresh import refresh_state
 from runspec.backends import backend_for
 from runspec.backends.base import Backend, BackendError, PacedBackend, is_paced
 from runspec.ir import Launch, Run
-from runspec.measure import RESULT_FILE, STARTED_FILE
+from runspec.measure.attempts import keep_previous
 from runspec.measure.files import disk_full, os_reason
 from runspec.plan.diff import Action
 from runspec.plan.launches import gaps_before, one_at_a_time
@@ -138,14 +138,11 @@ class Applier:
 
     # -- files -------------------------------------------------------------------------------
     def materialize(self, run: Run) -> Path:
-        """Write the run's rendered files; keep a previous attempt's result beside them."""
+        """Write the run's rendered files; keep a previous attempt's records beside them."""
         run_dir = self.root / run.run_dir
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            for name in (RESULT_FILE, STARTED_FILE):
-                old = run_dir / name
-                if old.exists():
-                    old.replace(run_dir / f"{old.stem}.previous.json")
+            keep_previous(run_dir)  # every attempt is kept (see measure.attempts)
             for name, text in run.files.items():
                 if name == "job.yaml":
                     text += self.provenance_yaml()

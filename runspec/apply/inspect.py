@@ -18,6 +18,7 @@ from runspec.apply.refresh import refresh_state, verify_finished
 from runspec.backends import backend_for
 from runspec.backends.base import BackendError
 from runspec.manifest.load import load_manifest
+from runspec.measure.attempts import kept, log_range
 from runspec.state.control import Outbox
 from runspec.state.lock import LockInfo, lock_path, read_info, state_lock
 from runspec.state.status import ACTIVE, RunStatus
@@ -170,23 +171,29 @@ def find_members(target: Tracked, key: str | None) -> list[Member]:
     raise StateError(f'no run matches "{key}" in the state of {target.name}', hint)
 
 
-def logs(target: Tracked, key: str | None, follow: bool) -> Iterator[str]:
-    """The output of the runs ``key`` names; with several, each after a ``==> key <==``
-    header (as ``tail`` does). ``follow`` follows one run: several are an error."""
+def logs(target: Tracked, key: str | None, follow: bool, attempt: int | None = None
+         ) -> Iterator[str]:
+    """The output of the runs ``key`` names (their last attempt, or ``attempt``); with
+    several, each after a ``==> key <==`` header (as ``tail`` does). ``follow`` follows
+    one run: several are an error."""
     members = find_members(target, key)
     if follow and len(members) > 1:
         shown = ", ".join(m.key for m in members[:3]) + (", …" if len(members) > 3 else "")
         raise StateError(f"--follow follows one run, and {len(members)} match ({shown})",
                          "name one run key")
     for index, member in enumerate(members):
+        if attempt is not None and attempt > kept(target.root / member.run_dir) + 1:
+            raise StateError(f"{member.key} has no attempt {attempt}",
+                             f"it has {kept(target.root / member.run_dir) + 1}")
         if len(members) > 1:
             yield f"{chr(10) if index else ''}==> {member.key} ({member.status}) <==\n"
-        yield from log_lines(target, member, follow)
+        yield from log_lines(target, member, follow, attempt=attempt)
 
 
-def log_lines(target: Tracked, member: Member, follow: bool, poll_s: float = 0.5
-              ) -> Iterator[str]:
-    """The run's output (stdout then stderr), following it until the run ends with ``follow``."""
+def log_lines(target: Tracked, member: Member, follow: bool, poll_s: float = 0.5,
+              attempt: int | None = None) -> Iterator[str]:
+    """The run's output (stdout then stderr) of its last attempt (or ``attempt``),
+    following it until the run ends with ``follow``."""
     backend = backend_for(member.backend)
     run_dir = target.root / member.run_dir
     if member.status in ACTIVE:  # a remote run's logs come back on refresh: bring them now
@@ -196,17 +203,20 @@ def log_lines(target: Tracked, member: Member, follow: bool, poll_s: float = 0.5
         if text is not None:
             yield text
             return
-    offsets = {"stdout.log": 0, "stderr.log": 0}
+    ranges = {name: log_range(run_dir, attempt, name) for name in ("stdout.log", "stderr.log")}
+    offsets = {name: begin for name, (begin, _) in ranges.items()}
     while True:
         for name in offsets:
             path = run_dir / name
+            end = ranges[name][1]
             if path.exists():
-                with path.open("r", encoding="utf-8", errors="replace") as handle:
+                with path.open("rb") as handle:
                     handle.seek(offsets[name])
-                    chunk = handle.read()
+                    chunk = handle.read() if end is None else handle.read(
+                        max(end - offsets[name], 0))
                     offsets[name] = handle.tell()
                 if chunk:
-                    yield chunk
+                    yield chunk.decode("utf-8", errors="replace")
         if not follow:
             return
         refresh_state(State(target.name, members={member.key: member}), target.root)

@@ -35,6 +35,7 @@ from runspec.backends import mirror
 from runspec.backends.base import BackendError
 from runspec.backends.package import Package, PackageMode, install, pack, pack_files, unpack
 from runspec.backends.shell import SSHShell
+from runspec.measure.attempts import rotate_shell
 
 MIN_PYTHON = (3, 11)
 LOGIN_KEYS = ("tunnel", "host", "user", "port", "identity", "known_hosts", "remote_job_dir",
@@ -169,8 +170,8 @@ class LoginNode:
 
     def upload_runs(self, code_dir: str, files: dict[str, tuple[bytes, int]]) -> None:
         """The run and launch files (``relative path → (content, mode)``), in one archive,
-        into ``code_dir``. A run directory's previous ``result.json`` and ``started.json``
-        are first moved aside, as here, so a refresh never reads an old attempt's end."""
+        into ``code_dir``. A run directory's previous attempt is first kept aside, as
+        here (``measure.attempts``), so a refresh never reads an old attempt's end."""
         archive = io.BytesIO()
         with tarfile.open(fileobj=archive, mode="w:gz") as tar:
             for name in sorted(files):
@@ -180,13 +181,11 @@ class LoginNode:
                 tar.addfile(info, io.BytesIO(content))
         staged = f"{code_dir}/.runs-{uuid.uuid4().hex[:12]}.tar.gz"
         q = shlex.quote
-        rotate = " ".join(f"{q(name)}.json" for name in ("result", "started"))
         unpack(self.shell(), archive.getvalue(), staged, "the run files",
                f"cd {q(code_dir)} || exit 1; "
                f"tar -tzf {q(staged)} | sed -n 's#/launch\\.sh$##p' | "
-               f"while IFS= read -r d; do for f in {rotate}; do "
-               f'if [ -f "$d/$f" ]; then mv -f "$d/$f" "$d/${{f%.json}}.previous.json"; fi; '
-               f"done; done; tar -xzf {q(staged)} --no-same-owner; status=$?; "
+               f"while IFS= read -r d; do {rotate_shell(chr(34) + '$d' + chr(34))}; "
+               f"done; tar -xzf {q(staged)} --no-same-owner; status=$?; "
                f"rm -f {q(staged)}; exit $status")
 
     def remove(self, paths: list[str]) -> None:

@@ -56,6 +56,7 @@ from runspec.backends.base import (
 from runspec.backends.login_node import LOGIN_KEYS, LoginNode
 from runspec.backends.package import Package
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
+from runspec.measure.attempts import rotate_shell
 from runspec.state.status import ENDED, RunStatus
 
 RDZV_PORT = 29500
@@ -483,7 +484,7 @@ class SlurmBackend:
             "run": _environment().get_template("run.sh.j2").render(
                 ray=ray, ray_gpus=gpus, ray_flags=ray_flags, ray_timeout=RAY_START_TIMEOUT_S,
                 secrets=bool(first.secrets), retries=context.retries, step=step,
-                gap_sleep=gap_sleep).strip("\n"),
+                gap_sleep=gap_sleep, keep_previous=rotate_shell('"$RUN_DIR"', "  ")).strip("\n"),
         }
         custom = first.settings.get("template")
         script = _template(custom, root).render(
@@ -884,6 +885,6 @@ def remote_files(launch: Launch, root: Path) -> dict[str, tuple[bytes, int]]:
             name = path.name
             if (path.is_file() and not path.is_symlink() and name not in mirror.MIRRORED
                     and name not in (mirror.SIDECAR, SECRETS_FILE, REMOTE_OUTPUTS_FILE)
-                    and not name.endswith(".previous.json")):
+                    and ".attempt-" not in name):  # records of earlier attempts stay here
                 files[f"{run_dir}/{name}"] = (path.read_bytes(), 0o644)
     return files

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runspec.measure import RESULT_FILE, RESULT_FORMAT, STARTED_FILE
+from runspec.measure.attempts import keep_previous, log_offsets
 from runspec.measure.files import write_json
 from runspec.measure.metrics import METRICS_FILE, read_metrics
 from runspec.measure.rss import PeakRss
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         os.execvp(command[0], command)
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    attempt = keep_previous(run_dir)  # a requeued job finds its last attempt's records
+    offsets = log_offsets(run_dir)
     host = socket.gethostname()
     metrics_path = (run_dir / METRICS_FILE).resolve()
     env = {**os.environ, "RUNSPEC_METRICS": str(metrics_path)}
@@ -59,13 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         child = subprocess.Popen(command, env=env)
     except OSError as error:
         write_json(run_dir / RESULT_FILE, {
-            "format": RESULT_FORMAT, "exit_code": 127, "error": f"cannot start {command[0]}: {error}",
+            "format": RESULT_FORMAT, "attempt": attempt, "exit_code": 127,
+            "error": f"cannot start {command[0]}: {error}",
             "host": host, "started_at": started_at, "ended_at": _now(), "wall_s": 0.0})
         print(f"runspec.measure: cannot start {command[0]}: {error}", file=sys.stderr)
         return 127
     clock = time.perf_counter()
     write_json(run_dir / STARTED_FILE, {"pid": os.getpid(), "child_pid": child.pid,
-                                        "host": host, "started_at": started_at})
+                                        "host": host, "started_at": started_at,
+                                        "attempt": attempt, "log_offsets": offsets})
     memory = PeakRss(child.pid).start()
 
     def forward(signum, _frame):
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from runspec.measure.provenance import collect
 
     result = {
-        "format": RESULT_FORMAT, "exit_code": exit_code, "host": host,
+        "format": RESULT_FORMAT, "attempt": attempt, "exit_code": exit_code, "host": host,
         "started_at": started_at, "ended_at": ended_at, "wall_s": round(wall, 6),
         **({"signal": -returncode} if returncode < 0 else {}),
         "peak_rss_mb": round(peak / 2**20, 3),

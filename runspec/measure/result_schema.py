@@ -91,6 +91,9 @@ class Result(_Open):
     """What ``python -m runspec.measure`` writes to ``<run dir>/result.json``."""
 
     format: Literal[1]
+    attempt: int | None = Field(None, ge=1, description="Which attempt of the run this is "
+                                "(1, 2, …: retries, reruns, requeues); earlier ones are kept "
+                                "as result.attempt-N.json.")
     exit_code: int = Field(description="The command's exit code (128 + N after signal N).")
     signal: int | None = None
     error: str | None = Field(None, description="Why the command could not be started.")
