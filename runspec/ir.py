@@ -1,4 +1,4 @@
-"""The neutral IR between the plan and the backends (DESIGN §1), below both: the plan
+"""The neutral IR between the plan and the backends, below both: the plan
 builds it and the backends read it, so neither package imports the other's internals.
 
 ``Plan`` → ``Run`` (one sweep point × one cycle, with every file rendered for it) and

@@ -1,1 +1,1 @@
-"""Manifest → plan: resolve, expand, render, diff. Every function here is pure (DESIGN §1)."""
+"""Manifest → plan: resolve, expand, render, diff. Every function here is pure."""

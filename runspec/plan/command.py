@@ -81,7 +81,7 @@ MEASURE = ["-m", "runspec.measure"]
 def measured(argv: list[str], run_dir: str, energy: bool = False, country: str | None = None,
              power_interval: float = 1.0, wandb: dict | None = None) -> list[str]:
     """Every run executes under the in-job wrapper, which records how it went in the run
-    directory (DESIGN §6): ``python -m runspec.measure --run-dir D [--energy …] -- CMD…``."""
+    directory: ``python -m runspec.measure --run-dir D [--energy …] -- CMD…``."""
     flags = (["--energy", "--country", str(country), "--power-interval", f"{power_interval:g}"]
              if energy else [])
     if wandb:

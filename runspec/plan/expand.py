@@ -1,4 +1,4 @@
-"""Sweep × campaign → the ordered list of run slots (DESIGN §1 ``expand``).
+"""Sweep × campaign → the ordered list of run slots (the plan's ``expand`` step).
 
 Deterministic: random sweeps and shuffled campaigns use ``random.Random(seed)`` where the
 seed is given (0 is a real seed) or derived from the manifest name, never the clock.

@@ -1,4 +1,4 @@
-"""Run identity: a readable logical key and a digest of the exact request (DESIGN §4).
+"""Run identity: a readable logical key and a digest of the exact request.
 
 The key names a run (``manifest/stage/param=value,…/c1``) and survives edits that do not
 change which runs exist; the digest changes exactly when what would be submitted changes.

@@ -1,1 +1,1 @@
-"""State: what was applied, per run key (DESIGN §4). Plan reads it; apply writes it."""
+"""State: what was applied, per run key. Plan reads it; apply writes it."""
