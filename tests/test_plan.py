@@ -114,8 +114,9 @@ def test_changing_an_override_replaces_all_with_the_reason_and_a_diff(project):
     (project / "run.toml").write_text(MANIFEST.replace('"train.steps" = 10', '"train.steps" = 20'))
     result = invoke("plan", "--detailed-exitcode", "run.toml", cwd=project)
     assert result.exit_code == 2
-    assert "# config changed: train.steps 10 → 20" in result.stdout
-    assert "-    steps: 10" in result.stdout and "+    steps: 20" in result.stdout
+    # The eight runs share the reason: one entry, one diff (grouping: test_plan_scale.py).
+    assert "-/+ 8 runs: config changed: train.steps 10 → 20" in result.stdout
+    assert result.stdout.count("-    steps: 10") == result.stdout.count("+    steps: 20") == 1
     assert "Plan: 0 to create, 8 to replace, 0 to rerun, 0 to destroy, 0 unchanged." in result.stdout
 
 

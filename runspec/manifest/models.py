@@ -59,6 +59,11 @@ class Recipe(Strict):
         None, description="Working directory of the recipe, relative to the manifest (or an "
         "absolute path, e.g. in a container); the paths runspec hands the recipe are relative "
         "to it.")
+    on_code_change: Literal["replace", "keep"] = Field(
+        "replace", description='What an edit of the recipe script does to runs that '
+        'succeeded: "replace" runs them again on the new code; "keep" keeps them (the plan '
+        "lists them as kept on older code) and runs only new, changed or failed runs on it.",
+    )
 
 
 class Resources(Strict):

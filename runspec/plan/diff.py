@@ -1,23 +1,31 @@
-"""Plan × state → changes, with the reason for each (DESIGN §4).
+"""Plan × state → changes, with the reason for each.
 
 Per run key: ``create`` (new), ``replace`` (digest changed), ``rerun`` (failed, cancelled
 or lost last time), ``destroy`` (gone from the manifest), ``noop``. Reasons name what
-changed (``config changed: optim.lr 0.001 → 0.0003``) and carry a unified diff.
+changed (``config changed: optim.lr 0.001 → 0.0003``) and carry a unified diff: of the
+request, and for an edited recipe script of the script itself (see ``plan.source``).
+
+A stage with ``recipe.on_code_change = "keep"`` keeps its succeeded runs whose only change
+is the script's code: they plan as ``noop`` marked ``stale`` (kept on older code), and a
+downstream run whose only change is that its upstream runs were kept is kept with them.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import chain
 from typing import Any
 
 from runspec.ir import Plan, Run
 from runspec.manifest.checks import SECRET_NAME
 from runspec.plan import yamltext
 from runspec.plan.dotted import flatten
-from runspec.plan.identity import format_value
+from runspec.plan.identity import digest, format_value
+from runspec.plan.source import CODE_FIELDS, SOURCE_FIELDS, Sources, retain, without
 from runspec.state.status import RERUN, RunStatus
 from runspec.state.store import Member, State
 
@@ -37,6 +45,7 @@ SUBMITTING = frozenset({Action.CREATE, Action.REPLACE, Action.RERUN})
 MAX_DIFF_LINES = 40
 MASK = "***"
 NOT_SECRET = {"RUNSPEC_RUN_KEY"}  # the run's key, which runspec sets itself
+KEPT = 'kept on older code (recipe.on_code_change = "keep")'
 
 
 @dataclass
@@ -48,6 +57,7 @@ class Change:
     diff: list[str] = field(default_factory=list)
     run: Run | None = None
     member: Member | None = None
+    stale: bool = False   # a noop kept on older code (recipe.on_code_change = "keep")
 
 
 @dataclass
@@ -65,6 +75,11 @@ class Changes:
     def to_submit(self) -> list[Change]:
         return [c for c in self.changes if c.action in SUBMITTING]
 
+    @property
+    def stale(self) -> list[Change]:
+        """Runs kept on older code (``recipe.on_code_change = "keep"``)."""
+        return [c for c in self.changes if c.stale]
+
 
 def _selected(key: str, targets: list[str], excludes: list[str]) -> bool:
     if targets and not any(fnmatch.fnmatchcase(key, g) for g in targets):
@@ -73,32 +88,33 @@ def _selected(key: str, targets: list[str], excludes: list[str]) -> bool:
 
 
 def diff_plan(plan: Plan, state: State, targets: list[str] | None = None,
-              excludes: list[str] | None = None, replace: list[str] | None = None) -> Changes:
+              excludes: list[str] | None = None, replace: list[str] | None = None,
+              keep_code: Collection[str] = ()) -> Changes:
+    """``keep_code``: the stages whose ``recipe.on_code_change`` is ``"keep"``."""
     targets, excludes, replace = targets or [], excludes or [], replace or []
+    sources = Sources.of(chain((r.request for r in plan.runs),
+                               (m.request for m in state.members.values())))
     changes: list[Change] = []
     planned = set()
+    kept: set[str] = set()              # stages with runs kept at their stored digest
+    after: dict[str, list[str]] = {}    # stage → its runs' digests once applied
+    upstream: dict[str, str] = {}       # stage with kept runs → the digest downstream sees
     for run in plan.runs:
         planned.add(run.key)
-        if not _selected(run.key, targets, excludes):
-            continue
         member = state.members.get(run.key)
-        if member is None:
-            changes.append(Change(run.key, run.stage, Action.CREATE, run=run))
-        elif member.digest != run.digest:
-            reasons = describe_change(member.request, run.request)
-            changes.append(Change(run.key, run.stage, Action.REPLACE, reasons,
-                                  request_diff(member.request, run.request), run, member))
-        elif any(fnmatch.fnmatchcase(run.key, g) for g in replace):
-            changes.append(Change(run.key, run.stage, Action.REPLACE, ["forced by --replace"],
-                                  run=run, member=member))
-        elif member.status in RERUN:
-            changes.append(Change(run.key, run.stage, Action.RERUN, [f"{member.status} last time"],
-                                  run=run, member=member))
-        else:
-            changes.append(Change(run.key, run.stage, Action.NOOP, run=run, member=member))
+        applied = run.digest
+        if _selected(run.key, targets, excludes):
+            change = _change(run, member, _as_applied(run, kept, after, upstream), sources,
+                             run.stage in keep_code and not _forced(run.key, replace), replace)
+            changes.append(change)
+            if member is not None and change.action == Action.NOOP:
+                applied = member.digest
+                if member.digest != run.digest:
+                    kept.add(run.stage)
+        after.setdefault(run.stage, []).append(applied)
     gone = [m for k, m in state.members.items()
             if k not in planned and _selected(k, targets, excludes)]
-    changes = _pair_moved_points(changes, gone)
+    changes = _pair_moved_points(changes, gone, sources)
     for member in gone:
         reasons = ["no longer in the manifest"]
         if member.status in (RunStatus.SUBMITTED, RunStatus.RUNNING):
@@ -106,13 +122,66 @@ def diff_plan(plan: Plan, state: State, targets: list[str] | None = None,
         changes.append(Change(member.key, member.stage, Action.DESTROY, reasons, member=member))
     order = {name: index for index, name in enumerate(plan.stages)}
     changes.sort(key=lambda c: (order.get(c.stage, len(order)), c.action == Action.DESTROY))
+    submitted = [c for c in changes if c.action in SUBMITTING]
+    replaced = {c.key for c in changes if c.action in SUBMITTING or c.action == Action.DESTROY}
+    replaced |= {c.member.key for c in submitted if c.member is not None}
+    retain([m.request for k, m in state.members.items() if k not in replaced],
+           [c.run.request for c in submitted if c.run is not None], sources)
     known = planned | set(state.members)
     unmatched = [f"--target {g}" for g in targets if not fnmatch.filter(known, g)]
     unmatched += [f"--exclude {g}" for g in excludes if not fnmatch.filter(known, g)]
     return Changes(changes, unmatched)
 
 
-def _pair_moved_points(changes: list[Change], gone: list[Member]) -> list[Change]:
+def _forced(key: str, replace: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, g) for g in replace)
+
+
+def _as_applied(run: Run, kept: set[str], after: dict[str, list[str]],
+                upstream: dict[str, str]) -> dict[str, Any]:
+    """The run's request with its ``upstream`` digests as they will be once applied: an
+    upstream run kept on older code keeps its digest, so a downstream run whose only change
+    is that digest is unchanged (it consumes what the kept run produced). ``upstream``
+    caches the digest per stage (plans list a stage's runs after those of its needs)."""
+    needs = run.request.get("upstream")
+    if not kept or not isinstance(needs, dict) or not kept.intersection(needs):
+        return run.request
+    for name in kept.intersection(needs):
+        if name not in upstream:
+            upstream[name] = digest(after.get(name, []))
+    return {**run.request, "upstream": {name: upstream.get(name, value) if name in kept
+                                        else value for name, value in needs.items()}}
+
+
+def _change(run: Run, member: Member | None, request: dict[str, Any], sources: Sources,
+            keep_code: bool, replace: list[str]) -> Change:
+    """One planned run against its stored self. ``request``: the run's request as applied
+    (see ``_as_applied``); ``keep_code``: its stage keeps runs on older code."""
+    if member is None:
+        return Change(run.key, run.stage, Action.CREATE, run=run)
+    unchanged = member.digest == run.digest or (
+        request is not run.request
+        and digest(without(member.request, SOURCE_FIELDS)) == digest(without(request, SOURCE_FIELDS)))
+    if not unchanged:
+        code_only = digest(without(member.request, CODE_FIELDS)) == digest(without(request, CODE_FIELDS))
+        if code_only and keep_code and member.status == RunStatus.SUCCEEDED:
+            reason, diff = sources.change(member.request, request)
+            return Change(run.key, run.stage, Action.NOOP, [reason, KEPT], diff, run, member,
+                          stale=True)
+        return Change(run.key, run.stage, Action.REPLACE,
+                      describe_change(member.request, request, sources),
+                      request_diff(member.request, request, sources=sources), run, member)
+    if _forced(run.key, replace):
+        return Change(run.key, run.stage, Action.REPLACE, ["forced by --replace"],
+                      run=run, member=member)
+    if member.status in RERUN:
+        return Change(run.key, run.stage, Action.RERUN, [f"{member.status} last time"],
+                      run=run, member=member)
+    return Change(run.key, run.stage, Action.NOOP, run=run, member=member)
+
+
+def _pair_moved_points(changes: list[Change], gone: list[Member],
+                       sources: Sources | None = None) -> list[Change]:
     """A sweep value edited in place (lr 3e-4 → 1e-4) changes the run key; show the old run
     and its successor as one replace, not a destroy plus a create. Pairs runs of the same
     stage and slot whose points differ in exactly one parameter; ``gone`` keeps the rest."""
@@ -134,17 +203,20 @@ def _pair_moved_points(changes: list[Change], gone: list[Member]) -> list[Change
                    f"{_show(run.point[moved])} (was {match.key})"]
         # The key, and so the run directory, config path and RUNSPEC_RUN_* variables, moved
         # with the point: only report what changed beyond that.
-        reasons += [r for r in describe_change(match.request, run.request)
+        reasons += [r for r in describe_change(match.request, run.request, sources)
                     if r.startswith(("resources", "settings", "secrets", "working", "container",
-                                     "mounts", "startup", "executor"))]
+                                     "mounts", "startup", "executor", "recipe"))]
         moves = ((match.run_dir, run.run_dir), (match.key, run.key))
         result.append(Change(run.key, run.stage, Action.REPLACE, reasons,
-                             request_diff(match.request, run.request, moves), run, match))
+                             request_diff(match.request, run.request, moves, sources), run,
+                             match))
     return result
 
 
-def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human reasons: which config keys, env variables, resources or command changed."""
+def describe_change(old: dict[str, Any], new: dict[str, Any],
+                    sources: Sources | None = None) -> list[str]:
+    """Human reasons: which config keys, env variables, resources or command changed.
+    ``sources``: the script versions known (by default those the two requests carry)."""
     reasons = []
     old_config, new_config = flatten(old.get("config") or {}), flatten(new.get("config") or {})
     edits = [f"{k} {_show(old_config.get(k))} → {_show(new_config.get(k))}"
@@ -171,12 +243,20 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                    if (old.get("env") or {}).get(k) != (new.get("env") or {}).get(k))
     if names:
         reasons.append("env changed: " + ", ".join(names))
-    for part, label in (("argv", "command"), ("code_digest", "recipe script edited"),
+    for part, label in (("argv", "command"), ("code_digest", ""),
                         ("secrets", "secrets"), ("cwd", "working directory"),
                         ("container_image", "container image"), ("mounts", "mounts"),
                         ("startup_commands", "startup commands"), ("executor", "executor")):
         if old.get(part) != new.get(part):
-            reasons.append(label if part == "code_digest" else f"{label} changed")
+            if part == "code_digest":
+                reasons.append((sources or Sources.of([old, new])).change(old, new)[0])
+            else:
+                reasons.append(f"{label} changed")
+    before_upstream, after_upstream = old.get("upstream") or {}, new.get("upstream") or {}
+    moved = sorted(n for n in before_upstream.keys() | after_upstream.keys()
+                   if before_upstream.get(n) != after_upstream.get(n))
+    if moved:
+        reasons.append("upstream runs changed: " + ", ".join(moved))
     return reasons or ["request changed"]
 
 
@@ -206,18 +286,23 @@ def masked(request: Any) -> Any:
 
 
 def request_diff(old: dict[str, Any], new: dict[str, Any],
-                 moves: tuple[tuple[str, str], ...] = ()) -> list[str]:
+                 moves: tuple[tuple[str, str], ...] = (),
+                 sources: Sources | None = None) -> list[str]:
     """A unified diff (no context) of the rendered request, shortened for the terminal.
     ``moves`` (old → new text, e.g. the run directory of a run whose key moved) are applied
-    to the old side first, so the diff shows what changed beyond them."""
-    text = yamltext.dump(masked(old)) if old else ""
+    to the old side first, so the diff shows what changed beyond them. An edited recipe
+    script is shown as a diff of the script (when both versions' text is known: see
+    ``plan.source``), not of its digests."""
+    text = yamltext.dump(masked(without(old, CODE_FIELDS))) if old else ""
     for was, now in moves:
         if was:
             text = text.replace(was, now)
     before = text.splitlines()
-    after = yamltext.dump(masked(new)).splitlines()
+    after = yamltext.dump(masked(without(new, CODE_FIELDS))).splitlines()
     lines = [line for line in difflib.unified_diff(before, after, "applied", "planned", n=0,
                                                    lineterm="")]
     if len(lines) > MAX_DIFF_LINES:
         lines = lines[:MAX_DIFF_LINES] + [f"… {len(lines) - MAX_DIFF_LINES} more lines"]
+    if old.get("code_digest") != new.get("code_digest"):
+        lines += (sources or Sources.of([old, new])).change(old, new)[1]
     return lines

@@ -1,4 +1,4 @@
-"""The pure pipeline of DESIGN §1, end to end: manifest → plan → changes → launches.
+"""The pure pipeline, end to end: manifest → plan → changes → launches.
 
 ``make_plan`` is what ``runspec plan`` and (later) ``runspec apply`` call; it reads files
 and the state, and never writes or submits anything.
@@ -67,7 +67,19 @@ def store_for(resolved: Resolved) -> StateStore:
 def against_state(resolved: Resolved, plan: Plan, store: StateStore, state: State,
                   selection: Selection) -> PlanResult:
     """Diff a built plan against a state, and group what changes into launches."""
-    changes = diff_plan(plan, state, selection.targets, selection.excludes, selection.replace)
+    changes = diff_plan(plan, state, selection.targets, selection.excludes, selection.replace,
+                        keep_code=code_kept(resolved))
     campaigns = {s.name: s.campaign for s in resolved.stages}
     return PlanResult(resolved, plan, store, state, changes,
                       plan_launches(plan, changes, campaigns))
+
+
+def code_kept(resolved: Resolved) -> set[str]:
+    """The stages whose ``recipe.on_code_change`` is ``"keep"``."""
+    from runspec.plan.resolve import SINGLE_STAGE
+
+    manifest = resolved.manifest
+    recipes = ({name: stage.recipe for name, stage in manifest.stages.items()}
+               if manifest.stages else {SINGLE_STAGE: manifest.recipe})
+    return {name for name, recipe in recipes.items()
+            if recipe is not None and recipe.on_code_change == "keep"}

@@ -3,12 +3,12 @@
 For each run this renders ``config.yaml`` (the recipe config with overrides and the sweep
 point applied, clean, for the script), ``job.yaml`` (provenance: manifest, resolved env
 with secrets as references, point, cycle, runspec version) and the backend's files, and
-hashes the canonical request into the run's digest.
+hashes the canonical request into the run's digest (all of it but ``recipe_source``, the
+script's text that its ``code_digest`` already covers).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import re
@@ -36,6 +36,7 @@ from runspec.plan.interpolate import (
     has_reference,
 )
 from runspec.plan.resolve import Resolved, ResolvedStage
+from runspec.plan.source import SOURCE_FIELD, Source, read_source
 
 
 class _Problems:
@@ -150,7 +151,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
     if recipe.kind == "script":
         recipe = replace(recipe, entry=here(str(recipe.entry)))
     template_digest = _template_digest(stage, resolved)
-    code_digest = _code_digest(stage, resolved)
+    source = _recipe_source(stage, resolved)
+    code_digest = source.digest if source else None
     configs: dict[int, dict[str, Any]] = {}
     argv_refs = has_reference(recipe.args) or (recipe.kind == "command" and has_reference(recipe.entry))
     vars_refs = has_reference(stage.env.vars)
@@ -249,6 +251,10 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         if code_digest:
             request["code_digest"] = code_digest  # an edited script replaces its runs
         run_digest = digest(request)
+        if source is not None and not runs:
+            # The script itself, once per stage and outside the digest (code_digest covers
+            # it): what a later plan diffs an edit against (see plan.source).
+            request[SOURCE_FIELD] = source.field()
 
         def files(spec=spec, config=config, slot=slot, run_digest=run_digest,
                   job_tail=job_tail) -> dict[str, str]:
@@ -360,15 +366,12 @@ def _template_digest(stage: ResolvedStage, resolved: Resolved) -> str | None:
         return None
 
 
-def _code_digest(stage: ResolvedStage, resolved: Resolved) -> str | None:
-    """The recipe script's content is part of the request (DESIGN §4): a code change is a
+def _recipe_source(stage: ResolvedStage, resolved: Resolved) -> Source | None:
+    """The recipe script's content is part of the request: a code change is a
     change. Modules and targets are imported from the environment, not hashed."""
     if stage.recipe.kind != "script":
         return None
-    try:
-        return hashlib.sha256((resolved.root / str(stage.recipe.entry)).read_bytes()).hexdigest()
-    except OSError:
-        return None
+    return read_source(resolved.root, str(stage.recipe.entry))
 
 
 class _Stop(Exception):

@@ -7,7 +7,8 @@ from typing import Any
 
 from runspec import __version__
 from runspec.backends import backend_for
-from runspec.plan.diff import ACTIONS, Action, Change, masked
+from runspec.plan.diff import ACTIONS, KEPT, Action, Change, masked
+from runspec.plan.identity import format_value, point_label
 from runspec.plan.pipeline import PlanResult
 
 JSON_FORMAT = "runspec.plan/1"
@@ -15,6 +16,10 @@ SYMBOLS = {Action.CREATE: "+", Action.REPLACE: "-/+", Action.RERUN: "↻", Actio
            Action.NOOP: "="}
 LEGEND = ("Actions: + create   -/+ replace   ↻ rerun (failed or lost last time)   - destroy"
           "   = unchanged")
+MIN_GROUP = 3           # runs sharing their reasons shown as one entry (two keep their lines)
+LISTED_KEYS = 3         # keys a group of runs lists before "…and N more"
+MAX_SUMMARY = 160       # the longest one-line summary of a group's keys
+MAX_DIFF_VARIANTS = 3   # a group whose runs' diffs differ more ways shows one of them
 
 
 def summary_line(result: PlanResult) -> str:
@@ -31,27 +36,30 @@ def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
     for glob in changes.unmatched:
         lines.append(f"Warning: {glob} matched no run (keys look like {plan.runs[0].key if plan.runs else '…'}; "
                      "in globs [ ] is a character class: write [[] for a literal [)")
-    if not changes.has_changes and not plan.deferred:
+    stale = changes.stale
+    if not changes.has_changes and not plan.deferred and not stale:
         lines += ["", "No changes. " + _unchanged_note(result), summary_line(result)]
         return "\n".join(lines) + "\n"
     lines += [LEGEND, ""]
     stages = list(dict.fromkeys([*plan.stages, *(c.stage for c in changes.changes)]))
     for stage in stages:
         members = [c for c in changes.changes if c.stage == stage]
-        shown = [c for c in members if show_unchanged or c.action != Action.NOOP]
+        shown = [c for c in members if show_unchanged or c.action != Action.NOOP or c.stale]
         hidden = len(members) - len(shown)
         if not shown:
             continue
         backend = plan.stages.get(stage, "gone from the manifest")
         lines.append(f"Stage {stage} ({backend}): {len(members)} run{'s' * (len(members) != 1)}"
                      + (f", {hidden} unchanged hidden" if hidden else ""))
-        for change in shown:
-            lines += _change_lines(change)
+        lines += _stage_lines(shown, plan.name)
         lines.append("")
     for stage, why in plan.deferred.items():
         lines.append(f"Stage {stage}: planned later — it {why}")
     launch_lines = _launch_lines(result)
     lines += launch_lines + ([""] if launch_lines else [])
+    if stale:
+        lines.append(f"{_runs(len(stale))} kept on older code (recipe.on_code_change = "
+                     '"keep"); `--replace GLOB` runs them on the current code.')
     lines.append(summary_line(result))
     return "\n".join(lines) + "\n"
 
@@ -68,6 +76,100 @@ def _launch_lines(result: PlanResult) -> list[str]:
         how = backend_for(launches[0].backend).describe_launches(launches)
         lines.append(f"Stage {stage}: {how}{waits}")
     return lines
+
+
+def _runs(count: int) -> str:
+    return f"{count} run{'s' * (count != 1)}"
+
+
+def _stage_lines(shown: list[Change], manifest: str) -> list[str]:
+    """A stage's changes: runs with the same action and reasons as ONE entry (a count, the
+    keys in short, the reasons, one diff), in the order of their first run; runs whose
+    reasons fewer than ``MIN_GROUP`` runs share (and every create or unchanged run) on
+    their own lines. Runs kept on older code are always one entry, however few."""
+    groups: dict[Any, list[Change]] = {}
+    for change in shown:
+        same = ((change.action, change.stale, tuple(change.reasons)) if change.reasons
+                else id(change))
+        groups.setdefault(same, []).append(change)
+    lines = []
+    for group in groups.values():
+        if len(group) < MIN_GROUP and not group[0].stale:
+            for change in group:
+                lines += _change_lines(change)
+            continue
+        variants: dict[tuple[str, ...], list[Change]] = {}
+        for change in group:
+            variants.setdefault(tuple(change.diff), []).append(change)
+        if len(variants) <= MAX_DIFF_VARIANTS:
+            for runs in variants.values():
+                if len(runs) < MIN_GROUP and not runs[0].stale:
+                    for change in runs:
+                        lines += _change_lines(change)
+                else:
+                    lines += _group_lines(runs, manifest, list(runs[0].diff))
+        else:
+            lines += _group_lines(group, manifest, list(group[0].diff), varied=True)
+    return lines
+
+
+def _group_lines(group: list[Change], manifest: str, diff: list[str],
+                 varied: bool = False) -> list[str]:
+    first = group[0]
+    reasons = [r for r in first.reasons if r != KEPT]
+    what = f"{_runs(len(group))} kept on older code (recipe.on_code_change = \"keep\")" \
+        if first.stale else _runs(len(group))
+    lines = [f"  {SYMBOLS[first.action]:>3} {what}: " + "; ".join(reasons)]
+    lines += [f"        {line}" for line in key_summary(group, manifest)]
+    if varied:
+        lines.append(f"        # the runs' diffs differ; this is {first.key}'s")
+    lines += [f"        {line}" for line in diff]
+    return lines
+
+
+def key_summary(group: list[Change], manifest: str) -> list[str]:
+    """The keys of a group of runs in short: one brace pattern when they are every
+    combination of some parameter values and slots
+    (``m/train/lr={0.1,0.3},wd=0.0/{c1,c2}``), else the first few and how many more."""
+    keys = [c.key for c in group]
+    pattern = _brace_pattern(group, manifest)
+    if pattern is not None and len(pattern) <= MAX_SUMMARY:
+        return [pattern]
+    if len(keys) <= LISTED_KEYS + 1:
+        return keys
+    return [*keys[:LISTED_KEYS], f"…and {len(keys) - LISTED_KEYS} more"]
+
+
+def _brace_pattern(group: list[Change], manifest: str) -> str | None:
+    stages = {c.stage for c in group}
+    if len(stages) != 1:
+        return None
+    stage = stages.pop()
+    values: dict[str, dict[str, None]] = {}
+    slots: dict[str, None] = {}
+    names = None
+    for change in group:
+        source = change.run if change.run is not None else change.member
+        if source is None or change.key != f"{manifest}/{stage}/{point_label(source.point)}/{source.slot}":
+            return None  # a key this cannot rebuild (an old state's): list the keys
+        if names is None:
+            names = sorted(source.point)
+        elif sorted(source.point) != names:
+            return None
+        for name in names:
+            values.setdefault(name, {})[format_value(source.point[name])] = None
+        slots[source.slot] = None
+    combinations = len(slots)
+    for found in values.values():
+        combinations *= len(found)
+    if combinations != len(set(c.key for c in group)):
+        return None
+
+    def braced(items: dict[str, None]) -> str:
+        return next(iter(items)) if len(items) == 1 else "{" + ",".join(items) + "}"
+
+    label = ",".join(f"{name}={braced(values[name])}" for name in names or []) or "_"
+    return f"{manifest}/{stage}/{label}/{braced(slots)}"
 
 
 def _change_lines(change: Change) -> list[str]:
