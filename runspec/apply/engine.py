@@ -22,11 +22,12 @@ from typing import Any, Protocol
 
 from runspec.apply.pacer import Pace, Running, pace
 from runspec.apply.refresh import refresh_state
-from runspec.backends import backend_for
+from runspec.backends import backend_for, by_backend
 from runspec.backends.base import Backend, BackendError, PacedBackend, is_paced
 from runspec.ir import Launch, Run
 from runspec.measure.attempts import keep_previous
 from runspec.measure.files import disk_full, os_reason
+from runspec.measure.metrics import unreported
 from runspec.plan.diff import Action
 from runspec.plan.launches import gaps_before, one_at_a_time
 from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
@@ -34,7 +35,7 @@ from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved
 from runspec.state.control import Answer, Inbox
 from runspec.state.lock import state_lock
-from runspec.state.status import ACTIVE, ENDED, RERUN, RunStatus
+from runspec.state.status import ACTIVE, ENDED, RERUN, RunStatus, read_result
 from runspec.state.store import Member, State, StateError
 
 
@@ -276,16 +277,11 @@ class Applier:
         """Before a replace or rerun is submitted: cancel the run it supersedes if that one
         is still queued or running (it would keep the GPUs busy and write into the same run
         directory), and drop a moved sweep point's old key from the state."""
-        active: dict[str, list[Member]] = {}
+        superseded = [c.member for c in changes if c.member is not None]
         for change in changes:
-            old = change.member
-            if old is None:
-                continue
-            if old.status in ACTIVE:
-                active.setdefault(old.backend, []).append(old)
-            if old.key != change.key:
-                self.state.members.pop(old.key, None)
-        for backend, members in active.items():
+            if change.member is not None and change.member.key != change.key:
+                self.state.members.pop(change.member.key, None)
+        for backend, members in by_backend(m for m in superseded if m.status in ACTIVE).items():
             self.reporter.event(f"cancelling {len(members)} superseded run(s) on {backend}")
             backend_for(backend).cancel_many(members, self.root)
             self.report.backend_calls += 1
@@ -420,10 +416,7 @@ class Applier:
 
     def _cancel_members(self, members: list[Member], running: dict[str, Running],
                         asker: int) -> None:
-        by_backend: dict[str, list[Member]] = {}
-        for member in members:
-            by_backend.setdefault(member.backend, []).append(member)
-        for backend, chosen in by_backend.items():
+        for backend, chosen in by_backend(members).items():
             backend_for(backend).cancel_many(chosen, self.root)
             self.report.backend_calls += 1
             for member in chosen:
@@ -470,9 +463,6 @@ class Applier:
     def warn_unreported(self, member: Member) -> None:
         """Say at once when a run never reported a metric its stage declares (`results`
         counts it as incomplete, and `--strict` fails on it)."""
-        from runspec.measure.metrics import unreported
-        from runspec.state.status import read_result
-
         declared = self.stage_of(member.stage).measure.metrics
         result = read_result(self.root / member.run_dir)[0] if declared else None
         lacking = unreported(declared, result) if result else []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runspec.apply.refresh import refresh_state, verify_finished
-from runspec.backends import backend_for
+from runspec.backends import backend_for, by_backend
 from runspec.backends.base import BackendError
 from runspec.manifest.load import load_manifest
 from runspec.measure.attempts import kept, log_range
@@ -102,22 +102,30 @@ def cancel(target: Tracked, glob: str | None, say=None,
     answers. ``say`` hears that it is being asked."""
     state_file = target.store.local_path
     deadline = time.monotonic() + timeout_s
+    vanished = 0
     while True:
+        lock = state_lock(state_file, "cancel")
         try:
-            return _cancel_here(target, glob)
+            lock.__enter__()
         except StateError:
             holder = read_info(state_file)
             if holder is None and lock_path(state_file).exists():
-                raise
-            if holder is None or holder.holder_is_dead():
+                raise  # a lock whose holder cannot be read: force-unlock's business
+            vanished += holder is None
+            if vanished > 3:
+                raise  # not held, yet it cannot be taken (a full disk, permissions)
+            if holder is None or holder.operation != "apply" or holder.holder_is_dead():
+                # released or left by a dead apply in between (taken over on the next try),
+                # or a status or another cancel holding it for a moment
                 if time.monotonic() > deadline:
                     raise
-                continue  # released (or left by a dead apply) in between: try again
-            if holder.operation != "apply":  # a status or cancel holds it for a moment
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+                time.sleep(0.05)
                 continue
+        else:
+            try:
+                return _cancel_here(target, glob)
+            finally:
+                lock.__exit__(None, None, None)
         if say is not None:
             say(f"asking the apply that holds the state ({holder.describe()}) to cancel "
                 + (f'the runs matching "{glob}"' if glob else "its runs"))
@@ -141,18 +149,15 @@ def _holds(state_file: Path, holder: LockInfo) -> bool:
 
 
 def _cancel_here(target: Tracked, glob: str | None) -> list[str]:
-    with state_lock(target.store.local_path, "cancel"):
-        target.state = target.store.read()
-        refresh_state(target.state, target.root)
-        chosen = [m for m in select(target.state, glob) if m.status in ACTIVE]
-        by_backend: dict[str, list[Member]] = {}
-        for member in chosen:
-            by_backend.setdefault(member.backend, []).append(member)
-        for backend, members in by_backend.items():
-            backend_for(backend).cancel_many(members, target.root)
-            for member in members:
-                member.status = RunStatus.CANCELLED
-        target.store.write(target.state)
+    """Cancel under the lock (held by the caller), and record it."""
+    target.state = target.store.read()
+    refresh_state(target.state, target.root)
+    chosen = [m for m in select(target.state, glob) if m.status in ACTIVE]
+    for backend, members in by_backend(chosen).items():
+        backend_for(backend).cancel_many(members, target.root)
+        for member in members:
+            member.status = RunStatus.CANCELLED
+    target.store.write(target.state)
     return [member.key for member in chosen]
 
 
@@ -182,9 +187,10 @@ def logs(target: Tracked, key: str | None, follow: bool, attempt: int | None = N
         raise StateError(f"--follow follows one run, and {len(members)} match ({shown})",
                          "name one run key")
     for index, member in enumerate(members):
-        if attempt is not None and attempt > kept(target.root / member.run_dir) + 1:
+        attempts = kept(target.root / member.run_dir) + 1
+        if attempt is not None and attempt > attempts:
             raise StateError(f"{member.key} has no attempt {attempt}",
-                             f"it has {kept(target.root / member.run_dir) + 1}")
+                             f"it has {attempts}: pass --attempt 1 to {attempts}")
         if len(members) > 1:
             yield f"{chr(10) if index else ''}==> {member.key} ({member.status}) <==\n"
         yield from log_lines(target, member, follow, attempt=attempt)
@@ -201,6 +207,9 @@ def log_lines(target: Tracked, member: Member, follow: bool, poll_s: float = 0.5
     if not (run_dir / "stdout.log").exists():
         text = backend.log_text(member, target.root)
         if text is not None:
+            if attempt is not None:  # the scheduler's log has no attempts to pick from
+                raise StateError(f"{member.key}: its logs come from {member.backend}, which "
+                                 "keeps only the last attempt's", "leave out --attempt")
             yield text
             return
     ranges = {name: log_range(run_dir, attempt, name) for name in ("stdout.log", "stderr.log")}

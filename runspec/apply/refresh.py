@@ -7,13 +7,12 @@ run recorded as succeeded still has its result (``verify_finished``).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
-from runspec.backends import backend_for
+from runspec.backends import backend_for, by_backend
 from runspec.backends.base import BackendError
 from runspec.state.status import ACTIVE, RunStatus, read_result
-from runspec.state.store import Member, State
+from runspec.state.store import State
 
 
 def refresh_state(state: State, root: Path, say=None) -> int:
@@ -21,11 +20,8 @@ def refresh_state(state: State, root: Path, say=None) -> int:
     cannot be asked (a torn-down Ray cluster, Slurm down) leaves its members as they were,
     with a warning, rather than blocking every later command on this manifest. ``say``
     receives those warnings and the artifact versions registered on the way."""
-    active: dict[str, list[Member]] = defaultdict(list)
-    for member in state.members.values():
-        if member.status in ACTIVE:
-            active[member.backend].append(member)
     changed = 0
+    active = by_backend(m for m in state.members.values() if m.status in ACTIVE)
     for backend_name, members in active.items():
         backend = backend_for(backend_name)
         handles = {m.key: m.handle for m in members}  # a refresh may complete an intent's handle

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from runspec.backends.base import Backend, BackendError, PacedBackend
+
+M = TypeVar("M", bound=Any)  # a state member (``state.store.Member``: below this package)
 
 # One loader per executor: it imports its module only when that executor is used, and its
 # return type is the contract the backend holds (``PacedBackend`` where runspec paces the
@@ -79,3 +82,11 @@ def backend_for(executor: str) -> Backend:
         raise BackendError(f'no backend implements executor "{executor}"',
                            "use one of: " + ", ".join(REGISTRY)) from None
     return load()
+
+
+def by_backend(members: Iterable[M]) -> dict[str, list[M]]:
+    """State members grouped by their backend, in order: each backend is asked once."""
+    groups: dict[str, list[M]] = {}
+    for member in members:
+        groups.setdefault(member.backend, []).append(member)
+    return groups
