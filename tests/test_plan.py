@@ -324,3 +324,31 @@ def test_a_resources_sweep_sets_each_runs_resources_with_a_config_too(project):
     assert invoke("validate", "run.toml", cwd=project).exit_code == 0
     runs = make_plan(project / "run.toml").plan.runs
     assert sorted({r.request["resources"]["cpus_per_task"] for r in runs}) == [1, 2]
+
+
+def test_a_stage_reading_an_upstream_dir_fans_out_over_its_runs(tmp_path):
+    """``${stage.prep.dir}`` of a stage with several runs (here two cycles) gives one
+    consumer run per upstream run, as ``${stage.prep.outputs.…}`` does; before, plan refused
+    it while validate (which plans one cycle) accepted it."""
+    from runspec.plan.check import plan_diagnostics
+    from runspec.plan.render import build_plan
+    from runspec.plan.resolve import resolve
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "fan"
+        [stages.prep.recipe]
+        command = ["true"]
+        [stages.use]
+        needs = ["prep"]
+        [stages.use.recipe]
+        command = ["cat", "${stage.prep.dir}/out.txt"]
+        [campaign]
+        cycles = 2
+        '''))
+    assert plan_diagnostics(tmp_path / "run.toml") == []
+    runs = {r.key: r for r in build_plan(resolve(tmp_path / "run.toml")).runs}
+    assert runs["fan/use/stage.prep=default@c2/c1"].request["argv"][-1] == \
+        "runs/fan/prep/default/c2/out.txt"
+    assert len([k for k in runs if k.startswith("fan/use/")]) == 4

@@ -601,7 +601,7 @@ def _pinned_field(pinned: dict[str, Any], name: str, field: str) -> Any:
 
 
 FAN_OUT_PREFIX = "stage."
-_STAGE_REFERENCE = re.compile(r"\$\{stage\.([A-Za-z0-9_-]+)\.outputs\.")
+_STAGE_REFERENCE = re.compile(r"\$\{stage\.([A-Za-z0-9_-]+)\.(?:outputs\.|dir\})")
 
 
 def upstream_label(run: Run) -> str:
