@@ -4,7 +4,7 @@ Importing this package is cheap on purpose: heavy libraries (torch, ray, wandb,
 codecarbon, nemo_run, matplotlib) are imported only inside the functions that need them.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def report(**metrics: float) -> None:

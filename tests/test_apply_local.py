@@ -326,7 +326,7 @@ def test_torchrun_ddp_with_two_processes(project):
         'OMP_NUM_THREADS = "1"\n')
     result = invoke("apply", "--yes", "run.toml", cwd=project)
     assert result.exit_code == 0, result.output
-    run_dir = project / "runs/ddp/main/_/c1"
+    run_dir = project / "runs/ddp/main/default/c1"
     assert json.loads((run_dir / "local.json").read_text())["argv"][6:9] == [
         "torchrun", "--standalone", "--nproc_per_node=2"]
     assert "world=2 sum=3.0" in (run_dir / "stdout.log").read_text()
@@ -342,7 +342,7 @@ def test_torchrun_launches_a_command_recipe_once_per_process(project):
         '[resources]\nprocs_per_node = 2\n[env.vars]\nOMP_NUM_THREADS = "1"\n')
     result = invoke("apply", "--yes", "run.toml", cwd=project)
     assert result.exit_code == 0, result.output
-    run_dir = project / "runs/cmd/main/_/c1"
+    run_dir = project / "runs/cmd/main/default/c1"
     assert json.loads((run_dir / "local.json").read_text())["argv"][6:11] == [
         "torchrun", "--standalone", "--nproc_per_node=2", "--no-python", "bash"]
     assert sorted((run_dir / "ranks.txt").read_text().splitlines()) == [
@@ -433,13 +433,13 @@ def test_stages_run_in_order_and_a_failed_stage_stops_its_dependants(project):
     result = invoke("apply", "--yes", "run.toml", cwd=project)
     assert result.exit_code == 1
     members = state_of(project).members
-    assert members["loc/prep/_/c1"].status == "succeeded"
-    assert members["loc/train/_/c1"].status == "succeeded"
-    assert members["loc/bad/_/c1"].status == "failed"
-    assert "loc/after_bad/_/c1" not in members
+    assert members["loc/prep/default/c1"].status == "succeeded"
+    assert members["loc/train/default/c1"].status == "succeeded"
+    assert members["loc/bad/default/c1"].status == "failed"
+    assert "loc/after_bad/default/c1" not in members
     assert "skipped stage after_bad: bad did not succeed" in result.stderr
-    prep_env = json.loads((project / members["loc/prep/_/c1"].run_dir / "local.json").read_text())
-    assert prep_env["env"]["RUNSPEC_OUTPUT_DATA"] == "runs/loc/prep/_/c1/data"
+    prep_env = json.loads((project / members["loc/prep/default/c1"].run_dir / "local.json").read_text())
+    assert prep_env["env"]["RUNSPEC_OUTPUT_DATA"] == "runs/loc/prep/default/c1/data"
 
 
 def test_paths_reach_a_recipe_in_its_own_workdir_as_it_sees_them(project):
@@ -471,11 +471,11 @@ def test_paths_reach_a_recipe_in_its_own_workdir_as_it_sees_them(project):
     result = invoke("apply", "--yes", "run.toml", cwd=project)
     assert result.exit_code == 0, result.output
     members = state_of(project).members
-    assert (project / members["loc/use/_/c1"].run_dir / "copy.txt").read_text() == "data"
-    request = json.loads((project / members["loc/use/_/c1"].run_dir / "local.json").read_text())
-    assert request["argv"][-3:] == ["../runs/loc/prep/_/c1/data.txt",
-                                    "../runs/loc/use/_/c1/copy.txt", "../data/raw.txt"]
-    config = (project / members["loc/use/_/c1"].run_dir / "config.yaml").read_text()
+    assert (project / members["loc/use/default/c1"].run_dir / "copy.txt").read_text() == "data"
+    request = json.loads((project / members["loc/use/default/c1"].run_dir / "local.json").read_text())
+    assert request["argv"][-3:] == ["../runs/loc/prep/default/c1/data.txt",
+                                    "../runs/loc/use/default/c1/copy.txt", "../data/raw.txt"]
+    config = (project / members["loc/use/default/c1"].run_dir / "config.yaml").read_text()
     assert config == 'raw: "../data/raw.txt"\nbucket: "s3://bucket/x"\n'
     assert invoke("artifacts", "list", cwd=project).exit_code == 0
     assert "words" in invoke("artifacts", "list", cwd=project).output
@@ -515,7 +515,7 @@ def test_startup_commands_run_before_the_recipe_and_a_failing_one_fails_the_run(
         '''))
     first = invoke("apply", "--yes", "run.toml", cwd=project)
     assert first.exit_code == 0, first.output
-    run_dir = project / state_of(project).members["loc/main/_/c1"].run_dir
+    run_dir = project / state_of(project).members["loc/main/default/c1"].run_dir
     assert (run_dir / "seen.txt").read_text() == "yes"
     assert (project / "startup.log").read_text() == "started\n"
 
@@ -525,7 +525,7 @@ def test_startup_commands_run_before_the_recipe_and_a_failing_one_fails_the_run(
     (run_dir / "seen.txt").unlink()  # the replaced run reuses its directory
     second = invoke("apply", "--yes", "run.toml", cwd=project)
     assert second.exit_code == 1, second.output
-    member = state_of(project).members["loc/main/_/c1"]
+    member = state_of(project).members["loc/main/default/c1"]
     assert member.status == "failed"
     assert not (project / member.run_dir / "seen.txt").exists()
     assert (project / "startup.log").read_text() == "started\nstarted\n"
@@ -558,3 +558,90 @@ def test_gaps_are_idle_time_from_one_runs_end_to_the_next_start(project):
     gaps = idle_gaps(project, keys)
     for measured, configured in zip(gaps, [1.0, 2.5, 1.0], strict=True):
         assert configured <= measured < configured + 2.0, gaps
+
+
+def _as_written_by_0_1(project: Path) -> None:
+    """Turn the state and run directories into what runspec 0.1 wrote for the same
+    manifest: single-point keys and directories ``_`` (a fan-out's ``stage.prep=_@c1``),
+    requests naming them, digests of those requests, no fingerprint."""
+    from runspec.plan.diff import moved
+    from runspec.plan.identity import digest, former_key
+    from runspec.plan.source import SOURCE_FIELDS
+
+    store = StateStore(str(project / ".runspec/state/loc.json"), "loc")
+    state = store.read()
+    back = []
+    for key, member in state.members.items():
+        old_key = former_key(key)
+        old_dir = member.run_dir[: -len(key)] + old_key
+        back += [(member.run_dir, old_dir), (key, old_key)]
+    back.sort(key=lambda pair: -len(pair[0]))  # directories before the keys they contain
+    members = {}
+    for member in sorted(state.members.values(), key=lambda m: -len(m.run_dir)):
+        (project / moved(member.run_dir, back)).parent.mkdir(parents=True, exist_ok=True)
+        (project / member.run_dir).rename(project / moved(member.run_dir, back))
+    for key, member in state.members.items():
+        member.request = moved(member.request, back)
+        member.key, member.run_dir = former_key(key), moved(member.run_dir, back)
+        member.point = {k: moved(v, back) for k, v in member.point.items()}
+        member.digest = digest({k: v for k, v in member.request.items() if k not in SOURCE_FIELDS})
+        members[member.key] = member
+    state.members, state.fingerprint = members, None
+    store.write(state)
+
+
+def test_a_state_from_runspec_0_1_is_renamed_not_rerun(project):
+    """Single-point runs were keyed ``_``; now ``default``. A campaign applied by 0.1 plans
+    as renames (nothing runs), and apply moves the records: the new directory links to the
+    old one, and everything reads under the new names."""
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "loc"
+        [stages.prep.recipe]
+        command = ["python", "../recipe.py", "${run.dir}/marker.txt", "prep", "0"]
+        workdir = "sub"
+        [stages.prep.outputs.artifacts.marks]
+        path = "${run.dir}/marker.txt"
+        [stages.use]
+        needs = ["prep"]
+        [stages.use.recipe]
+        command = ["python", "recipe.py", "${run.dir}/marker.txt", "${stage.prep.outputs.marks}",
+                   "0"]
+        [campaign]
+        cycles = 2
+        '''))
+    (project / "sub").mkdir()
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    assert "loc/use/stage.prep=default@c2/c1" in state_of(project).members
+    _as_written_by_0_1(project)
+    before = starts(project)
+    assert set(before) == {"runs/loc/prep/_/c1", "runs/loc/prep/_/c2",
+                           *(f"runs/loc/use/stage.prep=_@c{u}/c{c}" for u in (1, 2) for c in (1, 2))}
+
+    plan = invoke("plan", "run.toml", cwd=project)
+    assert "Plan: 0 to create, 0 to replace, 0 to rerun, 0 to destroy, 6 to rename, 0 unchanged." in plan.output
+    assert "→ loc/prep/default/c1" in plan.output
+    assert "loc/use/stage.prep={default@c1,default@c2}/{c1,c2}" in plan.output
+    moves = json.loads(invoke("plan", "run.toml", "--json", cwd=project).output)["changes"]
+    assert {(c["from"], c["key"]) for c in moves if c["stage"] == "prep"} == {
+        ("loc/prep/_/c1", "loc/prep/default/c1"), ("loc/prep/_/c2", "loc/prep/default/c2")}
+
+    applied = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert applied.exit_code == 0, applied.output
+    assert "renamed loc/prep/_/c1 → loc/prep/default/c1" in applied.output
+    assert "Apply complete: 0 launched, 6 renamed." in applied.output
+    assert starts(project) == before  # nothing ran again
+    members = state_of(project).members
+    assert sorted(members) == sorted(m.replace("runs/", "").replace("_", "default")
+                                     for m in before)
+    link = project / "runs/loc/prep/default/c1"
+    assert link.is_symlink() and link.resolve() == (project / "runs/loc/prep/_/c1").resolve()
+    assert invoke("plan", "run.toml", cwd=project).output.count("No changes.") == 1
+    assert invoke("logs", "run.toml", "loc/use/stage.prep=default@c1/c2", cwd=project).exit_code == 0
+    results = invoke("results", "run.toml", cwd=project)
+    assert "stage.prep=default@c1" in results.output and "_@" not in results.output
+
+    # A later change reruns into the new name, which is the old directory: nothing is lost.
+    replaced = invoke("apply", "--yes", "run.toml", "--replace", "loc/prep/default/c1", cwd=project)
+    assert replaced.exit_code == 0, replaced.output
+    assert starts(project)["runs/loc/prep/_/c1"] == 2

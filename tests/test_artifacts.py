@@ -34,7 +34,7 @@ def test_publish_resolve_and_alias(tmp_path):
     source = tmp_path / "data"
     source.mkdir()
     (source / "a.txt").write_text("one")
-    first = registry.publish("ds", source, "dataset", producer="m/prep/_/c1")
+    first = registry.publish("ds", source, "dataset", producer="m/prep/default/c1")
     (source / "a.txt").write_text("two")
     second = registry.publish("ds", source, "dataset")
     assert (first.number, second.number) == (1, 2)
@@ -112,29 +112,29 @@ def test_published_outputs_are_consumed_pinned_and_traced(tmp_path, artifact_reg
     (tmp_path / "train.toml").write_text(TRAIN)
     first = invoke("apply", "--yes", "prep.toml", cwd=tmp_path)
     assert first.exit_code == 0, first.output
-    assert "registered shards:v1 from prep/main/_/c1" in first.stderr
+    assert "registered shards:v1 from prep/main/default/c1" in first.stderr
     second = invoke("apply", "--yes", "train.toml", cwd=tmp_path)
     assert second.exit_code == 0, second.output
-    assert "registered model:v1 from train/main/_/c1" in second.stderr
+    assert "registered model:v1 from train/main/default/c1" in second.stderr
     registry = Registry(artifact_registry)
     model = registry.resolve(parse("art://model"))
     assert model.metadata["inputs"] == {"data": "shards:v1"}
     assert Path(model.path, "model.pt").read_text() == "tokens"
     root = ["artifacts", "--root", str(artifact_registry)]
     tree = invoke(*root, "lineage", "model", cwd=tmp_path)
-    assert tree.stdout == ("model:v1  [model] produced by train/main/_/c1\n"
-                           "└── shards:v1  [dataset] produced by prep/main/_/c1\n")
+    assert tree.stdout == ("model:v1  [model] produced by train/main/default/c1\n"
+                           "└── shards:v1  [dataset] produced by prep/main/default/c1\n")
     listing = invoke(*root, "list", cwd=tmp_path)
     assert "model  (model) versions v1…v1 [1]  aliases: latest → v1" in listing.stdout
     shown = invoke(*root, "show", "shards:v1", cwd=tmp_path)
-    assert '"producer": "prep/main/_/c1"' in shown.stdout
+    assert '"producer": "prep/main/default/c1"' in shown.stdout
     missing = invoke(*root, "show", "shards:v7", cwd=tmp_path)
     assert missing.exit_code == 1 and "versions: v1; aliases: latest → v1" in missing.stderr
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "shard.txt").write_text("more tokens")
     registry.publish("shards", tmp_path / "other", "dataset")
     plan = invoke("plan", "train.toml", cwd=tmp_path)
-    assert "-/+ train/main/_/c1" in plan.stdout
+    assert "-/+ train/main/default/c1" in plan.stdout
     assert "# input data: v1 → v2" in plan.stdout
 
 
@@ -150,7 +150,7 @@ def test_a_missing_output_fails_the_run_with_the_reason(tmp_path):
         '''))
     result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
     assert result.exit_code == 1
-    assert ("noout/main/_/c1: output ckpt is missing: runs/noout/main/_/c1/ckpt was not written"
+    assert ("noout/main/default/c1: output ckpt is missing: runs/noout/main/default/c1/ckpt was not written"
             in result.stdout)
 
 
@@ -208,7 +208,7 @@ def test_art_interpolation_in_a_rendered_config(tmp_path, artifact_registry, tex
         '''))
     result = invoke("render", "run.toml", "--out", "out", cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    config = (tmp_path / "out/runs/art/main/_/c1/config.yaml").read_text()
+    config = (tmp_path / "out/runs/art/main/default/c1/config.yaml").read_text()
     assert config.replace(str(data.resolve()), "<corpus>") == text_snapshot
 
 

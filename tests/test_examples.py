@@ -49,7 +49,7 @@ def test_specs_smoke_runs_and_the_plan_exit_codes(tmp_path):
     assert 'recipe.overrides."train.stepz": "train.stepz" is not a key of' in broken.stderr
 
     # tiny GPT: 2 DDP ranks reported, the loss fell, the checkpoint was written and registered
-    tiny = repo / "specs/runs/tiny-gpt-smoke/main/_/c1"
+    tiny = repo / "specs/runs/tiny-gpt-smoke/main/default/c1"
     result = json.loads((tiny / "result.json").read_text())
     assert result["exit_code"] == 0
     ranks = {json.loads(line).get("rank") for line in (tiny / "metrics.jsonl").read_text().splitlines()}
@@ -59,7 +59,7 @@ def test_specs_smoke_runs_and_the_plan_exit_codes(tmp_path):
     assert (tiny / "checkpoint/model.pt").stat().st_size > 10_000
 
     # Nemotron-style: PEP 723 launch (torchrun), the -c tiny config, the dotlist passed through
-    nemotron = repo / "specs/runs/nemotron-style-smoke/main/_/c1"
+    nemotron = repo / "specs/runs/nemotron-style-smoke/main/default/c1"
     job = (nemotron / "job.yaml").read_text()
     assert "torchrun" in job and "train.train_iters=50" in job
     assert "iter 50/50" in (nemotron / "stdout.log").read_text()
@@ -76,13 +76,13 @@ def test_ray_prep_then_train_pipeline_and_its_lineage(tmp_path, ray_head):
         'executor = "ray"', f'executor = "ray"\naddress = "{ray_head["RUNSPEC_RAY_ADDRESS"]}"', 1))
     applied = runspec("apply", "run.toml", "--yes", cwd=example, tmp_path=tmp_path)
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert "registered hamlet-chars:v1 from prep-train/prep/_/c1" in applied.stderr
-    meta = json.loads((example / "runs/prep-train/prep/_/c1/dataset/meta.json").read_text())
+    assert "registered hamlet-chars:v1 from prep-train/prep/default/c1" in applied.stderr
+    meta = json.loads((example / "runs/prep-train/prep/default/c1/dataset/meta.json").read_text())
     assert len(meta["shards"]["train"]) == 4 and meta["vocab_size"] == len(meta["vocab"])
     tree = runspec("artifacts", "lineage", "prep-train-model", cwd=example, tmp_path=tmp_path)
-    assert tree.stdout == ("prep-train-model:v1  [model] produced by prep-train/train/_/c1\n"
-                           "└── hamlet-chars:v1  [dataset] produced by prep-train/prep/_/c1\n")
-    trained = json.loads((example / "runs/prep-train/train/_/c1/result.json").read_text())
+    assert tree.stdout == ("prep-train-model:v1  [model] produced by prep-train/train/default/c1\n"
+                           "└── hamlet-chars:v1  [dataset] produced by prep-train/prep/default/c1\n")
+    trained = json.loads((example / "runs/prep-train/train/default/c1/result.json").read_text())
     assert trained["metrics"]["loss"] < 3.9
 
 

@@ -221,12 +221,12 @@ def test_a_declared_metric_never_reported_warns_at_apply_and_fails_strict_result
         '''))
     applied = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
     assert applied.exit_code == 0, applied.output  # the run itself succeeded
-    assert ("warning: met/main/_/c1 never reported the declared metric val_loss (it reported: "
+    assert ("warning: met/main/default/c1 never reported the declared metric val_loss (it reported: "
             "val_mse); `runspec results` counts it as incomplete") in applied.stderr
     assert "Apply complete: 1 launched, 1 succeeded, 1 warning above." in applied.stdout
     strict = invoke("results", "run.toml", cwd=tmp_path)
     assert strict.exit_code == 1
-    assert ("error: 1 run(s) have no complete result: met/main/_/c1 (never reported val_loss)"
+    assert ("error: 1 run(s) have no complete result: met/main/default/c1 (never reported val_loss)"
             in strict.stderr), strict.stderr
     assert "val_mse" in strict.stdout  # what it did report is still shown
     assert invoke("results", "--no-strict", "run.toml", cwd=tmp_path).exit_code == 0
@@ -257,7 +257,7 @@ def test_require_clean_refuses_a_dirty_tree_before_launching(tmp_path):
     subprocess.run([*git, "commit", "-qam", "edit"], cwd=tmp_path, check=True)
     clean = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
     assert clean.exit_code == 0, clean.output
-    job = (tmp_path / "runs/clean/main/_/c1/job.yaml").read_text()
+    job = (tmp_path / "runs/clean/main/default/c1/job.yaml").read_text()
     assert "provenance:" in job and "dirty: false" in job
 
 
@@ -343,7 +343,7 @@ def test_wandb_offline_logs_outputs_as_artifacts_and_the_registry_keeps_online_r
         '''))
     result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    run_dir = tmp_path / "runs/wbart/main/_/c1"
+    run_dir = tmp_path / "runs/wbart/main/default/c1"
     recorded = json.loads((run_dir / "result.json").read_text())
     jsonschema.validate(recorded, RESULT_SCHEMA)
     assert recorded["wandb"]["artifacts"]["model"]["type"] == "model"
@@ -353,7 +353,7 @@ def test_wandb_offline_logs_outputs_as_artifacts_and_the_registry_keeps_online_r
     assert [(a.name, a.type, list(a.aliases)) for a in artifacts] == [("model", "model", ["latest"])]
     (entry,) = artifacts[0].manifest.contents
     assert entry.ref == (run_dir / "ckpt/w.bin").resolve().as_uri()  # referenced, not copied
-    assert json.loads(artifacts[0].metadata)["runspec_producer"] == "wbart/main/_/c1"
+    assert json.loads(artifacts[0].metadata)["runspec_producer"] == "wbart/main/default/c1"
 
     # Online, the wrapper records the W&B name:version it got; the registry keeps it and the
     # next consumer's plan pins it, so its run can use_artifact it (W&B lineage).

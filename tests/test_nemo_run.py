@@ -225,7 +225,7 @@ def test_dgxcloud_renders_but_is_refused(tmp_path, text_snapshot):
                 "kube_apiserver_url": "https://k8s.example.org", "client_id": "runspec",
                 "client_secret": {"from_env": "DGX_CLIENT_SECRET"}, "project_name": "ml",
                 "pvc_nemo_run_dir": "/pvc/nemo-run"}
-    spec = RunSpec(key="nr/main/_/c1", stage="main", run_dir="runs/nr/main/_/c1",
+    spec = RunSpec(key="nr/main/default/c1", stage="main", run_dir="runs/nr/main/default/c1",
                    argv=["python", "train.py"], env={}, secrets={}, cwd=".",
                    resources={"nodes": 2, "procs_per_node": 8, "gpus_per_node": 8},
                    executor="dgxcloud", settings=settings,

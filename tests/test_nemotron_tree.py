@@ -66,7 +66,7 @@ def test_script_defaults_and_the_run_section_are_honoured(tree):
     config = file_of(files, "config.yaml")
     # torchrun (Nemotron's default launch), one process per GPU of the script's 8, 2 nodes
     assert ("torchrun --nproc_per_node=8 src/recipes/pretrain/train.py --config "
-            "runs/pretrain/main/_/c1/config.yaml") in launch
+            "runs/pretrain/main/default/c1/config.yaml") in launch
     assert "#SBATCH --nodes=2" in sbatch and "#SBATCH --gpus-per-node=8" in sbatch
     # run.env.container_image wins over the script's image; run.env mounts + the profile's
     assert "--container-image=nvcr.io/nvidia/nemo:26.02" in sbatch
@@ -93,7 +93,7 @@ def test_run_cmd_json_config_and_ray_launch(tree):
     assert config == {"input": {"path": "${oc.env:PWD}/data/raw", "shards": 4},
                       "output": {"name": "tree-pretrain-data"}}
     assert ("-- uv run --extra xenna python src/recipes/prep/data_prep.py --config "
-            "runs/prep/main/_/c1/config.json\n") in launch
+            "runs/prep/main/default/c1/config.json\n") in launch
     assert "ray start" in sbatch  # a Ray cluster in the allocation, in the script's image
     assert sbatch.count("--container-image=anyscale/ray:2.49.2-py312") >= 3
 
@@ -176,7 +176,7 @@ def test_a_nemotron_style_tool_runs_from_the_project_root(tree):
     project root, where the manifest is)."""
     result = invoke("apply", "--yes", "report-local.toml", cwd=tree)
     assert result.exit_code == 0, result.output
-    seen = json.loads((tree / "runs/report/main/_/c1/seen.json").read_text())
+    seen = json.loads((tree / "runs/report/main/default/c1/seen.json").read_text())
     assert seen["config"] == {"rows": 3, "title": "my-team/tree-project"}
     assert Path(seen["cwd"]) == tree.resolve() and Path(seen["pwd"]) == tree.resolve()
     assert seen["mode"] == "full"
@@ -192,13 +192,13 @@ def test_a_manifest_away_from_the_project_root_still_runs_the_recipe_there(tree)
     assert "project root" not in validate(tree / "manifests", "report.toml").output
     result = invoke("apply", "--yes", "report.toml", cwd=tree / "manifests")
     assert result.exit_code == 0, result.output
-    run_dir = tree / "manifests/runs/report/main/_/c1"
+    run_dir = tree / "manifests/runs/report/main/default/c1"
     seen = json.loads((run_dir / "seen.json").read_text())
     assert Path(seen["cwd"]) == tree.resolve() and Path(seen["pwd"]) == tree.resolve()
     assert seen["config"]["rows"] == 3
     job = (run_dir / "job.yaml").read_text()
     assert 'cwd: ".."' in job
-    assert '"--config", manifests/runs/report/main/_/c1/config.json]' in job
+    assert '"--config", manifests/runs/report/main/default/c1/config.json]' in job
 
 
 def test_variable_names_from_the_script_or_run_env_must_be_shell_names(tree):

@@ -966,6 +966,6 @@ def test_plan_masks_secret_looking_variables(profile: str, tmp_path: Path):
                "\n".join(request_diff(old.plan.runs[0].request, new.plan.runs[0].request))]
     assert all("hf_NEWVALUE456" not in text and "hf_OLDVALUE123" not in text for text in printed)
     assert '"HF_TOKEN": "***"' in printed[1]
-    assert '"RUNSPEC_RUN_KEY": "leaky/main/_/c1"' in printed[1]  # runspec's own, not a secret
+    assert '"RUNSPEC_RUN_KEY": "leaky/main/default/c1"' in printed[1]  # runspec's own, not a secret
     # What is submitted keeps the value: the mask is for what plan prints.
     assert any("hf_NEWVALUE456" in text for text in rendered(new).values())

@@ -20,10 +20,10 @@ def test_write_is_atomic_versioned_and_keeps_a_backup(tmp_path):
     store = StateStore(str(tmp_path / "s.json"), "s")
     state = store.read()
     assert (state.lineage, state.serial, state.members) == (None, 0, {})
-    state.members["s/main/_/c1"] = Member("s/main/_/c1", "main", "abc", "succeeded")
+    state.members["s/main/default/c1"] = Member("s/main/default/c1", "main", "abc", "succeeded")
     store.write(state)
     first = store.read()
-    assert first.serial == 1 and first.lineage and first.members["s/main/_/c1"].digest == "abc"
+    assert first.serial == 1 and first.lineage and first.members["s/main/default/c1"].digest == "abc"
     store.write(first)
     assert store.read().serial == 2 and store.read().lineage == first.lineage
     assert json.loads((tmp_path / "s.json.backup").read_text())["serial"] == 1
@@ -151,14 +151,14 @@ def test_every_member_field_is_checked_on_reading():
 def test_a_field_of_the_wrong_type_names_the_file_and_the_field(tmp_path):
     store = StateStore(str(tmp_path / "s.json"), "s")
     state = State("s")
-    state.members["s/main/_/c1"] = Member("s/main/_/c1", "main", "abc", "succeeded")
+    state.members["s/main/default/c1"] = Member("s/main/default/c1", "main", "abc", "succeeded")
     store.write(state)
     document = json.loads(store.local_path.read_text())
-    document["members"]["s/main/_/c1"]["status"] = 5
+    document["members"]["s/main/default/c1"]["status"] = 5
     store.local_path.write_text(json.dumps(document))
     with pytest.raises(StateError) as caught:
         store.read()
-    assert caught.value.message == (f'state {store.location} is corrupt at members["s/main/_/c1"]'
+    assert caught.value.message == (f'state {store.location} is corrupt at members["s/main/default/c1"]'
                                     ".status: expected one of submitted, running, succeeded, "
                                     "failed, cancelled, lost, got 5")
     assert caught.value.hint.startswith("runspec will not overwrite it; restore ")

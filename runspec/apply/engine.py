@@ -33,6 +33,7 @@ from runspec.plan.launches import gaps_before, one_at_a_time
 from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
 from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved
+from runspec.plan.source import SOURCE_FIELDS
 from runspec.state.control import Answer, Inbox
 from runspec.state.lock import state_lock
 from runspec.state.status import ACTIVE, ENDED, RERUN, RunStatus, read_result
@@ -61,6 +62,7 @@ class ApplyReport:
     submitted: list[str] = field(default_factory=list)
     statuses: dict[str, RunStatus] = field(default_factory=dict)
     destroyed: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)
     backend_calls: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)   # said as they happened, counted at the end
@@ -83,6 +85,8 @@ class ApplyReport:
                 parts.append(f"{self.count(status)} {status}")
         if self.destroyed:
             parts.append(f"{len(self.destroyed)} removed from state")
+        if self.renamed:
+            parts.append(f"{len(self.renamed)} renamed")
         if self.warnings:
             parts.append(f"{len(self.warnings)} warning{'s' * (len(self.warnings) != 1)} above")
         lines = [f"error: {e}" for e in self.errors]
@@ -199,6 +203,7 @@ class Applier:
         by_key = self.result.plan.by_key()
         to_submit = [by_key[c.key] for c in changes.to_submit()]
         launches = self.result.launches
+        self.move([c for c in changes.changes if c.moved])
         failed_stages: set[str] = set()
         for stage in self.result.plan.stages:
             runs = [r for r in to_submit if r.stage == stage]
@@ -599,6 +604,35 @@ class Applier:
             if member.status == RunStatus.SUCCEEDED:
                 self.warn_unreported(member)
             self.report.statuses[key] = member.status
+
+    # -- renames -----------------------------------------------------------------------------
+    def move(self, changes) -> None:
+        """Runs stored under the name an older runspec gave them take their new key, and the
+        new run directory links to the old one, which stays where it is (a job may still
+        write there, registered artifacts point into it). Runs whose stored request differed
+        only by such renamed paths record the planned one. Nothing is submitted."""
+        for change in changes:
+            member, run = change.member, change.run
+            if member.key != run.key:
+                old, new = self.root / member.run_dir, self.root / run.run_dir
+                try:
+                    if (old.exists() and member.run_dir != run.run_dir
+                            and not new.exists() and not new.is_symlink()):
+                        new.parent.mkdir(parents=True, exist_ok=True)
+                        new.symlink_to(os.path.relpath(old, new.parent))
+                except OSError as error:
+                    self.report.errors.append(f"cannot rename {member.key} to {run.key}: "
+                                              f"linking {new} to {old}: {os_reason(error)}")
+                    continue
+                self.state.members.pop(member.key, None)
+                self.state.members[run.key] = member
+                self.reporter.event(f"renamed {member.key} → {run.key}")
+                self.report.renamed.append(run.key)
+            kept = {k: v for k, v in member.request.items() if k in SOURCE_FIELDS}
+            member.key, member.run_dir, member.point = run.key, run.run_dir, run.point
+            member.request, member.digest = {**run.request, **kept}, run.digest
+        if changes:
+            self.save()
 
     # -- destroy -----------------------------------------------------------------------------
     def destroy(self, changes) -> None:

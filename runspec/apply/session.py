@@ -104,7 +104,8 @@ def _run_apply(target: Path, selection: Selection, options: ApplyOptions,
                           and (options.prune or c.member.status not in ACTIVE)]
         require_clean(result)
         applier = Applier(result, options, reporter, inputs, selection)
-        if not result.changes.to_submit() and not destroys_to_do:
+        renames = [c for c in result.changes.changes if c.moved]
+        if not result.changes.to_submit() and not destroys_to_do and not renames:
             if options.wait and applier.active_runs():
                 applier.wait_for_active()  # nothing to launch, but runs to follow
                 applier.remember_inputs()

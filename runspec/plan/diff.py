@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_member
 from enum import StrEnum
 from itertools import chain
 from typing import Any
@@ -24,7 +26,14 @@ from runspec.ir import Plan, Run
 from runspec.manifest.checks import SECRET_NAME
 from runspec.plan import yamltext
 from runspec.plan.dotted import flatten
-from runspec.plan.identity import digest, format_value
+from runspec.plan.identity import (
+    FORMER_SINGLE_POINT,
+    SINGLE_POINT,
+    canonical,
+    digest,
+    format_value,
+    former_key,
+)
 from runspec.plan.source import CODE_FIELDS, SOURCE_FIELDS, Sources, retain, without
 from runspec.state.status import RERUN, RunStatus
 from runspec.state.store import Member, State
@@ -37,6 +46,7 @@ class Action(StrEnum):
     REPLACE = "replace"   # its request changed: run it again
     RERUN = "rerun"       # failed, cancelled or lost last time: run it again
     DESTROY = "destroy"   # it left the manifest
+    MOVE = "move"         # renamed: its record takes the new key, nothing runs
     NOOP = "noop"         # unchanged
 
 
@@ -46,6 +56,8 @@ MAX_DIFF_LINES = 40
 MASK = "***"
 NOT_SECRET = {"RUNSPEC_RUN_KEY"}  # the run's key, which runspec sets itself
 KEPT = 'kept on older code (recipe.on_code_change = "keep")'
+RENAMED = (f'renamed: a point without sweep parameters is now "{SINGLE_POINT}", not '
+           f'"{FORMER_SINGLE_POINT}"; nothing runs, and the new run directory links to the old')
 
 
 @dataclass
@@ -58,6 +70,9 @@ class Change:
     run: Run | None = None
     member: Member | None = None
     stale: bool = False   # a noop kept on older code (recipe.on_code_change = "keep")
+    # Unchanged but for text that moved with renamed runs (see Changes.moves): apply then
+    # records the planned request, so the next plan compares like with like.
+    moved: bool = False
 
 
 @dataclass
@@ -99,21 +114,27 @@ def diff_plan(plan: Plan, state: State, targets: list[str] | None = None,
     kept: set[str] = set()              # stages with runs kept at their stored digest
     after: dict[str, list[str]] = {}    # stage → its runs' digests once applied
     upstream: dict[str, str] = {}       # stage with kept runs → the digest downstream sees
+    renamed = _renamed(plan, state, targets, excludes)
+    moves = _moves(plan, state, renamed)
     for run in plan.runs:
         planned.add(run.key)
         member = state.members.get(run.key)
+        if member is None and run.key in renamed:
+            member = state.members[renamed[run.key]]
         applied = run.digest
         if _selected(run.key, targets, excludes):
             change = _change(run, member, _as_applied(run, kept, after, upstream), sources,
-                             run.stage in keep_code and not _forced(run.key, replace), replace)
+                             run.stage in keep_code and not _forced(run.key, replace), replace,
+                             moves)
             changes.append(change)
-            if member is not None and change.action == Action.NOOP:
+            if member is not None and change.action in (Action.NOOP, Action.MOVE):
                 applied = member.digest
                 if member.digest != run.digest:
                     kept.add(run.stage)
         after.setdefault(run.stage, []).append(applied)
+    claimed = set(renamed.values())
     gone = [m for k, m in state.members.items()
-            if k not in planned and _selected(k, targets, excludes)]
+            if k not in planned and k not in claimed and _selected(k, targets, excludes)]
     changes = _pair_moved_points(changes, gone, sources)
     for member in gone:
         reasons = ["no longer in the manifest"]
@@ -131,6 +152,39 @@ def diff_plan(plan: Plan, state: State, targets: list[str] | None = None,
     unmatched = [f"--target {g}" for g in targets if not fnmatch.filter(known, g)]
     unmatched += [f"--exclude {g}" for g in excludes if not fnmatch.filter(known, g)]
     return Changes(changes, unmatched)
+
+
+def _renamed(plan: Plan, state: State, targets: list[str],
+             excludes: list[str]) -> dict[str, str]:
+    """Planned key → the key its run is stored under, for runs stored under the name an
+    older runspec gave them (see ``identity.former_key``) and not under their own."""
+    renamed = {}
+    for run in plan.runs:
+        former = former_key(run.key)
+        if (former and run.key not in state.members and former in state.members
+                and _selected(run.key, targets, excludes)):
+            renamed[run.key] = former
+    return renamed
+
+
+def _moves(plan: Plan, state: State, renamed: dict[str, str]) -> list[tuple[str, str]]:
+    """``(old text, new text)`` for each renamed run: its run directory, then its key (a
+    directory contains its key, so it goes first). A stored request that differs from its
+    planned one only by these is unchanged: its runs, and those reading their directories."""
+    if not renamed:
+        return []
+    by_key = plan.by_key()
+    dirs = [(state.members[old].run_dir, by_key[new].run_dir)
+            for new, old in renamed.items() if state.members[old].run_dir]
+    return dirs + [(old, new) for new, old in renamed.items()]
+
+
+def moved(data: Any, moves: list[tuple[str, str]]) -> Any:
+    """``data`` (a stored request) with the moves' old text replaced by the new."""
+    text = canonical(data)
+    for was, now in moves:
+        text = text.replace(canonical(was)[1:-1], canonical(now)[1:-1])
+    return json.loads(text)
 
 
 def _forced(key: str, replace: list[str]) -> bool:
@@ -154,11 +208,33 @@ def _as_applied(run: Run, kept: set[str], after: dict[str, list[str]],
 
 
 def _change(run: Run, member: Member | None, request: dict[str, Any], sources: Sources,
-            keep_code: bool, replace: list[str]) -> Change:
-    """One planned run against its stored self. ``request``: the run's request as applied
-    (see ``_as_applied``); ``keep_code``: its stage keeps runs on older code."""
+            keep_code: bool, replace: list[str], moves: list[tuple[str, str]]) -> Change:
+    """One planned run against its stored self: under its own key, or under the name an
+    older runspec gave it (then an unchanged run is a ``move``). ``request``: the run's
+    request as applied (see ``_as_applied``); ``keep_code``: its stage keeps runs on older
+    code; ``moves``: text that moves with renamed runs, which alone is no change."""
     if member is None:
         return Change(run.key, run.stage, Action.CREATE, run=run)
+    stored = member
+    if moves and member.digest != run.digest:
+        request_moved = moved(member.request, moves)
+        if request_moved != member.request:
+            member = replace_member(member, request=request_moved,
+                                    digest=digest(without(request_moved, SOURCE_FIELDS)))
+    change = _compared(run, member, request, sources, keep_code, replace)
+    change.member = stored
+    change.moved = member is not stored and change.action == Action.NOOP and not change.stale
+    if stored.key == run.key:
+        return change
+    if change.moved:
+        return Change(run.key, run.stage, Action.MOVE, [RENAMED], run=run, member=stored,
+                      moved=True)
+    change.reasons = [f"renamed from {stored.key}", *change.reasons]
+    return change
+
+
+def _compared(run: Run, member: Member, request: dict[str, Any], sources: Sources,
+              keep_code: bool, replace: list[str]) -> Change:
     unchanged = member.digest == run.digest or (
         request is not run.request
         and digest(without(member.request, SOURCE_FIELDS)) == digest(without(request, SOURCE_FIELDS)))

@@ -14,6 +14,9 @@ from typing import Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+@-]")
 MAX_SEGMENT = 120
+SINGLE_POINT = "default"   # the point of a run without sweep parameters
+FORMER_SINGLE_POINT = "_"  # what runspec 0.1 called it (see former_key)
+_FAN_OUT_DEFAULT = re.compile(rf"((?:^|,)stage\.[^=,]+)={SINGLE_POINT}@")
 
 
 def format_value(value: Any) -> str:
@@ -34,14 +37,29 @@ def format_value(value: Any) -> str:
 
 
 def point_label(point: dict[str, Any]) -> str:
-    """``model.n_layer=2,optim.lr=0.001`` (``_`` for a run without sweep parameters)."""
+    """``model.n_layer=2,optim.lr=0.001``; ``default`` for a run without sweep parameters
+    (a real point always has an ``=``, so the two never collide)."""
     if not point:
-        return "_"
+        return SINGLE_POINT
     return ",".join(f"{k}={format_value(point[k])}" for k in sorted(point))
 
 
 def run_key(manifest: str, stage: str, point: dict[str, Any], slot_label: str) -> str:
     return f"{manifest}/{stage}/{point_label(point)}/{slot_label}"
+
+
+def former_key(key: str) -> str | None:
+    """The key runspec 0.1 gave a run whose point, or the upstream run it fans out over,
+    had no sweep parameters (``m/train/_/c1`` for ``m/train/default/c1``,
+    ``m/use/stage.prep=_@c1/c1`` for ``…=default@c1/c1``), so a state written then is
+    renamed, not rerun; None for a key that had no other name."""
+    parts = key.split("/", 2)
+    if len(parts) < 3:
+        return None
+    label, _, slot = parts[2].rpartition("/")
+    former = (FORMER_SINGLE_POINT if label == SINGLE_POINT else
+              _FAN_OUT_DEFAULT.sub(rf"\1={FORMER_SINGLE_POINT}@", label))
+    return None if former == label or not slot else f"{parts[0]}/{parts[1]}/{former}/{slot}"
 
 
 def slug(segment: str) -> str:

@@ -8,14 +8,15 @@ from typing import Any
 from runspec import __version__
 from runspec.backends import backend_for
 from runspec.plan.diff import ACTIONS, KEPT, Action, Change, masked
-from runspec.plan.identity import format_value, point_label
+from runspec.plan.identity import SINGLE_POINT, format_value, point_label
 from runspec.plan.pipeline import PlanResult
 
 JSON_FORMAT = "runspec.plan/1"
 SYMBOLS = {Action.CREATE: "+", Action.REPLACE: "-/+", Action.RERUN: "↻", Action.DESTROY: "-",
-           Action.NOOP: "="}
+           Action.MOVE: "→", Action.NOOP: "="}
 LEGEND = ("Actions: + create   -/+ replace   ↻ rerun (failed or lost last time)   - destroy"
           "   = unchanged")
+MOVE_LEGEND = "   → rename (nothing runs)"   # shown only in plans that rename runs
 MIN_GROUP = 3           # runs sharing their reasons shown as one entry (two keep their lines)
 LISTED_KEYS = 3         # keys a group of runs lists before "…and N more"
 MAX_SUMMARY = 160       # the longest one-line summary of a group's keys
@@ -24,9 +25,10 @@ MAX_DIFF_VARIANTS = 3   # a group whose runs' diffs differ more ways shows one o
 
 def summary_line(result: PlanResult) -> str:
     c = result.changes
+    moves = c.count(Action.MOVE)
     return (f"Plan: {c.count(Action.CREATE)} to create, {c.count(Action.REPLACE)} to replace, "
             f"{c.count(Action.RERUN)} to rerun, {c.count(Action.DESTROY)} to destroy, "
-            f"{c.count(Action.NOOP)} unchanged.")
+            + (f"{moves} to rename, " if moves else "") + f"{c.count(Action.NOOP)} unchanged.")
 
 
 def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
@@ -40,7 +42,7 @@ def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
     if not changes.has_changes and not plan.deferred and not stale:
         lines += ["", "No changes. " + _unchanged_note(result), summary_line(result)]
         return "\n".join(lines) + "\n"
-    lines += [LEGEND, ""]
+    lines += [LEGEND + (MOVE_LEGEND if changes.count(Action.MOVE) else ""), ""]
     stages = list(dict.fromkeys([*plan.stages, *(c.stage for c in changes.changes)]))
     for stage in stages:
         members = [c for c in changes.changes if c.stage == stage]
@@ -168,7 +170,7 @@ def _brace_pattern(group: list[Change], manifest: str) -> str | None:
     def braced(items: dict[str, None]) -> str:
         return next(iter(items)) if len(items) == 1 else "{" + ",".join(items) + "}"
 
-    label = ",".join(f"{name}={braced(values[name])}" for name in names or []) or "_"
+    label = ",".join(f"{name}={braced(values[name])}" for name in names or []) or SINGLE_POINT
     return f"{manifest}/{stage}/{label}/{braced(slots)}"
 
 
@@ -204,6 +206,7 @@ def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, An
             {"key": c.key, "stage": c.stage, "action": c.action, "reasons": c.reasons,
              "digest": c.run.digest if c.run else None,
              "run_dir": c.run.run_dir if c.run else None,
+             **({"from": c.member.key} if c.action == Action.MOVE and c.member else {}),
              **({"request": masked(c.run.request)} if include_requests and c.run else {})}
             for c in result.changes.changes
         ],

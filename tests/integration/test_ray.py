@@ -213,7 +213,7 @@ def test_a_secret_reaches_a_ray_job_but_not_rays_records(project, ray_head):
     finally:
         del os.environ["RUNSPEC_CANARY_SECRET"]
     assert result.exit_code == 0, result.output
-    member = members(project, name)[f"{name}/main/_/c1"]
+    member = members(project, name)[f"{name}/main/default/c1"]
     run_dir = project / member.run_dir
     assert (run_dir / "hash.txt").read_text() == hashlib.sha256(canary.encode()).hexdigest()
     assert not (run_dir / "secrets.env").exists()

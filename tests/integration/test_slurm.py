@@ -202,7 +202,7 @@ def test_torchrun_ddp_with_two_processes_inside_a_slurm_job(project):
         '''))
     result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
     assert result.exit_code == 0, result.output
-    member = members(project, "ddp")["ddp/main/_/c1"]
+    member = members(project, "ddp")["ddp/main/default/c1"]
     out = (project / member.run_dir / "stdout.log").read_text()
     assert "world=2 sum=3.0" in out
 
