@@ -186,3 +186,18 @@ def test_unknown_breaks_only_a_lock_whose_holder_cannot_be_read(tmp_path):
             force_unlock(path, "unknown")
         assert read_info(path) == info
     assert [p.name for p in tmp_path.iterdir()] == []  # no lock and no temporary file left
+
+
+def test_history_keeps_retired_runs_and_skips_a_torn_last_line(tmp_path):
+    from runspec.state.history import History, Retired, history_location
+
+    location = history_location(str(tmp_path / "s.json"))
+    assert location.endswith("s.history.jsonl")
+    history = History(location)
+    assert history.read() == []
+    first = Retired("s/main/x=1/c1", "main", "d1", "replace", "t", "succeeded", {"x": 1},
+                    result={"metrics": {"score": 1.0}})
+    history.append([first])
+    with open(location, "a") as handle:
+        handle.write('{"key": "s/main/x=2/c1", "stage"')  # a kill mid-write
+    assert history.read() == [first]

@@ -35,6 +35,7 @@ from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved
 from runspec.plan.source import SOURCE_FIELDS
 from runspec.state.control import Answer, Inbox
+from runspec.state.history import History, Retired, history_location
 from runspec.state.lock import state_lock
 from runspec.state.status import ACTIVE, ENDED, RERUN, RunStatus, read_result
 from runspec.state.store import Member, State, StateError
@@ -121,6 +122,7 @@ class Applier:
         self.opened: dict[str, Any] = {}      # backend name → its open session
         self.out_of_space = False  # a run directory could not be written: launch no more
         self.inbox = Inbox(result.store.local_path) if result.store.is_local else None
+        self.history = History(history_location(result.store.location))
 
     # -- state -------------------------------------------------------------------------------
     def save(self) -> None:
@@ -140,6 +142,12 @@ class Applier:
         )
         self.state.members[run.key] = member
         return member
+
+    def retire(self, leaving: list[tuple[Member, str]]) -> None:
+        """Record runs about to leave the state (replaced, rerun, destroyed) in its history,
+        before they leave: ``results --all`` reads them there."""
+        at = _now()
+        self.history.append([Retired.of(member, why, at, self.root) for member, why in leaving])
 
     # -- files -------------------------------------------------------------------------------
     def materialize(self, run: Run) -> Path:
@@ -283,6 +291,7 @@ class Applier:
         is still queued or running (it would keep the GPUs busy and write into the same run
         directory), and drop a moved sweep point's old key from the state."""
         superseded = [c.member for c in changes if c.member is not None]
+        self.retire([(c.member, str(c.action)) for c in changes if c.member is not None])
         for change in changes:
             if change.member is not None and change.member.key != change.key:
                 self.state.members.pop(change.member.key, None)
@@ -636,6 +645,8 @@ class Applier:
 
     # -- destroy -----------------------------------------------------------------------------
     def destroy(self, changes) -> None:
+        self.retire([(c.member, str(c.action)) for c in changes
+                     if c.member.status not in ACTIVE or self.options.prune])
         for change in changes:
             member = change.member
             if member.status in ACTIVE and not self.options.prune:
