@@ -201,3 +201,5 @@ def test_history_keeps_retired_runs_and_skips_a_torn_last_line(tmp_path):
     with open(location, "a") as handle:
         handle.write('{"key": "s/main/x=2/c1", "stage"')  # a kill mid-write
     assert history.read() == [first]
+    history.append([first])  # the next apply's lines start on a line of their own
+    assert history.read() == [first, first]

@@ -73,8 +73,12 @@ class History:
             if self.is_local:
                 path = Path(self.location.removeprefix("file://"))
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as handle:
-                    handle.write(text)
+                with path.open("a+b") as handle:
+                    if handle.tell():
+                        handle.seek(-1, os.SEEK_END)
+                        if handle.read(1) != b"\n":
+                            text = "\n" + text  # after a torn line: start a new one
+                    handle.write(text.encode("utf-8"))
                     handle.flush()
                     os.fsync(handle.fileno())
                 return
