@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runspec.plan.adaptive import Adaptive
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Plan:
     runs: list[Run]
     specs: dict[str, RunSpec] = field(default_factory=dict)
     deferred: dict[str, str] = field(default_factory=dict)   # stage → why it is not planned yet
+    adaptive: dict[str, Adaptive] = field(default_factory=dict)  # stage → its campaign.until
     notes: list[Any] = field(default_factory=list)   # Diagnostic warnings shown with the plan
 
     def by_key(self) -> dict[str, Run]:

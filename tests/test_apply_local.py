@@ -289,6 +289,7 @@ def test_cancel_one_run_while_the_apply_goes_on(project):
 def test_cancel_reaches_a_detached_apply(project):
     (project / "run.toml").write_text(manifest(["a", "b"], pause=30))
     assert invoke("apply", "--yes", "--detach", "run.toml", cwd=project).exit_code == 0
+    _wait_for(lambda: starts(project))  # the first recipe is running (its marker written)
     result = invoke("cancel", "run.toml", cwd=project)  # every run, the queued one too
     assert result.exit_code == 0, result.output
     assert result.stdout == "cancelled loc/main/v=a/c1\ncancelled loc/main/v=b/c1\n"

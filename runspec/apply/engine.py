@@ -28,6 +28,7 @@ from runspec.ir import Launch, Run
 from runspec.measure.attempts import keep_previous
 from runspec.measure.files import disk_full, os_reason
 from runspec.measure.metrics import unreported
+from runspec.plan.adaptive import Progress
 from runspec.plan.diff import Action
 from runspec.plan.launches import gaps_before, one_at_a_time
 from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
@@ -231,7 +232,8 @@ class Applier:
             # managed Ray head), or when a later stage needs them and its scheduler cannot
             # hold it in the queue itself (a Slurm stage after a Slurm stage: --dependency).
             follow = (self.options.wait or session.must_follow
-                      or self._later_stage_must_wait_for(stage))
+                      or self._later_stage_must_wait_for(stage)
+                      or stage in self.result.plan.adaptive)  # its results decide what's next
             if is_paced(backend):
                 self.run_paced(backend, stage, runs, stage_launches, follow)
             else:
@@ -244,23 +246,54 @@ class Applier:
         if self.options.wait and not self.stopping:
             self.wait_for_active()
         self.destroy([c for c in changes.changes if c.action == Action.DESTROY])
-        if self.result.plan.deferred and not self.report.errors and not self.stopping:
-            return self.plan_deferred()
+        plan = self.result.plan
+        if (plan.deferred or not all(a.done for a in plan.adaptive.values())) \
+                and not self.report.errors and not self.stopping:
+            return self.plan_again()
+        self.say_why_adaptive_stopped()
         self.remember_inputs()
         return self.report
 
-    def plan_deferred(self) -> ApplyReport:
-        """Stages that waited for upstream results (``select``) are planned now and run."""
+    def plan_again(self) -> ApplyReport:
+        """Plan again now that a round has run: stages that waited for upstream results
+        (``select``, or a stage still adding adaptive cycles) are planned, and adaptive
+        stages get the cycles their results call for; run what that adds. A run this apply
+        already launched is never launched again here (a run that keeps failing ends it)."""
         waiting = dict(self.result.plan.deferred)
-        self.reporter.event("planning " + ", ".join(waiting) + " now that its inputs exist")
-        plan = build_plan(self.result.resolved)
-        self.result = against_state(self.result.resolved, plan, self.result.store, self.state,
-                                    self.selection)
-        if plan.deferred == waiting:  # nothing moved: the upstream results never came
-            for stage, why in waiting.items():
+        plan = build_plan(self.result.resolved, state=self.state)
+        result = against_state(self.result.resolved, plan, self.result.store, self.state,
+                               self.selection)
+        new = result.changes.to_submit()
+        if not new or any(c.key in self.report.submitted for c in new):
+            self.result = result
+            for stage, why in plan.deferred.items():
                 self.report.errors.append(f"stage {stage} was not run: it {why}")
+            self.say_why_adaptive_stopped()
+            self.remember_inputs()
             return self.report
+        if set(plan.deferred) != set(waiting):
+            self.reporter.event("planning " + ", ".join(sorted(set(waiting) - set(plan.deferred)))
+                                + " now that its inputs exist")
+        for stage, adaptive in plan.adaptive.items():
+            more = [c for c in new if c.stage == stage]
+            if more:
+                self.reporter.event(f"stage {stage}: adding {len(more)} run(s) — "
+                                    f"{adaptive.metric}'s 95% CI is still wider than "
+                                    f"±{adaptive.rel_ci:.3g} of its mean")
+        self.result = result
         return self._run()
+
+    def say_why_adaptive_stopped(self) -> None:
+        """For each adaptive stage: how many cycles its points got, and why."""
+        for stage, adaptive in self.result.plan.adaptive.items():
+            if adaptive.done:
+                self.reporter.event(f"stage {stage}: {adaptive.stop_reason()}")
+            else:
+                open_points = sum(p.progress in (Progress.MEASURING, Progress.MORE)
+                                  for p in adaptive.points)
+                self.reporter.event(f"stage {stage}: adaptive cycles stopped short of the "
+                                    f"target with {open_points} point(s) still open, because "
+                                    "a run did not succeed; apply again to go on")
 
     def remember_inputs(self) -> None:
         """When everything planned has succeeded, record the inputs' fingerprint: the next
@@ -717,6 +750,8 @@ def prepare(resolved: Resolved, selection: Selection) -> tuple[PlanResult, Any]:
         state = store.read()
         if refresh_state(state, plan.root):
             store.write(state)
+        if plan.adaptive or plan.deferred:  # how many cycles, what waits: the state says
+            plan = build_plan(resolved, state=state)
         result = against_state(resolved, plan, store, state, selection)
     except BaseException:
         lock.__exit__(None, None, None)

@@ -116,6 +116,7 @@ class Checker:
         self.check_env(data.get("env"), ("env",))
         self.check_measure(data.get("measure"), ("measure",))
         self.check_run_count(data)
+        self.check_until(data)
         self.check_path_lengths(data)
         return self.found
 
@@ -297,6 +298,40 @@ class Checker:
                        did_you_mean(primary, metrics) or f"the metrics are {all_of(metrics)}")
 
 
+    def check_until(self, data: dict[str, Any]) -> None:
+        """``campaign.until`` of each stage (its own campaign over the top-level one): more
+        cycles at most than at least, and a metric the runs will report."""
+        stages = data.get("stages")
+        units = ({name: s for name, s in stages.items() if isinstance(s, dict)}
+                 if isinstance(stages, dict) and stages else {"": data})
+        top_campaign, top_measure = subtable(data, "campaign"), subtable(data, "measure")
+        for name, unit in units.items():
+            own = subtable(unit, "campaign") if name else {}
+            until = own.get("until", top_campaign.get("until"))
+            if not isinstance(until, dict):
+                continue
+            at = ("stages", name, "campaign", "until") if "until" in own else ("campaign", "until")
+            cycles = _bounded_int({**top_campaign, **own}.get("cycles"), 1, 1)
+            most = until.get("max_cycles")
+            if isinstance(most, int) and not isinstance(most, bool) and 2 <= most <= cycles:
+                self.error(at + ("max_cycles",), f"max_cycles = {most} adds no cycle to "
+                           f"campaign.cycles = {cycles}",
+                           f"set max_cycles above {cycles}, or remove until to run exactly "
+                           f"{cycles} cycle{'s' * (cycles != 1)}")
+            measure = {**top_measure, **(subtable(unit, "measure") if name else {})}
+            metric = until.get("metric")
+            if not isinstance(metric, str):
+                continue
+            declared = [m for m in (measure.get("metrics") or []) if isinstance(m, str)]
+            known = [*declared, "wall_s", "peak_rss_mb",
+                     *(["energy_kwh"] if measure.get("energy") is True else [])]
+            if metric not in known:
+                hint = did_you_mean(metric, known) or (
+                    f"declare it in {self.kv('metrics', [*declared, metric])} under "
+                    f"{table(self.fmt, 'measure')}, or use one of {all_of(known)}")
+                self.error(at + ("metric",), f'until.metric "{metric}" is not a metric the '
+                           "runs report", hint)
+
     # -- bounds ----------------------------------------------------------------------------
     def check_run_count(self, data: dict[str, Any]) -> None:
         """Refuse a plan of more than ``max_runs`` runs, counted (not expanded) as plan would."""
@@ -426,7 +461,10 @@ def count_runs(data: dict[str, Any]) -> dict[tuple[str, ...], RunCount]:
 def unit_count(sweep: Any, campaign: dict[str, Any], campaign_at: tuple[str, ...] = ("campaign",)
                ) -> RunCount:
     """The runs of one sweep and campaign (plain data, as written in the manifest)."""
-    count = RunCount(cycles=_bounded_int(campaign.get("cycles"), 1, 1),
+    until = campaign.get("until")
+    most = until.get("max_cycles") if isinstance(until, dict) else None
+    count = RunCount(cycles=max(_bounded_int(campaign.get("cycles"), 1, 1),
+                                _bounded_int(most, 1, 1)),  # adaptive: as many as it may run
                      warmups=_bounded_int(campaign.get("warmup_runs"), 0, 0),
                      campaign_at=campaign_at)
     parameters = sweep.get("parameters") if isinstance(sweep, dict) else None

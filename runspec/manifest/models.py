@@ -176,6 +176,19 @@ class Sweep(Strict):
     )
 
 
+class Until(Strict):
+    """Adaptive cycles: after ``cycles``, keep adding one cycle to each point whose 95% CI
+    of ``metric`` is still wider than ``rel_ci`` of its mean, up to ``max_cycles``."""
+
+    metric: str = Field(description="The metric whose CI decides (a declared metric, "
+                        "wall_s, peak_rss_mb, or energy_kwh with measure.energy).",
+                        examples=["wall_s"])
+    rel_ci: float = Field(gt=0, le=1, description="Target: 95% CI half-width ≤ rel_ci × |mean| "
+                          "(0.02 = ±2%).", examples=[0.02])
+    max_cycles: int = Field(ge=2, le=1_000_000, description="Most cycles a point gets.",
+                            examples=[20])
+
+
 class Campaign(Strict):
     """Statistical repetition of the sweep."""
 
@@ -193,6 +206,8 @@ class Campaign(Strict):
     max_parallel: int | None = Field(None, ge=1, le=1_000_000,
                                       description="Runs at once (Slurm array %N).")
     retries: int = Field(0, ge=0, le=100, description="Times a failed run is retried.")
+    until: Until | None = Field(None, description="Add cycles until each point's CI is tight "
+                                "enough (cycles is then the minimum).")
 
 
 class Wandb(Strict):

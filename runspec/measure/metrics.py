@@ -24,13 +24,29 @@ def is_throughput(name: str) -> bool:
     return name.endswith(THROUGHPUT_SUFFIXES)
 
 
+BUILTIN = ("wall_s", "peak_rss_mb", "energy_kwh")   # what runspec measures itself
+
+
+def reported(result: dict) -> dict:
+    """Every value a result.json holds by metric name: the recipe's, and runspec's own."""
+    return {**(result.get("metrics") or {}), "wall_s": result.get("wall_s"),
+            "peak_rss_mb": result.get("peak_rss_mb"),
+            "energy_kwh": (result.get("energy") or {}).get("energy_kwh")}
+
+
+def metric_value(result: dict, name: str) -> float | None:
+    """One metric of a result as a finite number, or None."""
+    value = reported(result).get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def unreported(declared: list[str], result: dict) -> list[str]:
     """The declared metrics (``measure.metrics``) a run's result lacks: a recipe reporting
     ``val_mse`` where ``val_loss`` was declared is incomplete, not quietly fine."""
-    reported = {**(result.get("metrics") or {}), "wall_s": result.get("wall_s"),
-                "peak_rss_mb": result.get("peak_rss_mb"),
-                "energy_kwh": (result.get("energy") or {}).get("energy_kwh")}
-    return [name for name in declared if reported.get(name) is None]
+    values = reported(result)
+    return [name for name in declared if values.get(name) is None]
 
 
 def declared_metrics(manifest: dict, stage: str) -> list[str]:

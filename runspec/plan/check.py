@@ -38,8 +38,9 @@ def plan_diagnostics(path: str | Path) -> list[Diagnostic]:
 
 
 def one_cycle(resolved: Any) -> Any:
-    """``resolved`` with each stage's campaign cut to one cycle and at most one warmup run."""
+    """``resolved`` with each stage's campaign cut to one cycle and at most one warmup run
+    (and no adaptive cycles, which would only add more cycles)."""
     stages = [replace(stage, campaign=stage.campaign.model_copy(update={
-        "cycles": 1, "warmup_runs": min(stage.campaign.warmup_runs, 1)}))
+        "cycles": 1, "warmup_runs": min(stage.campaign.warmup_runs, 1), "until": None}))
         for stage in resolved.stages]
     return replace(resolved, stages=stages)

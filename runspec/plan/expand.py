@@ -170,7 +170,11 @@ def _frozen(point: Point) -> tuple[tuple[str, str], ...]:
 
 
 def campaign_slots(points: list[Point], campaign: Campaign, seed_name: str) -> list[Slot]:
-    """Runs in execution order: warmups first, then cycles, grouped / interleaved / shuffled."""
+    """Runs in execution order: warmups first, then cycles, grouped / interleaved / shuffled.
+    With ``campaign.until``, every cycle up to ``max_cycles`` (``plan.adaptive`` cuts them to
+    what each point needs now)."""
+    count = campaign.until.max_cycles if campaign.until else campaign.cycles
+    campaign = campaign.model_copy(update={"cycles": max(count, campaign.cycles)})
     runs = len(points) * (campaign.cycles + campaign.warmup_runs)
     if runs > run_limit():
         raise ExpandError((), f"{len(points):,} points × {campaign.cycles + campaign.warmup_runs:,} "

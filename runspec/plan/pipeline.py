@@ -48,9 +48,10 @@ def make_plan(path: str | Path, selection: Selection | None = None,
     selection = selection or Selection()
     with limit_runs(max_runs):
         resolved = resolve(path, selection.sets)
-        plan = build_plan(resolved)
-    store = store_for(resolved)
-    result = against_state(resolved, plan, store, store.read(), selection)
+        store = store_for(resolved)
+        state = store.read()
+        plan = build_plan(resolved, state=state)
+    result = against_state(resolved, plan, store, state, selection)
     if store.is_local:
         from runspec.state.lock import lock_note
 

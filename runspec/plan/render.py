@@ -14,7 +14,7 @@ import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runspec import __version__
 from runspec.artifacts.uri import output_variable
@@ -24,6 +24,7 @@ from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic, ManifestError
 from runspec.manifest.pep723 import GPU_COUNT
 from runspec.plan import yamltext
+from runspec.plan.adaptive import grow
 from runspec.plan.command import CommandError, measured, recipe_argv
 from runspec.plan.dotted import UnknownKey, all_keys, check_key, with_values
 from runspec.plan.expand import ExpandError, campaign_slots, sweep_points
@@ -37,6 +38,9 @@ from runspec.plan.interpolate import (
 )
 from runspec.plan.resolve import Resolved, ResolvedStage
 from runspec.plan.source import SOURCE_FIELD, Source, read_source
+
+if TYPE_CHECKING:
+    from runspec.state.store import State
 
 
 class _Problems:
@@ -59,11 +63,13 @@ class _Problems:
             raise ManifestError(sorted(unique, key=lambda d: (d.file, d.line, d.col)))
 
 
-def build_plan(resolved: Resolved, offline: bool = False) -> Plan:
+def build_plan(resolved: Resolved, offline: bool = False, state: State | None = None) -> Plan:
     """Expand and render every stage. Raises ManifestError listing every problem.
 
     ``offline`` (for ``validate``, which must not depend on what this machine's registry
-    holds): an ``art://`` input the registry lacks is left unpinned instead of an error."""
+    holds): an ``art://`` input the registry lacks is left unpinned instead of an error.
+    ``state``: the applied runs, from which a stage with ``campaign.until`` learns how many
+    cycles each point needs (see ``plan.adaptive``); without it, the minimum."""
     name = resolved.manifest.name
     problems = _Problems(resolved.document)
     problems.offline = offline
@@ -74,11 +80,32 @@ def build_plan(resolved: Resolved, offline: bool = False) -> Plan:
                 needs={s.name: list(s.needs) for s in resolved.stages}, runs=[])
     stage_runs: dict[str, list[Run]] = {}
     for stage in resolved.stages:
+        waiting = _waits_for(stage, plan) if state is not None else None
+        if waiting:
+            plan.deferred[stage.name] = waiting
+            stage_runs[stage.name] = []
+            continue
         runs = _render_stage(resolved, stage, plan, stage_runs, problems)
+        until = stage.campaign.until
+        if until is not None and runs:
+            runs, plan.adaptive[stage.name] = grow(runs, until, stage.campaign.cycles, state,
+                                                   resolved.root)
         stage_runs[stage.name] = runs
         plan.runs.extend(runs)
     problems.raise_if_any()
     return plan
+
+
+def _waits_for(stage: ResolvedStage, plan: Plan) -> str | None:
+    """Why ``stage`` is planned later: a stage it needs is itself planned later, or is still
+    adding adaptive cycles (its consumers should see every cycle it will have)."""
+    for need in stage.needs:
+        if need in plan.deferred:
+            return f"waits for stage {need}, which is planned later"
+        adaptive = plan.adaptive.get(need)
+        if adaptive is not None and not adaptive.done:
+            return f"waits for stage {need} to finish its adaptive cycles (campaign.until)"
+    return None
 
 
 def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,

@@ -57,7 +57,7 @@ def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
         lines.append("")
     for stage, why in plan.deferred.items():
         lines.append(f"Stage {stage}: planned later — it {why}")
-    launch_lines = _launch_lines(result)
+    launch_lines = _launch_lines(result) + _adaptive_lines(result)
     lines += launch_lines + ([""] if launch_lines else [])
     if stale:
         lines.append(f"{_runs(len(stale))} kept on older code (recipe.on_code_change = "
@@ -77,6 +77,23 @@ def _launch_lines(result: PlanResult) -> list[str]:
         waits = f", after {', '.join(after)} succeeds" if after else ""
         how = backend_for(launches[0].backend).describe_launches(launches)
         lines.append(f"Stage {stage}: {how}{waits}")
+    return lines
+
+
+def _adaptive_lines(result: PlanResult) -> list[str]:
+    """For each stage with campaign.until: the cycles planned now, and what it may add."""
+    lines = []
+    for stage, adaptive in result.plan.adaptive.items():
+        counts = sorted({p.planned for p in adaptive.points})
+        now = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        target = (f"until {adaptive.metric}'s 95% CI is within ±{adaptive.rel_ci:.3g} of its "
+                  "mean")
+        if adaptive.done:
+            lines.append(f"Stage {stage}: {target}: done, {adaptive.stop_reason()}")
+            continue
+        lines.append(f"Stage {stage}: cycles {target}: {now} per point planned now "
+                     f"(at least {adaptive.minimum}), up to {adaptive.max_cycles}: at most "
+                     f"{_runs(adaptive.possible_extra)} more, added by apply as results come in")
     return lines
 
 

@@ -634,3 +634,39 @@ def test_runs_of_different_resources_get_their_own_arrays_in_plan_order(project)
     second_start = _instant(_record(project / runs[1].run_dir, "started.json")["started_at"])
     print("configured gap 2 s across arrays; measured idle", round(second_start - first_end, 2))
     assert 2 <= second_start - first_end < 22
+
+
+def test_adaptive_cycles_submit_each_added_cycle_as_its_own_job(project):
+    """campaign.until on Slurm: apply follows the minimum cycles (one array), then submits
+    each added cycle as a job of its own once the results call for it, without --wait."""
+    (project / "score.py").write_text(textwrap.dedent('''\
+        import json, os
+        cycle = int(os.environ["RUNSPEC_RUN_KEY"].rsplit("/c", 1)[1])
+        value = [10, 11, 9, 10, 10, 10][cycle - 1]
+        open(os.environ["RUNSPEC_METRICS"], "a").write(json.dumps({"score": value}) + "\\n")
+        '''))
+    (project / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "sl"
+        [recipe]
+        command = ["python", "score.py"]
+        [resources]
+        cpus_per_task = 1
+        time = "00:05:00"
+        [env]
+        executor = "slurm"
+        partition = "debug"
+        [measure]
+        metrics = ["score"]
+        [campaign]
+        cycles = 3
+        until = { metric = "score", rel_ci = 0.07, max_cycles = 6 }
+        '''))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    state = members(project)
+    assert sorted(state) == [f"sl/main/default/c{n}" for n in range(1, 7)]
+    assert all(m.status == "succeeded" for m in state.values())
+    jobs = {m.handle["job_id"].split("_")[0] for m in state.values()}
+    assert len(jobs) == 4  # the first 3 cycles as one array, then c4, c5, c6 one by one
+    assert "every point has score's 95% CI within ±0.07 of its mean (6 cycles)" in result.output
