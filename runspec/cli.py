@@ -118,8 +118,15 @@ def _manifest_here() -> Path:
     raise click.UsageError("no run.toml or run.yaml in this directory: name the manifest")
 
 
+def _run_apply():
+    """The full apply (it imports the planner and the engine: only when needed)."""
+    from runspec.apply.session import run_apply
+
+    return run_apply
+
+
 def _selection(target, exclude, replace, sets):
-    from runspec.plan.pipeline import Selection
+    from runspec.plan.selection import Selection
 
     return Selection(list(target), list(exclude), list(replace), list(sets))
 
@@ -246,8 +253,8 @@ def apply(path, yes, detach, wait, prune, target, exclude, replace, sets, max_ru
     submitting unless --wait. An unchanged manifest prints "No changes." and makes no
     backend call.
     """
-    from runspec.apply.engine import ApplyAborted, ApplyOptions
-    from runspec.apply.session import run_apply
+    from runspec.apply.noop import quick_no_op
+    from runspec.apply.outcome import ApplyAborted, ApplyOptions
     from runspec.backends.base import BackendError
     from runspec.console import apply_reporter, confirm_plan
     from runspec.manifest.checks import limit_runs
@@ -262,14 +269,18 @@ def apply(path, yes, detach, wait, prune, target, exclude, replace, sets, max_ru
     options = ApplyOptions(detach=detach, wait=wait, prune=prune)
     try:
         with apply_reporter() as reporter, limit_runs(max_runs):
-            outcome = run_apply(path, selection, options, confirm_plan(yes), reporter)
+            outcome = (quick_no_op(path, selection, options, reporter.event)
+                       or _run_apply()(path, selection, options, confirm_plan(yes), reporter,
+                                       quick=False))
     except (ManifestError, StateError) as error:
         _fail(error)
     except (ApplyAborted, BackendError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     if outcome.no_changes:
-        click.echo("No changes. Everything planned was applied; nothing to launch.")
+        still = (f" ({outcome.still_active} run{'s' * (outcome.still_active != 1)} still "
+                 "queued or running)") if outcome.still_active else ""
+        click.echo(f"No changes. Everything planned was applied; nothing to launch{still}.")
         return
     click.echo(outcome.summary())
     sys.exit(0 if outcome.ok else 1)

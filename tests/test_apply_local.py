@@ -640,9 +640,46 @@ def test_a_state_from_runspec_0_1_is_renamed_not_rerun(project):
     assert invoke("plan", "run.toml", cwd=project).output.count("No changes.") == 1
     assert invoke("logs", "run.toml", "loc/use/stage.prep=default@c1/c2", cwd=project).exit_code == 0
     results = invoke("results", "run.toml", cwd=project)
-    assert "stage.prep=default@c1" in results.output and "_@" not in results.output
+    assert "default@c1" in results.output and "_@" not in results.output
 
     # A later change reruns into the new name, which is the old directory: nothing is lost.
     replaced = invoke("apply", "--yes", "run.toml", "--replace", "loc/prep/default/c1", cwd=project)
     assert replaced.exit_code == 0, replaced.output
     assert starts(project)["runs/loc/prep/_/c1"] == 2
+
+
+def test_unchanged_reapply_resolves_nothing_and_sees_new_files_and_variables(project,
+                                                                           monkeypatch):
+    """The quick no-op re-reads only what the last plan read: the manifest is not even
+    resolved. A file that appears where discovery looks (an env.toml above the manifest)
+    or a variable a profile names (${oc.env:…}) takes the full path again."""
+    (project / "run.toml").write_text(manifest(["a"]))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+    import runspec.apply.session as resolving  # where apply resolves the manifest
+
+    def resolve_must_not_run(*args, **kwargs):
+        raise AssertionError("an unchanged re-apply resolved the manifest")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(resolving, "resolve", resolve_must_not_run)
+        fast = invoke("apply", "--yes", "run.toml", cwd=project)
+        assert fast.stdout == "No changes. Everything planned was applied; nothing to launch.\n"
+        (project / "env.toml").write_text('[local]\nexecutor = "local"\n'
+                                          'dir = "${oc.env:RS_TEST_DIR,/tmp}"\n')
+        with pytest.raises(AssertionError, match="resolved the manifest"):
+            invoke("apply", "--yes", "run.toml", cwd=project)
+    assert invoke("apply", "--yes", "run.toml", cwd=project).stdout.startswith("No changes.")
+    state = json.loads((project / ".runspec/state/loc.json").read_text())
+    assert "RS_TEST_DIR" in state["inputs"]["environment"]
+    monkeypatch.setenv("RS_TEST_DIR", "/elsewhere")
+    with monkeypatch.context() as patched:
+        patched.setattr(resolving, "resolve", resolve_must_not_run)
+        with pytest.raises(AssertionError, match="resolved the manifest"):
+            invoke("apply", "--yes", "run.toml", cwd=project)
+
+
+def test_a_failed_run_is_never_hidden_by_the_quick_no_op(project):
+    (project / "run.toml").write_text(manifest(["bad"]))
+    assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 1
+    again = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert "Apply stopped" not in again.stdout and "1 launched, 1 failed" in again.stdout

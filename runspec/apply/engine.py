@@ -15,11 +15,11 @@ import os
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from runspec.apply.outcome import ApplyOptions, ApplyReport, Reporter
 from runspec.apply.pacer import Pace, Running, pace
 from runspec.apply.refresh import refresh_state
 from runspec.backends import backend_for, by_backend
@@ -30,6 +30,7 @@ from runspec.measure.files import disk_full, os_reason
 from runspec.measure.metrics import unreported
 from runspec.plan.adaptive import Progress
 from runspec.plan.diff import Action
+from runspec.plan.inputs import Inputs
 from runspec.plan.launches import gaps_before, one_at_a_time
 from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
 from runspec.plan.render import build_plan
@@ -42,65 +43,6 @@ from runspec.state.status import ACTIVE, ENDED, RERUN, RunStatus, read_result
 from runspec.state.store import Member, State, StateError
 
 
-class ApplyAborted(Exception):
-    """The user declined, or the plan went stale; nothing was launched."""
-
-
-class Reporter(Protocol):
-    def event(self, text: str) -> None: ...
-    def progress(self, done: int, total: int, text: str) -> None: ...
-
-
-@dataclass
-class ApplyOptions:
-    detach: bool = False
-    wait: bool = False
-    prune: bool = False
-
-
-@dataclass
-class ApplyReport:
-    no_changes: bool = False
-    submitted: list[str] = field(default_factory=list)
-    statuses: dict[str, RunStatus] = field(default_factory=dict)
-    destroyed: list[str] = field(default_factory=list)
-    renamed: list[str] = field(default_factory=list)
-    backend_calls: int = 0
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)   # said as they happened, counted at the end
-    detached_log: str | None = None
-    detached_pid: int | None = None
-    detached_manifest: str = "PATH"  # as the user named it: the hint must work as written
-
-    def count(self, status: RunStatus) -> int:
-        return sum(s == status for s in self.statuses.values())
-
-    def summary(self) -> str:
-        if self.detached_log:
-            return (f"Applying {len(self.submitted)} run{'s' * (len(self.submitted) != 1)} in the "
-                    f"background (pid {self.detached_pid}); log: {self.detached_log}. Follow it "
-                    f"with `runspec status {self.detached_manifest} --watch`.")
-        parts = [f"{len(self.submitted)} launched"]
-        for status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED,
-                       RunStatus.LOST):
-            if self.count(status):
-                parts.append(f"{self.count(status)} {status}")
-        if self.destroyed:
-            parts.append(f"{len(self.destroyed)} removed from state")
-        if self.renamed:
-            parts.append(f"{len(self.renamed)} renamed")
-        if self.warnings:
-            parts.append(f"{len(self.warnings)} warning{'s' * (len(self.warnings) != 1)} above")
-        lines = [f"error: {e}" for e in self.errors]
-        verdict = "Apply stopped by an error" if self.errors else "Apply complete"
-        return "\n".join([*lines, f"{verdict}: " + ", ".join(parts) + "."])
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and not any(s in RERUN
-                                           for s in self.statuses.values())
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -109,8 +51,8 @@ class Applier:
     """One apply of one manifest, holding the state lock for its whole duration."""
 
     def __init__(self, result: PlanResult, options: ApplyOptions, reporter: Reporter,
-                 fingerprint: str | None = None, selection: Selection | None = None):
-        self.fingerprint = fingerprint
+                 inputs: Inputs | None = None, selection: Selection | None = None):
+        self.inputs = inputs
         self.selection = selection or Selection()
         self.result = result
         self.options = options
@@ -296,14 +238,19 @@ class Applier:
                                     "a run did not succeed; apply again to go on")
 
     def remember_inputs(self) -> None:
-        """When everything planned has succeeded, record the inputs' fingerprint: the next
-        apply of unchanged inputs then stops before rendering anything."""
-        complete = (not self.report.errors and self.state.members
-                    and self.state.complete()
-                    and len(self.state.members) == len(self.result.plan.runs))
-        fingerprint = self.fingerprint if complete else None
-        if fingerprint != self.state.fingerprint:
-            self.state.fingerprint = fingerprint
+        """When everything planned was submitted and none of it failed (it succeeded, or is
+        still queued or running), and nothing waits to be planned, record what the plan
+        read: the next apply of unchanged inputs then stops before resolving anything, after
+        one refresh of the runs still active (see ``apply.noop``)."""
+        plan = self.result.plan
+        settled = (self.inputs is not None and not self.report.errors and self.state.members
+                   and set(self.state.members) == {r.key for r in plan.runs}
+                   and not plan.deferred and all(a.done for a in plan.adaptive.values())
+                   and not any(m.status in RERUN for m in self.state.members.values()))
+        fingerprint, inputs = ((self.inputs.digest, self.inputs.to_json()) if settled
+                               and self.inputs is not None else (None, None))
+        if fingerprint != self.state.fingerprint or inputs != self.state.inputs:
+            self.state.fingerprint, self.state.inputs = fingerprint, inputs
             self.save()
 
     def _stage_failed_before(self, stage: str) -> bool:

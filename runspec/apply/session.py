@@ -11,13 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runspec.apply.engine import Applier, ApplyAborted, ApplyOptions, ApplyReport, Reporter, prepare
+from runspec.apply.engine import Applier, prepare
+from runspec.apply.noop import quick_no_op
+from runspec.apply.outcome import ApplyAborted, ApplyOptions, ApplyReport, Reporter
 from runspec.backends import backend_for
 from runspec.measure.files import disk_full, os_reason
 from runspec.plan import report
 from runspec.plan.diff import Action
+from runspec.plan.inputs import recorded
 from runspec.plan.pipeline import PlanResult, Selection, store_for
-from runspec.plan.resolve import fingerprint, resolve
+from runspec.plan.resolve import resolve
 from runspec.state.lock import HANDOFF_ENV, lock_path, read_info
 from runspec.state.status import ACTIVE
 from runspec.state.store import StateError
@@ -57,11 +60,17 @@ def stale_reasons(saved: dict[str, Any], result: PlanResult) -> list[str]:
 
 
 def run_apply(target: Path, selection: Selection, options: ApplyOptions,
-              confirm: Callable[[str], bool], reporter: Reporter) -> ApplyReport:
+              confirm: Callable[[str], bool], reporter: Reporter,
+              quick: bool = True) -> ApplyReport:
     """Plan under the state lock, show and confirm, launch, record. Raises ApplyAborted,
     ManifestError, StateError (also for a full disk wherever it strikes: the state file is
-    written atomically, so it is intact either way)."""
+    written atomically, so it is intact either way). ``quick``: first try the quick no-op
+    (``apply.noop``), which the CLI tries itself before importing all this."""
     try:
+        if quick:
+            outcome = quick_no_op(target, selection, options, reporter.event)
+            if outcome is not None:
+                return outcome
         return _run_apply(target, selection, options, confirm, reporter)
     except OSError as error:
         raise _stopped(error, Path(error.filename) if error.filename else None) from None
@@ -88,9 +97,9 @@ def _run_apply(target: Path, selection: Selection, options: ApplyOptions,
         selection = Selection(**saved["apply"]["selection"])
         target = Path(saved["apply"]["manifest_file"])
     resolved = resolve(target, selection.sets)
-    unfiltered = not (selection.targets or selection.excludes or selection.replace)
-    inputs = fingerprint(resolved, selection.sets) if unfiltered else None
-    if saved is None and inputs is not None and _unchanged_since_last_apply(resolved, inputs):
+    inputs = recorded(resolved, selection.sets) if selection.unfiltered else None
+    if saved is None and inputs is not None and _unchanged_since_last_apply(resolved,
+                                                                             inputs.digest):
         return ApplyReport(no_changes=True)
     result, lock = prepare(resolved, selection)
     try:

@@ -7,7 +7,7 @@ and the state, and never writes or submits anything.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from runspec.ir import Launch, Plan
@@ -15,17 +15,8 @@ from runspec.plan.diff import Changes, diff_plan
 from runspec.plan.launches import plan_launches
 from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved, resolve
+from runspec.plan.selection import Selection
 from runspec.state.store import State, StateStore, state_path
-
-
-@dataclass
-class Selection:
-    """Which runs a command acts on (Terraform's -target/-exclude/-replace) and --set values."""
-
-    targets: list[str] = field(default_factory=list)
-    excludes: list[str] = field(default_factory=list)
-    replace: list[str] = field(default_factory=list)
-    sets: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -508,30 +508,3 @@ def _in_dependency_order(stages: list[ResolvedStage]) -> list[ResolvedStage]:
     for stage in stages:
         place(stage)
     return ordered
-
-
-def fingerprint(resolved: Resolved, selection_sets: list[str]) -> str:
-    """One digest of everything a plan of this manifest is a function of: runspec's version,
-    the manifest data (with --set), and the bytes of every file it read (extends bases,
-    env.toml, recipe configs and scripts, sbatch templates). Equal fingerprints mean an
-    equal plan, so an unchanged re-apply can stop before rendering anything."""
-    import hashlib
-    import stat
-
-    from runspec import __version__
-
-    files: dict[str, str | None] = {}
-    for path in sorted(set(resolved.inputs)):
-        try:  # streamed, and regular files only: a script may be large, a pipe never ends
-            if not stat.S_ISREG(path.stat().st_mode):
-                raise OSError(f"{path} is not a regular file")
-            with path.open("rb") as handle:
-                files[str(path.resolve())] = hashlib.file_digest(handle, "sha256").hexdigest()
-        except (OSError, RuntimeError, ValueError):
-            files[str(path)] = None
-    # Where each stage runs is derived too (a script's project root, from the pyproject.toml
-    # files above it), so it is part of what the plan is a function of.
-    workdirs = [s.recipe.workdir for s in resolved.stages]
-    return digest({"runspec": __version__, "manifest": resolved.manifest_digest,
-                   "sets": selection_sets, "root": str(resolved.root), "files": files,
-                   "workdirs": workdirs})

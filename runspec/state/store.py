@@ -69,7 +69,8 @@ class State:
     lineage: str | None = None
     serial: int = 0
     members: dict[str, Member] = field(default_factory=dict)
-    fingerprint: str | None = None     # inputs of the last complete apply (see resolve.fingerprint)
+    fingerprint: str | None = None     # digest of ``inputs``
+    inputs: dict[str, Any] | None = None  # what the last settled apply's plan read (plan.inputs)
 
     def complete(self) -> bool:
         """Has every recorded run succeeded?"""
@@ -81,7 +82,7 @@ class State:
 
         return {"format": STATE_FORMAT, "runspec_version": __version__, "manifest": self.manifest,
                 "lineage": self.lineage, "serial": self.serial, "fingerprint": self.fingerprint,
-                "complete": self.complete(),
+                "complete": self.complete(), "inputs": self.inputs,
                 "members": {k: asdict(m) for k, m in sorted(self.members.items())}}
 
 
@@ -145,6 +146,7 @@ _STATE_FIELDS: dict[str, tuple[Any, str]] = {
     "complete": (lambda v: isinstance(v, bool), "true or false"),
     "checksum": (lambda v: isinstance(v, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", v),
                  '"sha256:" and 64 hex digits'),
+    "inputs": (lambda v: v is None or isinstance(v, dict), "an object or null"),
     "members": (lambda v: isinstance(v, dict), "an object of run key → run"),
 }
 
@@ -262,7 +264,7 @@ class StateStore:
         members = {key: self._member(key, value)
                    for key, value in raw.get("members", {}).items()}
         return State(raw.get("manifest", self.manifest), raw.get("lineage"),
-                     raw.get("serial", 0), members, raw.get("fingerprint"))
+                     raw.get("serial", 0), members, raw.get("fingerprint"), raw.get("inputs"))
 
     def _member(self, key: str, raw: Any) -> Member:
         where = f"members[{json.dumps(key, ensure_ascii=False)}]"

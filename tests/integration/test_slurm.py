@@ -670,3 +670,26 @@ def test_adaptive_cycles_submit_each_added_cycle_as_its_own_job(project):
     jobs = {m.handle["job_id"].split("_")[0] for m in state.values()}
     assert len(jobs) == 4  # the first 3 cycles as one array, then c4, c5, c6 one by one
     assert "every point has score's 95% CI within ±0.07 of its mean (6 cycles)" in result.output
+
+
+def test_reapplying_while_jobs_are_pending_refreshes_once_and_changes_nothing(project):
+    """The partition is down, so the array is accepted and stays pending: a re-apply finds
+    no changes from the recorded inputs and one refresh, and says what is still queued."""
+    subprocess.run(["scontrol", "update", "PartitionName=debug", "State=DOWN"], check=True)
+    try:
+        (project / "run.toml").write_text(manifest(["a", "b", "c"]))
+        assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+        again = invoke("apply", "--yes", "run.toml", cwd=project)
+        assert again.stdout == ("No changes. Everything planned was applied; nothing to "
+                                "launch (3 runs still queued or running).\n"), again.output
+        assert {m.status for m in members(project).values()} == {"submitted"}
+    finally:
+        subprocess.run(["scancel", "--name=sl-main"], check=False)
+        subprocess.run(["scontrol", "update", "PartitionName=debug", "State=UP"], check=False)
+    # Cancelled behind runspec's back: the next apply sees it and reruns, not "No changes".
+    deadline = time.monotonic() + 30
+    while subprocess.run(["squeue", "-h", "-n", "sl-main"], capture_output=True,
+                         text=True).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    rerun = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert "3 launched, 3 succeeded" in rerun.stdout, rerun.output
