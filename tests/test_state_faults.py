@@ -370,11 +370,14 @@ def test_a_full_disk_at_the_lock_is_a_clear_error_and_leaves_no_lock(tmp_path, f
 
 def test_a_full_disk_at_the_state_write_keeps_the_previous_state(tmp_path, full_disk):
     (tmp_path / "pyproject.toml").write_text("")
-    (tmp_path / "run.toml").write_text(manifest(["a"], '[outputs]\nstate = "full/state"\n'))
+    # Each run's request carries 3 KB, so the next state needs more than the page left (the
+    # backup is a second name of the old file: it takes no space of its own).
+    extra = '[outputs]\nstate = "full/state"\n[env.vars]\nPAD = "' + "x" * 3000 + '"\n'
+    (tmp_path / "run.toml").write_text(manifest(["a"], extra))
     assert invoke("apply", "--yes", "run.toml", cwd=tmp_path).exit_code == 0
     path = full_disk.path / "state/loc.json"
     before = path.read_bytes()
-    (tmp_path / "run.toml").write_text(manifest(["a", "b"], '[outputs]\nstate = "full/state"\n'))
+    (tmp_path / "run.toml").write_text(manifest(["a", "b"], extra))
     full_disk.fill(leave_pages=1)  # room for the lock, not for the next state
     result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
     assert result.exit_code == 1

@@ -281,7 +281,7 @@ class Applier:
             self.report.backend_calls += 1
             for member in members:
                 member.status = RunStatus.CANCELLED
-        if changes:
+        if superseded:  # new runs alone change nothing here: their intents are saved next
             self.save()
 
     # -- backends that apply paces (local processes, Ray jobs) ---------------------------------

@@ -75,6 +75,7 @@ def pace(backend: PacedBackend, runs: list[Run], launches: dict[str, Launch], ro
         limit = 1
     total, done = len(runs), 0
     poll_s = backend.capabilities.poll_s
+    idle, watched = 0, (-1, -1, -1)  # polls since a run last started or ended; counts then
     recorder.progress(0, total)
 
     def serve_cancels() -> bool:
@@ -125,7 +126,11 @@ def pace(backend: PacedBackend, runs: list[Run], launches: dict[str, Launch], ro
             done += 1
             recorder.progress(done, total)
         if running or queue:
-            time.sleep(poll_s if running else 0.01)
+            # Poll soon after a start or an end, then back off to the backend's interval: a
+            # short run is noticed within milliseconds, a long one costs no busy loop.
+            seen = (done, len(queue), len(running))
+            idle, watched = (0 if seen != watched else idle + 1), seen
+            time.sleep(min(poll_s, 0.005 * 2 ** idle) if running else 0.01)
     return Paced(list(running.values()), [runs[i] for i in queue])
 
 

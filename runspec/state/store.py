@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,16 @@ class State:
         return {"format": STATE_FORMAT, "runspec_version": __version__, "manifest": self.manifest,
                 "lineage": self.lineage, "serial": self.serial, "fingerprint": self.fingerprint,
                 "complete": self.complete(), "inputs": self.inputs,
-                "members": {k: asdict(m) for k, m in sorted(self.members.items())}}
+                "members": {k: _fields(m) for k, m in sorted(self.members.items())}}
+
+
+_MEMBER_FIELD_NAMES = tuple(f.name for f in fields(Member))
+
+
+def _fields(member: Member) -> dict[str, Any]:
+    """A member as the file holds it: its fields, not deep-copied (``asdict`` would copy
+    every request on every write, the larger part of a write's cost)."""
+    return {name: getattr(member, name) for name in _MEMBER_FIELD_NAMES}
 
 
 def state_path(root: Path, name: str, location: str | None) -> str:
@@ -182,6 +192,24 @@ def render(state: State) -> bytes:
     sealed = {"format": document.pop("format"), "checksum": "sha256:" + _UNSET.decode(),
               **document}
     return _seal((json.dumps(sealed, indent=1) + "\n").encode("utf-8"))
+
+
+def _keep_backup(path: Path) -> None:
+    """``<state>.backup`` becomes the file as it is now: a second name for it (no copy, no
+    space, nothing to sync: the state's own rename and directory sync that follow make it
+    durable), or a copy where the file system has no hard links."""
+    backup = Path(f"{path}.backup")
+    linked = Path(f"{path}.backup.{uuid.uuid4().hex[:8]}")
+    try:
+        os.link(path, linked)
+    except OSError:
+        write_bytes_atomic(backup, path.read_bytes())
+        return
+    try:
+        os.replace(linked, backup)
+    except OSError:
+        linked.unlink(missing_ok=True)
+        raise
 
 
 class StateStore:
@@ -342,7 +370,7 @@ class StateStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
-                write_bytes_atomic(Path(f"{path}.backup"), path.read_bytes(), sync_directory=True)
+                _keep_backup(path)
             write_bytes_atomic(path, data, sync_directory=True)
         except OSError as error:
             state.serial -= 1
