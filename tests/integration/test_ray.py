@@ -222,3 +222,32 @@ def test_a_secret_reaches_a_ray_job_but_not_rays_records(project, ray_head):
         assert canary not in answer.read().decode()
     leaked = [p for p in project.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
     assert leaked == []
+
+
+def test_adaptive_cycles_on_ray_add_a_job_per_cycle_until_the_target(project, ray_head):
+    """campaign.until is obeyed on Ray too: the minimum cycles, then one job per added
+    cycle, until the 95% CI is within target (the figures of tests/test_adaptive.py)."""
+    (project / "score.py").write_text(textwrap.dedent('''\
+        import json, os
+        cycle = int(os.environ["RUNSPEC_RUN_KEY"].rsplit("/c", 1)[1])
+        value = [10, 11, 9, 10, 10, 10][cycle - 1]
+        open(os.environ["RUNSPEC_METRICS"], "a").write(json.dumps({"score": value}) + "\\n")
+        '''))
+    (project / "run.toml").write_text(textwrap.dedent(f'''\
+        schema = "runspec/v1"
+        name = "ry"
+        [recipe]
+        command = ["python", "score.py"]
+        [env]
+        executor = "ray"
+        address = "{ray_head["RUNSPEC_RAY_ADDRESS"]}"
+        [measure]
+        metrics = ["score"]
+        [campaign]
+        cycles = 3
+        until = {{ metric = "score", rel_ci = 0.07, max_cycles = 6 }}
+        '''))
+    result = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    assert sorted(members(project)) == [f"ry/main/default/c{n}" for n in range(1, 7)]
+    assert "every point has score's 95% CI within ±0.07 of its mean (6 cycles)" in result.output
