@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,8 +81,11 @@ def test_ray_prep_then_train_pipeline_and_its_lineage(tmp_path, ray_head):
     meta = json.loads((example / "runs/prep-train/prep/default/c1/dataset/meta.json").read_text())
     assert len(meta["shards"]["train"]) == 4 and meta["vocab_size"] == len(meta["vocab"])
     tree = runspec("artifacts", "lineage", "prep-train-model", cwd=example, tmp_path=tmp_path)
-    assert tree.stdout == ("prep-train-model:v1  [model] produced by prep-train/train/default/c1\n"
-                           "└── hamlet-chars:v1  [dataset] produced by prep-train/prep/default/c1\n")
+    assert re.fullmatch(  # the text prep read is a plain file: its path and digest
+        r"prep-train-model:v1  \[model\] produced by prep-train/train/default/c1\n"
+        r"└── hamlet-chars:v1  \[dataset\] produced by prep-train/prep/default/c1\n"
+        r"    └── \S+/examples/tiny_gpt/data/hamlet\.txt  \[path\] sha256:[0-9a-f]{16}\n",
+        tree.stdout), tree.stdout
     trained = json.loads((example / "runs/prep-train/train/default/c1/result.json").read_text())
     assert trained["metrics"]["loss"] < 3.9
 
@@ -101,9 +105,11 @@ def test_make_demo_runs_the_main_job(tmp_path):
     assert "did you mean" in out  # the typo demonstration
     assert "Apply complete: 12 launched, 12 succeeded." in out
     assert "No changes." in out
-    rows = [line.split() for line in done.stdout.splitlines()
-            if line.startswith("main ") and " loss " in line]
-    assert len(rows) == 4 and all(row[3] == "3" and row[-2].startswith("[") for row in rows)
+    lines = done.stdout.splitlines()
+    header = next(line.split() for line in lines if line.startswith("stage ") and " loss " in line)
+    rows = [line.split() for line in lines if line.startswith("main ")]
+    n, loss = header.index("n"), header.index("loss")  # loss: mean ± half-width of its CI
+    assert len(rows) == 4 and all(row[n] == "3" and row[loss + 1] == "±" for row in rows), rows
     assert "energy_kwh measured by codecarbon with cpu=" in done.stdout
     assert (repo / "examples/tiny_gpt/runs/tiny-gpt.png").read_bytes()[:4] == b"\x89PNG"
     assert "tiny-gpt-model:v12  [model] produced by tiny-gpt/main/" in done.stdout

@@ -172,17 +172,18 @@ def test_results_table_json_csv_md_and_plot(campaign, text_snapshot):
     table = invoke("results", "run.toml", cwd=campaign)
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[1].split()[:5] == ["main", "lr=0.003", "tokens_per_s", "3", "330"]  # primary first
+    assert lines[0].split()[:5] == ["stage", "lr", "n", "tokens_per_s", "loss"]  # primary first
+    assert lines[1].split()[:5] == ["main", "0.003", "3", "330", "±"]  # the best point first
     data = json.loads(invoke("results", "--format", "json", "run.toml", cwd=campaign).stdout)
-    speed = next(r for r in data["rows"] if r["point"] == "lr=0.001" and r["metric"] == "tokens_per_s")
+    speed = next(r for r in data["rows"] if r["lr"] == 0.001 and r["metric"] == "tokens_per_s")
     assert (speed["n"], speed["mean"], speed["min"], speed["max"]) == (3, 110.0, 100.0, 120.0)
     assert speed["std"] == pytest.approx(10.0) and speed["unreliable"] is False
     assert speed["ci95_low"] == pytest.approx(110 - 4.302653 * 10 / math.sqrt(3))
     assert data["missing"] == []
     csv_text = invoke("results", "--format", "csv", "run.toml", cwd=campaign).stdout
-    assert csv_text.splitlines()[0].startswith("stage,point,metric,n,mean,std")
+    assert csv_text.splitlines()[0].startswith("stage,lr,metric,unit,n,mean,std")
     md = invoke("results", "--format", "md", "run.toml", cwd=campaign).stdout
-    assert md.startswith("| stage | point | metric |")
+    assert md.startswith("| stage | lr | n | tokens_per_s | loss |")
     plotted = invoke("results", "--plot", "p.png", "run.toml", cwd=campaign)
     assert plotted.exit_code == 0
     assert (campaign / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

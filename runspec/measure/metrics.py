@@ -24,14 +24,13 @@ def is_throughput(name: str) -> bool:
     return name.endswith(THROUGHPUT_SUFFIXES)
 
 
-BUILTIN = ("wall_s", "peak_rss_mb", "energy_kwh")   # what runspec measures itself
-
-
 def reported(result: dict) -> dict:
-    """Every value a result.json holds by metric name: the recipe's, and runspec's own."""
+    """Every value a result.json holds by metric name: the recipe's, and what runspec
+    measured itself (wall time, peak RSS, energy and emissions)."""
+    energy = result.get("energy") or {}
     return {**(result.get("metrics") or {}), "wall_s": result.get("wall_s"),
-            "peak_rss_mb": result.get("peak_rss_mb"),
-            "energy_kwh": (result.get("energy") or {}).get("energy_kwh")}
+            "peak_rss_mb": result.get("peak_rss_mb"), "energy_kwh": energy.get("energy_kwh"),
+            "emissions_kg": energy.get("emissions_kg")}
 
 
 def metric_value(result: dict, name: str) -> float | None:

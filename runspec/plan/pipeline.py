@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runspec.ir import Launch, Plan
 from runspec.plan.diff import Changes, diff_plan
@@ -17,6 +18,9 @@ from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved, resolve
 from runspec.plan.selection import Selection
 from runspec.state.store import State, StateStore, state_path
+
+if TYPE_CHECKING:
+    from runspec.plan.estimate import Estimate
 
 
 @dataclass
@@ -28,6 +32,7 @@ class PlanResult:
     changes: Changes
     launches: list[Launch]
     lock_note: str | None = None   # the state is locked (by a running or a dead apply)
+    estimate: Estimate | None = None   # what the runs to submit will cost (plan.estimate)
 
 
 def make_plan(path: str | Path, selection: Selection | None = None,
@@ -35,6 +40,8 @@ def make_plan(path: str | Path, selection: Selection | None = None,
     """Plan one manifest against its state. Raises ManifestError or StateError; a sweep of
     more than ``max_runs`` runs (default ``checks.MAX_RUNS``) is refused before expanding."""
     from runspec.manifest.checks import limit_runs
+    from runspec.plan.estimate import estimate_plan
+    from runspec.state.history import history_location
 
     selection = selection or Selection()
     with limit_runs(max_runs):
@@ -43,6 +50,9 @@ def make_plan(path: str | Path, selection: Selection | None = None,
         state = store.read()
         plan = build_plan(resolved, state=state)
     result = against_state(resolved, plan, store, state, selection)
+    result.estimate = estimate_plan(plan, state, result.changes,
+                                    {s.name: s.campaign for s in resolved.stages},
+                                    history_location(store.location))
     if store.is_local:
         from runspec.state.lock import lock_note
 

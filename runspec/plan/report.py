@@ -8,6 +8,7 @@ from typing import Any
 from runspec import __version__
 from runspec.backends import backend_for
 from runspec.plan.diff import ACTIONS, KEPT, Action, Change, masked
+from runspec.plan.estimate import describe as describe_estimate
 from runspec.plan.identity import SINGLE_POINT, format_value, point_label
 from runspec.plan.pipeline import PlanResult
 
@@ -59,6 +60,8 @@ def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
         lines.append(f"Stage {stage}: planned later — it {why}")
     launch_lines = _launch_lines(result) + _adaptive_lines(result)
     lines += launch_lines + ([""] if launch_lines else [])
+    if result.estimate is not None:
+        lines += describe_estimate(result.estimate) + [""]
     if stale:
         lines.append(f"{_runs(len(stale))} kept on older code (recipe.on_code_change = "
                      '"keep"); `--replace GLOB` runs them on the current code.')
@@ -232,6 +235,7 @@ def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, An
              "request": masked(launch.request), "files": launch.files}
             for launch in result.launches
         ],
+        **({"estimate": result.estimate.to_json()} if result.estimate is not None else {}),
     }
 
 
