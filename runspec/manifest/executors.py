@@ -132,13 +132,24 @@ class WandbDefaults(Strict):
 
     project: str | None = Field(None, description="Default W&B project.")
     entity: str | None = Field(None, description="Default W&B entity.")
+    mode: Literal["online", "offline", "disabled"] | None = Field(
+        None, description="Default W&B mode.")
+    tags: list[str] | None = Field(None, description="Default run tags.")
+    group: str | None = Field(None, description="Default run group.")
 
 
 class ArtifactsSettings(Strict):
-    """`[artifacts]` in env.toml: where the artifact registry lives."""
+    """`[artifacts]` in env.toml: where the artifact registry lives, and how outputs go in."""
 
-    backend: Literal["file", "wandb"] | None = Field(None, description="Registry backend.")
-    root: str | None = Field(None, description="Registry root (path or fsspec URL).")
+    backend: Literal["file"] | None = Field(
+        None, description='Registry backend: "file" (a path or fsspec URL), the only one; '
+        "W&B mirrors it through [measure.wandb].")
+    root: str | None = Field(
+        None, description="Registry root shared beyond this project: a path (relative to "
+        "env.toml) or an fsspec URL (file://, s3://, memory://…). Default: "
+        ".runspec/artifacts beside env.toml.", examples=["/lustre/team/artifacts"])
+    mode: Literal["copy", "reference"] | None = Field(
+        None, description="The project's default for outputs.artifacts.*.mode.")
 
 
 class CacheSettings(Strict):

@@ -124,7 +124,21 @@ def validate_document(document: Document, max_runs: int | None = None) -> list[D
     diagnostics += _script_diagnostics(document)
     diagnostics += _config_key_diagnostics(document)
     diagnostics += _env_diagnostics(document)
+    if _wandb_without_project(document.data):  # env.toml may name it: ask the resolver
+        from runspec.plan.resolve import wandb_project_diagnostics
+
+        diagnostics += wandb_project_diagnostics(document)
     return _unique_sorted(diagnostics)
+
+
+def _wandb_without_project(data: Any) -> bool:
+    """Does a ``[measure.wandb]`` table (top-level or a stage's) leave out its project?"""
+    if not isinstance(data, dict):
+        return False
+    stages = data.get("stages")
+    units = [data, *(stages.values() if isinstance(stages, dict) else [])]
+    return any(isinstance(u, dict) and isinstance(subtable(u, "measure").get("wandb"), dict)
+               and not subtable(u, "measure")["wandb"].get("project") for u in units)
 
 
 def schema_diagnostics(document: Document, kind: str, ref: str | None = None, base: KeyPath = (),

@@ -1,12 +1,14 @@
 """``python -m runspec.measure --run-dir D -- CMD…``: run CMD, record how it went.
 
 Signals (Ctrl-C, SIGTERM from a cancel, Slurm's time limit) are passed on to the command;
-its exit status is recorded as the shell would report it (128 + signal number).
+its exit status is recorded as the shell would report it (128 + signal number). With
+``--wandb``, the metrics the command reports are logged to W&B while it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -20,7 +22,7 @@ from runspec.measure import RESULT_FILE, RESULT_FORMAT, STARTED_FILE
 from runspec.measure.attempts import keep_previous, log_offsets
 from runspec.measure.files import write_json
 from runspec.measure.metrics import METRICS_FILE, read_metrics
-from runspec.measure.rss import PeakRss
+from runspec.measure.rss import PeakRss, floor, reap
 
 
 def _now() -> str:
@@ -51,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     host = socket.gethostname()
     metrics_path = (run_dir / METRICS_FILE).resolve()
     env = {**os.environ, "RUNSPEC_METRICS": str(metrics_path)}
+    live = None
+    if args.wandb:
+        import json
+
+        from runspec.measure.wandb_log import LiveRun
+
+        live = LiveRun(run_dir.resolve(), json.loads(args.wandb), metrics_path)
     meter = None
     if args.energy:
         from runspec.measure.energy import EnergyMeter
@@ -58,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         meter = EnergyMeter(args.country, args.power_interval)
         meter.start()  # before the clock: its start-up is overhead, not run time
     started_at = _now()
+    footprint = floor()  # the kernel counts it in the command's peak (see rss)
     try:
         child = subprocess.Popen(command, env=env)
     except OSError as error:
@@ -72,17 +82,21 @@ def main(argv: list[str] | None = None) -> int:
                                         "host": host, "started_at": started_at,
                                         "attempt": attempt, "log_offsets": offsets})
     memory = PeakRss(child.pid).start()
+    if live is not None:
+        live.start()  # W&B starts beside the command, which does not wait for it
 
     def forward(signum, _frame):
-        if child.poll() is None:
-            child.send_signal(signum)
+        # Not child.poll(): that could reap the child before reap() gets its usage.
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, forward)
-    returncode = child.wait()
+    returncode, child_peak = reap(child)
     wall = time.perf_counter() - clock
     ended_at = _now()
-    peak = memory.stop()
+    peak = memory.stop(child_peak, footprint)
     if meter is not None:
         meter.stop()
     exit_code = 128 - returncode if returncode < 0 else returncode
@@ -100,12 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         "energy": meter.result() if meter is not None else None,
         "provenance": collect(Path.cwd()),
     }
-    if args.wandb:
-        import json
-
-        from runspec.measure.wandb_log import log_run
-
-        result["wandb"] = log_run(run_dir.resolve(), json.loads(args.wandb), result)
+    if live is not None:
+        result["wandb"] = live.finish(result)
     write_json(run_dir / RESULT_FILE, result)
     return exit_code
 
