@@ -37,7 +37,7 @@ demo: setup
 	@$(BIN)/runspec apply examples/tiny_gpt/run.toml --yes
 	@$(BIN)/runspec apply examples/tiny_gpt/run.toml --yes
 	@$(BIN)/runspec results examples/tiny_gpt/run.toml --plot examples/tiny_gpt/runs/tiny-gpt.png
-	@$(BIN)/runspec artifacts lineage tiny-gpt-model
+	@$(BIN)/runspec artifacts -C examples/tiny_gpt lineage tiny-gpt-model
 	@echo "Done: results above; plot in examples/tiny_gpt/runs/tiny-gpt.png; runs in examples/tiny_gpt/runs/."
 
 ## test: lint, type-check (mypy), check generated files, run the whole suite (integration

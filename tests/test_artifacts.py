@@ -1,8 +1,10 @@
-"""Artifacts: URIs, the registry (versions, aliases, concurrent publishing), plan-time
-pinning, ${art:…} in configs, outputs registered with lineage by a real 2-stage pipeline."""
+"""Artifacts: URIs, the registry (immutable versions: copied or referenced and checked,
+aliases, best, concurrent publishing, where it lives), plan-time pinning, ${art:…} in
+configs, outputs registered with lineage by real pipelines, and cascades to consumers."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import invoke
 
-from runspec.artifacts.registry import Registry
+from runspec.artifacts.digest import Scheme, changes, digest_of, scan
+from runspec.artifacts.registry import BestBy, Mode, Registry
 from runspec.artifacts.uri import ArtifactError, parse
 
 
@@ -53,24 +56,38 @@ def test_publish_resolve_and_alias(tmp_path):
 CONCURRENT = """
 import sys
 from pathlib import Path
-from runspec.artifacts.registry import Registry
+from runspec.artifacts.registry import Mode, Registry
 registry = Registry(sys.argv[1])
+sys.stdin.readline()  # both processes start publishing together
 for i in range(50):
-    registry.publish("shared", Path(sys.argv[2]), "dataset", producer=f"{sys.argv[3]}-{i}")
+    registry.publish("shared", Path(sys.argv[2]), "dataset", producer=f"{sys.argv[3]}-{i}",
+                     aliases=("latest", f"{sys.argv[3]}-{i}"), mode=Mode.COPY)
 """
 
 
 def test_two_processes_publishing_50_versions_each_lose_none(tmp_path):
+    """Real processes, one name, one content (so also one object, copied concurrently):
+    100 distinct versions, every alias kept, latest on the last."""
     (tmp_path / "f").write_text("x")
     root = tmp_path / "reg"
     procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(root), str(tmp_path / "f"),
-                               name]) for name in ("a", "b")]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+                               name], stdin=subprocess.PIPE) for name in ("a", "b")]
+    for proc in procs:
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
     registry = Registry(root)
     assert registry.versions("shared") == list(range(1, 101))
-    producers = {registry.get("shared", n).metadata["producer"] for n in range(1, 101)}
-    assert len(producers) == 100
-    assert registry.aliases("shared")["latest"] in range(1, 101)
+    by_producer = {registry.get("shared", n).metadata["producer"]: n for n in range(1, 101)}
+    assert sorted(by_producer) == sorted(f"{p}-{i}" for p in "ab" for i in range(50))
+    aliases = registry.aliases("shared")
+    assert {a: n for a, n in aliases.items() if a != "latest"} == by_producer  # none lost
+    assert aliases["latest"] == 100
+    for proc in "ab":  # each process's versions in the order it published them
+        numbers = [by_producer[f"{proc}-{i}"] for i in range(50)]
+        assert numbers == sorted(numbers)
+    assert len({registry.get("shared", n).path for n in range(1, 101)}) == 1  # stored once
+    assert not list((root / ".objects" / ".incoming").iterdir())
 
 
 def test_unwritable_registry_root_is_a_clear_error(tmp_path):
@@ -300,10 +317,446 @@ def test_artifacts_publish_command(tmp_path):
     published = invoke("artifacts", "--root", "reg", "publish", "text", "text.txt",
                        "--type", "dataset", "--alias", "gold", cwd=tmp_path)
     assert published.exit_code == 0, published.output
-    assert published.stdout == f"published text:v1 (dataset) → {tmp_path / 'text.txt'}\n"
     version = Registry(tmp_path / "reg").resolve(parse("art://text:gold"))
+    assert published.stdout == f"published text:v1 (dataset, copied) → {version.path}\n"
     assert (version.number, version.metadata["type"]) == (1, "dataset")
+    assert Path(version.path).read_text() == "to be or not to be\n"
+    assert Path(version.path).is_relative_to(tmp_path / "reg" / ".objects")
+    referenced = invoke("artifacts", "--root", "reg", "publish", "text", "text.txt",
+                        "--mode", "reference", cwd=tmp_path)
+    assert referenced.stdout == f"published text:v2 (artifact, referenced) → {tmp_path / 'text.txt'}\n"
     bad = invoke("artifacts", "--root", "reg", "publish", "a b", "text.txt", cwd=tmp_path)
     assert bad.exit_code == 1 and '"a b" is not an artifact name' in bad.stderr
     missing = invoke("artifacts", "--root", "reg", "publish", "x", "nope.txt", cwd=tmp_path)
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+# -- immutable versions -----------------------------------------------------------------
+
+
+def test_a_copied_version_keeps_its_bytes_when_the_source_is_rewritten(tmp_path):
+    registry = Registry(tmp_path / "reg")
+    source = tmp_path / "data"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.txt").write_text("one")
+    (source / "sub" / "b.txt").write_text("two")
+    first = registry.publish("ds", source, "dataset", mode=Mode.AUTO)  # small: copied
+    again = registry.publish("ds", source, "dataset", mode=Mode.COPY)
+    assert first.metadata["mode"] == "copy" and first.metadata["digest"].startswith("sha256:")
+    assert first.metadata["digest"] == digest_of(source) == again.metadata["digest"]
+    assert again.path == first.path != str(source)  # content-addressed: stored once
+    (source / "a.txt").write_text("ONE!")
+    assert Path(first.path, "a.txt").read_text() == "one"
+    assert registry.drift(first) == []
+    assert registry.drift(first, of="source") == ["a.txt changed (3 → 4 bytes)"]
+    assert not Path(first.path, "sub", "b.txt").stat().st_mode & 0o222  # read-only copies
+
+
+def test_a_referenced_version_reports_which_file_changed(tmp_path):
+    registry = Registry(tmp_path / "reg")
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "a.txt").write_text("one")
+    (source / "b.txt").write_text("two")
+    version = registry.publish("ds", source, "dataset", mode=Mode.REFERENCE)
+    assert version.path == str(source.resolve())
+    assert registry.drift(version) == []
+    os.utime(source / "b.txt", ns=(1, 1))  # touched, same bytes: re-hashed, unchanged
+    assert registry.drift(version) == []
+    (source / "a.txt").write_text("uno")  # same size, new bytes
+    (source / "b.txt").unlink()
+    (source / "c.txt").write_text("new")
+    assert registry.drift(version) == ["b.txt was removed", "c.txt was added", "a.txt changed"]
+
+
+def test_the_sampled_digest_of_a_large_tree_detects_a_rewrite(tmp_path):
+    big = tmp_path / "ckpt"
+    big.mkdir()
+    (big / "shard.bin").write_bytes(os.urandom(2**20))
+    tree = scan(big, Scheme.SAMPLED)
+    assert tree.digest.startswith("sampled:") and changes(big, tree) == []
+    data = bytearray((big / "shard.bin").read_bytes())
+    data[2**19] ^= 0xFF  # one byte in the middle window, same size
+    (big / "shard.bin").write_bytes(bytes(data))
+    assert changes(big, tree) == ["shard.bin changed"]
+    assert scan(big, Scheme.SAMPLED).digest != tree.digest
+
+
+PRODUCE = textwrap.dedent('''\
+    schema = "runspec/v1"
+    name = "produce"
+    [recipe]
+    command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[1], exist_ok=True); open(sys.argv[1] + '/shard.txt', 'w').write('tokens')", "${run.dir}/shards"]
+    [outputs.artifacts.shards]
+    path = "${run.dir}/shards"
+    type = "dataset"
+    mode = "MODE"
+    ''')
+
+CONSUME = textwrap.dedent('''\
+    schema = "runspec/v1"
+    name = "consume"
+    [recipe]
+    command = ["python", "-c", "import sys; print(open(sys.argv[1]).read())", "${art:data,path}/shard.txt"]
+    [artifacts.data]
+    uri = "art://shards:latest"
+    ''')
+
+
+def test_rewriting_a_referenced_output_makes_the_consumers_plan_fail(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "produce.toml").write_text(PRODUCE.replace("MODE", "reference"))
+    (tmp_path / "consume.toml").write_text(CONSUME)
+    assert invoke("apply", "--yes", "produce.toml", cwd=tmp_path).exit_code == 0
+    assert invoke("plan", "consume.toml", cwd=tmp_path).exit_code == 0
+    (tmp_path / "runs/produce/main/default/c1/shards/shard.txt").write_text("other tokens")
+    plan = invoke("plan", "consume.toml", cwd=tmp_path)
+    assert plan.exit_code == 1
+    assert ("consume.toml:6:7: error: artifacts.data.uri: shards:v1 no longer matches what "
+            "was registered: shard.txt changed (6 → 12 bytes) — shards:v1 references "
+            f"{tmp_path / 'runs/produce/main/default/c1/shards'} in place and a version never "
+            "changes") in plan.stderr
+    assert "Traceback" not in plan.output
+
+
+def test_a_copied_output_is_consumed_as_registered_whatever_happens_to_the_run_dir(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "produce.toml").write_text(PRODUCE.replace("MODE", "copy"))
+    (tmp_path / "consume.toml").write_text(CONSUME)
+    assert invoke("apply", "--yes", "produce.toml", cwd=tmp_path).exit_code == 0
+    (tmp_path / "runs/produce/main/default/c1/shards/shard.txt").write_text("other tokens")
+    applied = invoke("apply", "--yes", "consume.toml", cwd=tmp_path)
+    assert applied.exit_code == 0, applied.output
+    assert (tmp_path / "runs/consume/main/default/c1/stdout.log").read_text() == "tokens\n"
+
+
+# -- cascades ---------------------------------------------------------------------------
+
+PIPE = textwrap.dedent('''\
+    schema = "runspec/v1"
+    name = "pipe"
+    [stages.prep.recipe]
+    command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[1], exist_ok=True); n = len(os.listdir(os.environ['RUNSPEC_RUN_DIR'])); open(sys.argv[1] + '/shard.txt', 'w').write(str(n))", "${run.dir}/ds"]
+    [stages.prep.outputs.artifacts.ds]
+    path = "${run.dir}/ds"
+    type = "dataset"
+    [stages.train]
+    needs = ["prep"]
+    [stages.train.recipe]
+    command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[2], exist_ok=True); open(sys.argv[2] + '/m', 'w').write(open(sys.argv[1]).read())", "${stage.prep.outputs.ds}/shard.txt", "${run.dir}/model"]
+    [stages.train.outputs.artifacts.model]
+    path = "${run.dir}/model"
+    type = "model"
+    ''')
+
+
+def test_rerunning_prep_replaces_the_train_runs_consuming_its_output(tmp_path, artifact_registry):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(PIPE)
+    first = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert first.exit_code == 0, first.output
+    assert "registered model:v1 from pipe/train/default/c1" in first.stderr
+    assert "No changes." in invoke("plan", "run.toml", cwd=tmp_path).stdout
+    assert "No changes." in invoke("apply", "--yes", "run.toml", cwd=tmp_path).stdout
+    again = invoke("apply", "--yes", "--replace", "pipe/prep/*", "run.toml", cwd=tmp_path)
+    assert again.exit_code == 0, again.output
+    assert "registered ds:v2 from pipe/prep/default/c1" in again.stderr
+    plan = invoke("plan", "run.toml", cwd=tmp_path)
+    assert "-/+ pipe/train/default/c1" in plan.stdout
+    assert "# input ds: v1 → v2" in plan.stdout
+    assert "= pipe/prep/default/c1" in invoke("plan", "--show-unchanged", "run.toml",
+                                               cwd=tmp_path).stdout
+    cascaded = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert cascaded.exit_code == 0, cascaded.output
+    assert "registered model:v2 from pipe/train/default/c1" in cascaded.stderr
+    assert "No changes." in invoke("plan", "run.toml", cwd=tmp_path).stdout
+    registry = Registry(artifact_registry)
+    assert registry.get("model", 2).metadata["inputs"] == {"ds": "ds:v2"}
+    trained = registry.get("model", 2).path
+    assert Path(trained, "m").read_text() != Path(registry.get("model", 1).path, "m").read_text()
+    # prep's directory rewritten by hand: train reads it, so it is replanned, saying what
+    (tmp_path / "runs/pipe/prep/default/c1/ds/shard.txt").write_text("edited")
+    edited = invoke("plan", "run.toml", cwd=tmp_path)
+    assert "# input ds: content changed" in edited.stdout
+    assert 'changed: ["shard.txt changed' in edited.stdout
+
+
+def test_a_moved_alias_replaces_the_consumers_of_another_manifest(tmp_path, artifact_registry):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "produce.toml").write_text(PRODUCE.replace("MODE", "copy"))
+    (tmp_path / "consume.toml").write_text(CONSUME)
+    assert invoke("apply", "--yes", "produce.toml", cwd=tmp_path).exit_code == 0
+    assert invoke("apply", "--yes", "consume.toml", cwd=tmp_path).exit_code == 0
+    assert "No changes." in invoke("apply", "--yes", "consume.toml", cwd=tmp_path).stdout
+    replaced = invoke("apply", "--yes", "--replace", "produce/*", "produce.toml", cwd=tmp_path)
+    assert "registered shards:v2" in replaced.stderr
+    applied = invoke("apply", "--yes", "consume.toml", cwd=tmp_path)
+    assert applied.exit_code == 0, applied.output
+    assert "-/+ consume/main/default/c1" in applied.stdout
+    assert "# input data: v1 → v2" in applied.stdout
+
+
+# -- where the registry lives -------------------------------------------------------------
+
+MODEL = textwrap.dedent('''\
+    schema = "runspec/v1"
+    name = "tiny"
+    [recipe]
+    command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[1], exist_ok=True); open(sys.argv[1] + '/w', 'w').write('w')", "${run.dir}/ckpt"]
+    [outputs.artifacts.tiny-gpt-model]
+    path = "${run.dir}/ckpt"
+    type = "model"
+    ''')
+
+
+def test_a_fresh_clones_first_run_registers_v1(tmp_path, monkeypatch):
+    """The registry is the project's: another project's 12 versions of the same name on
+    this machine (or in the old per-user place) do not number this one's."""
+    monkeypatch.delenv("RUNSPEC_ARTIFACTS")
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    elsewhere = tmp_path / "other-project"
+    (elsewhere / "x").mkdir(parents=True)
+    for registry in (Registry(home / ".runspec/artifacts"), Registry(elsewhere / ".runspec/artifacts")):
+        for _ in range(12):
+            registry.publish("tiny-gpt-model", elsewhere / "x", "model")
+    clone = tmp_path / "clone"
+    (clone / ".git").mkdir(parents=True)
+    (clone / "examples").mkdir()
+    (clone / "examples/run.toml").write_text(MODEL)
+    applied = invoke("apply", "--yes", "run.toml", cwd=clone / "examples")
+    assert applied.exit_code == 0, applied.output
+    assert "registered tiny-gpt-model:v1 from tiny/main/default/c1" in applied.stderr
+    assert Registry(clone / ".runspec/artifacts").versions("tiny-gpt-model") == [1]  # git root
+    listed = invoke("artifacts", "list", cwd=clone / "examples")
+    assert f"Artifacts in {clone / '.runspec/artifacts'}:" in listed.stdout
+    assert "tiny-gpt-model  (model) versions v1…v1 [1]" in listed.stdout
+    # beside env.toml when there is one; else in the manifest's directory
+    (clone / "examples/env.toml").write_text('[local]\nexecutor = "local"\n')
+    assert "registered tiny-gpt-model:v1" in invoke(
+        "apply", "--yes", "--replace", "*", "run.toml", cwd=clone / "examples").stderr
+    assert Registry(clone / "examples/.runspec/artifacts").versions("tiny-gpt-model") == [1]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "run.toml").write_text(MODEL)
+    assert invoke("apply", "--yes", "run.toml", cwd=alone).exit_code == 0
+    assert Registry(alone / ".runspec/artifacts").versions("tiny-gpt-model") == [1]
+    shown = invoke("artifacts", "-C", str(alone), "list", cwd=tmp_path)
+    assert f"Artifacts in {alone / '.runspec/artifacts'}:" in shown.stdout
+
+
+def test_a_shared_root_at_a_file_url(tmp_path, monkeypatch):
+    monkeypatch.delenv("RUNSPEC_ARTIFACTS")
+    shared = tmp_path / "shared"
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "env.toml").write_text(f'[artifacts]\nroot = "{shared.as_uri()}"\n')
+    (project / "run.toml").write_text(MODEL)
+    applied = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert applied.exit_code == 0, applied.output
+    assert Registry(shared).versions("tiny-gpt-model") == [1]
+    assert not (project / "file:").exists() and not (project / ".runspec/artifacts").exists()
+    assert f"Artifacts in {shared}:" in invoke("artifacts", "list", cwd=project).stdout
+    # a relative root is relative to env.toml, wherever runspec is started
+    (project / "env.toml").write_text('[artifacts]\nroot = "../team"\n')
+    assert invoke("apply", "--yes", "--replace", "*", "project/run.toml",
+                  cwd=tmp_path).exit_code == 0
+    assert Registry(tmp_path / "team").versions("tiny-gpt-model") == [1]
+
+
+def test_a_shared_root_at_a_memory_url(tmp_path, monkeypatch):
+    """Any fsspec filesystem: memory:// lives in this process, as the CLI runs here."""
+    monkeypatch.delenv("RUNSPEC_ARTIFACTS")
+    url = f"memory://runspec-test-{tmp_path.name}"
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "env.toml").write_text(f'[artifacts]\nroot = "{url}"\n')
+    (project / "run.toml").write_text(MODEL)
+    (project / "use.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "use"
+        [recipe]
+        command = ["echo", "${art:m,path}"]
+        [artifacts.m]
+        uri = "art://tiny-gpt-model:latest"
+        '''))
+    applied = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert applied.exit_code == 0, applied.output
+    assert "registered tiny-gpt-model:v1" in applied.stderr
+    version = Registry(url).get("tiny-gpt-model", 1)
+    assert version.path.startswith(f"memory:///runspec-test-{tmp_path.name}/.objects/")
+    assert version.path.endswith("/ckpt")
+    assert Registry(url).drift(version) == []
+    import fsspec
+
+    with fsspec.open(f"{version.path}/w") as handle:
+        assert handle.read() == b"w"
+    listed = invoke("artifacts", "list", cwd=project)
+    assert "tiny-gpt-model  (model) versions v1…v1 [1]" in listed.stdout
+    planned = invoke("plan", "--json", "use.toml", cwd=project)
+    assert planned.exit_code == 0, planned.output
+    assert f'"{version.path}"' in planned.stdout  # the consumer's argv names the copy
+    fsspec.filesystem("memory").rm(version.path, recursive=True)
+    broken = invoke("plan", "use.toml", cwd=project)
+    assert broken.exit_code == 1 and "tiny-gpt-model:v1 no longer matches" in broken.stderr
+
+
+def test_a_wandb_backend_is_refused_at_validate(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "env.toml").write_text('[artifacts]\nbackend = "wandb"\n')
+    (tmp_path / "run.toml").write_text(MODEL)
+    for target in ("run.toml", "env.toml", "."):
+        result = invoke("validate", target, cwd=tmp_path)
+        assert result.exit_code == 1, target
+        assert ('env.toml:2:11: error: artifacts.backend: backend = "wandb" is not supported'
+                in result.stderr), target
+    planned = invoke("plan", "run.toml", cwd=tmp_path)
+    assert planned.exit_code == 1 and 'backend = "wandb" is not supported' in planned.stderr
+    (tmp_path / "env.toml").write_text('[artifacts]\nmode = "copie"\nroot = "s4://b/x"\n')
+    typo = invoke("validate", "run.toml", cwd=tmp_path)
+    assert 'artifacts.mode: mode "copie" is not an artifact mode — did you mean "copy"?' in typo.stderr
+    assert 'artifacts.root: no fsspec filesystem reads "s4://" URLs — use a path' in typo.stderr
+    (tmp_path / "env.toml").write_text('[artifacts]\nbackend = "file"\nmode = "reference"\n')
+    assert invoke("validate", "run.toml", cwd=tmp_path).exit_code == 0
+
+
+# -- lineage and aliases ------------------------------------------------------------------
+
+
+def test_lineage_lists_a_plain_file_input_with_its_digest(tmp_path, artifact_registry):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/hamlet.txt").write_text("To be, or not to be\n")
+    (tmp_path / "run.toml").write_text(MODEL + textwrap.dedent('''\
+        [artifacts.text]
+        uri = "data/hamlet.txt"
+        [artifacts.corpus]
+        uri = "art://corpus"
+        '''))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("c")
+    Registry(artifact_registry).publish("corpus", corpus, "dataset")
+    assert invoke("apply", "--yes", "run.toml", cwd=tmp_path).exit_code == 0
+    model = Registry(artifact_registry).get("tiny-gpt-model", 1)
+    expected = digest_of(tmp_path / "data/hamlet.txt")
+    assert model.metadata["inputs"] == {
+        "corpus": "corpus:v1",
+        "text": {"path": str((tmp_path / "data/hamlet.txt").resolve()), "digest": expected}}
+    tree = invoke("artifacts", "lineage", "tiny-gpt-model", cwd=tmp_path)
+    assert tree.stdout == (
+        "tiny-gpt-model:v1  [model] produced by tiny/main/default/c1\n"
+        "├── corpus:v1  [dataset] produced by hand\n"
+        f"└── data/hamlet.txt  [path] sha256:{expected.removeprefix('sha256:')[:16]}\n")
+
+
+def test_the_alias_command_moves_an_alias_and_the_plan_follows(tmp_path, artifact_registry):
+    (tmp_path / "pyproject.toml").write_text("")
+    registry = Registry(artifact_registry)
+    for text in ("one", "two"):
+        (tmp_path / "d.txt").write_text(text)
+        registry.publish("ds", tmp_path / "d.txt", "dataset", mode=Mode.COPY)
+    (tmp_path / "run.toml").write_text(CONSUME.replace("art://shards:latest", "art://ds:prod")
+                                       .replace("/shard.txt", ""))
+    missing = invoke("plan", "run.toml", cwd=tmp_path)
+    assert 'artifact "ds" has no version or alias "prod"' in missing.stderr
+    moved = invoke("artifacts", "alias", "ds:v1", "prod", cwd=tmp_path)
+    assert moved.exit_code == 0, moved.output
+    assert moved.stdout == "ds:prod → v1\n"
+    assert invoke("apply", "--yes", "run.toml", cwd=tmp_path).exit_code == 0
+    assert (tmp_path / "runs/consume/main/default/c1/stdout.log").read_text() == "one\n"
+    assert invoke("artifacts", "alias", "ds:v2", "prod", cwd=tmp_path).stdout == \
+        "ds:prod → v2 (was v1)\n"
+    plan = invoke("plan", "run.toml", cwd=tmp_path)
+    assert "# input data: v1 → v2" in plan.stdout
+    assert registry.aliases("ds") == {"latest": 2, "prod": 2}
+    for args, message in ((("ds:v9", "prod"), 'artifact "ds" has no version or alias "v9"'),
+                          (("ds:v1", "v2"), '"v2" is not an alias name')):
+        bad = invoke("artifacts", "alias", *args, cwd=tmp_path)
+        assert bad.exit_code == 1 and message in bad.stderr
+
+
+BEST_SWEEP = textwrap.dedent('''\
+    schema = "runspec/v1"
+    name = "bestof"
+    [recipe]
+    command = ["python", "-c", "import json, os, sys; os.makedirs(sys.argv[1]); open(os.environ['RUNSPEC_METRICS'], 'a').write(json.dumps({'loss': float(sys.argv[2])}) + '\\\\n')", "${run.dir}/ckpt", "${sweep.loss}"]
+    [sweep.parameters]
+    loss = LOSSES
+    [outputs.artifacts.model]
+    path = "${run.dir}/ckpt"
+    type = "model"
+    alias_best = { metric = "loss", goal = "min" }
+    ''')
+
+
+def test_alias_best_follows_the_best_metric_of_the_producing_runs(tmp_path, artifact_registry):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(BEST_SWEEP.replace("LOSSES", "[3.0, 1.0, 2.0]"))
+    applied = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert applied.exit_code == 0, applied.output
+    registry = Registry(artifact_registry)
+    best = registry.resolve(parse("art://model:best"))
+    assert best.metadata["producer"] == "bestof/main/loss=1.0/c1"
+    assert best.metadata["metrics"]["loss"] == 1.0
+    assert "registered model:v1 from bestof/main/loss=3.0/c1\nmodel:best → v1 (loss 3)\n" \
+        in applied.stderr
+    assert f"model:best → v{best.number} (loss 1)" in applied.stderr
+    assert applied.stderr.count("model:best →") == 2  # the run with loss 2 came after 1
+    (tmp_path / "run.toml").write_text(BEST_SWEEP.replace("LOSSES", "[3.0, 1.0, 2.0, 0.5, 4.0]"))
+    assert invoke("apply", "--yes", "run.toml", cwd=tmp_path).exit_code == 0
+    assert registry.resolve(parse("art://model:best")).metadata["producer"] == \
+        "bestof/main/loss=0.5/c1"
+    assert registry.aliases("model")["latest"] == 5
+
+
+def test_alias_best_with_goal_max_and_runs_that_did_not_report(tmp_path):
+    registry = Registry(tmp_path / "reg")
+    (tmp_path / "f").write_text("x")
+    by = BestBy("accuracy", "max")
+    for value in (0.5, None, 0.9, 0.7):
+        registry.publish("m", tmp_path / "f", "model", best=by,
+                         metrics=None if value is None else {"accuracy": value})
+    assert registry.aliases("m")["best"] == 3
+
+
+def test_a_run_that_ended_after_apply_returned_is_registered_as_its_manifest_says(tmp_path):
+    """A refresh (status, the next apply) registers without the resolved manifest at hand:
+    the mode, alias_best and plain inputs come from the manifest the run's job.yaml names."""
+    from conftest import state_members
+
+    from runspec.artifacts.publish import register_outputs
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "data.txt").write_text("d")
+    (tmp_path / "run.toml").write_text(BEST_SWEEP.replace("LOSSES", "[2.0]").replace(
+        'type = "model"', 'type = "model"\nmode = "reference"') + '[artifacts.raw]\nuri = "data.txt"\n')
+    assert invoke("apply", "--yes", "run.toml", cwd=tmp_path).exit_code == 0
+    (member,) = state_members(tmp_path, "bestof").values()
+    result = tmp_path / member.run_dir / "result.json"
+    result.write_text(result.read_text().replace('"loss": 2.0', '"loss": 1.5'))
+    member.registered = False
+    assert register_outputs(member, tmp_path) == (["model:v2"], None)
+    registry = Registry(member.registry)
+    assert registry.aliases("model")["best"] == 2  # alias_best, from the manifest
+    version = registry.get("model", 2)
+    assert version.metadata["mode"] == "reference"
+    assert version.path == str(tmp_path / "runs/bestof/main/loss=2.0/c1/ckpt")
+    assert version.metadata["inputs"]["raw"]["digest"] == digest_of(tmp_path / "data.txt")
+
+
+def test_env_toml_mode_is_the_projects_default_and_an_output_mode_wins(tmp_path,
+                                                                       artifact_registry):
+    (tmp_path / "env.toml").write_text('[artifacts]\nmode = "reference"\n')
+    (tmp_path / "run.toml").write_text(MODEL.replace("tiny-gpt-model", "a") + textwrap.dedent('''\
+        [outputs.artifacts.b]
+        path = "${run.dir}/ckpt/w"
+        mode = "copy"
+        '''))
+    assert invoke("apply", "--yes", "run.toml", cwd=tmp_path).exit_code == 0
+    registry = Registry(artifact_registry)
+    a, b = registry.get("a", 1), registry.get("b", 1)
+    assert (a.metadata["mode"], a.path) == ("reference", str(tmp_path / "runs/tiny/main/default/c1/ckpt"))
+    assert b.metadata["mode"] == "copy" and Path(b.path).is_relative_to(artifact_registry)
+    (tmp_path / "env.toml").write_text('[local]\nexecutor = "local"\n')
+    assert invoke("apply", "--yes", "--replace", "*", "run.toml", cwd=tmp_path).exit_code == 0
+    assert registry.get("a", 2).metadata["mode"] == "copy"  # small: copied by default

@@ -155,9 +155,11 @@ def test_guide_word_for_word(tmp_path):
     assert "energy_kwh measured by codecarbon with cpu=" in out
     assert (tutorial / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "tutorial-model:v" in out and "produced by tutorial/main/" in out
-    lineage = [line for line in out.splitlines() if line.startswith("tutorial-model:v")]
-    assert len(lineage) == 1 and re.fullmatch(  # what step 8 shows: no input is listed
+    lines = out.splitlines()
+    lineage = [line for line in lines if line.startswith("tutorial-model:v")]
+    assert len(lineage) == 1 and re.fullmatch(  # what step 8 shows
         r"tutorial-model:v\d+  \[model\] produced by tutorial/main/optim\.lr=[0-9.]+/c\d",
         lineage[0]), lineage
-    following = out.splitlines()[out.splitlines().index(lineage[0]) + 1:][:1]
-    assert not following or not following[0].startswith(("├", "└")), following
+    tree = lines[lines.index(lineage[0]) + 1:][:2]
+    assert re.fullmatch(r"└── data/hamlet\.txt  \[path\] sha256:[0-9a-f]{16}", tree[0]), tree
+    assert len(tree) < 2 or not tree[1].startswith(("├", "└", " ")), tree  # the only input

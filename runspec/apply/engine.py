@@ -428,12 +428,16 @@ class Applier:
     def register_outputs(self, run: Run) -> str | None:
         """A run that succeeded publishes its outputs.artifacts, with lineage (its key and
         the input versions it used). Returns why it must count as failed, if it must."""
-        from runspec.artifacts.publish import register_outputs
+        from runspec.artifacts.publish import declared, register_outputs
 
         member = self.state.members[run.key]
-        published, problem = register_outputs(member, self.root)
+        known = declared(self.stage_of(run.stage), self.result.resolved)
+        notes: list[str] = []  # what else moved: the best alias
+        published, problem = register_outputs(member, self.root, known, notes)
         for label in published:
             self.reporter.event(f"registered {label} from {run.key}")
+        for note in notes:
+            self.reporter.event(note)
         if problem:
             member.error = problem
         return problem

@@ -33,8 +33,9 @@ def refresh_state(state: State, root: Path, say=None) -> int:
             continue
         for member in members:
             new = statuses.get(member.key, member.status)
-            if new == RunStatus.SUCCEEDED and member.outputs and not member.registered:
-                # A run that ended after apply returned still publishes its outputs.
+            if new == RunStatus.SUCCEEDED and not member.registered:
+                # A run that ended after apply returned still records the versions it used
+                # and publishes its outputs.
                 from runspec.artifacts.publish import register_outputs
 
                 published, problem = register_outputs(member, root)

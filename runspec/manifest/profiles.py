@@ -80,8 +80,70 @@ class EnvFileDocument:
 
 
 def load_env_file(path: Path, display: str | None = None) -> EnvFileDocument:
+    """Load an env.toml; an ``[artifacts]`` table runspec cannot honour is refused here, so
+    that validate, plan and the artifacts commands all say so at its line."""
     document = load_document(path, display)
+    problems = artifacts_diagnostics(document)
+    if problems:
+        raise ManifestError(problems)
     return EnvFileDocument(document)
+
+
+ARTIFACT_BACKENDS = ("file",)
+ARTIFACT_MODES = ("copy", "reference")
+
+
+def artifacts_diagnostics(document: Document) -> list[Diagnostic]:
+    """``[artifacts]``: a backend other than the file system's (``"wandb"`` was accepted once
+    and never used), a mode that is not copy or reference, a root URL no fsspec filesystem
+    reads."""
+    table = document.data.get("artifacts")
+    if not isinstance(table, dict):
+        return []
+    out = []
+
+    def refuse(key: str, message: str, hint: str) -> None:
+        out.append(Diagnostic.at(document.value_position(("artifacts", key)),
+                                 f"artifacts.{key}", message, hint, document))
+
+    backend = table.get("backend")
+    if backend == "wandb":
+        refuse("backend", 'backend = "wandb" is not supported: runspec keeps its own registry '
+               "(a path or an fsspec URL) and W&B mirrors it",
+               'remove backend (or write backend = "file"); [measure.wandb] in a manifest '
+               "logs its outputs to W&B as references, and root = \"s3://…\" shares the "
+               "registry")
+    elif backend is not None and backend not in ARTIFACT_BACKENDS:
+        refuse("backend", f"backend {_shown(backend)} is not supported",
+               'the registry backend is "file" (a path or an fsspec URL in root)')
+    mode = table.get("mode")
+    if mode is not None and mode not in ARTIFACT_MODES:
+        refuse("mode", f"mode {_shown(mode)} is not an artifact mode",
+               (did_you_mean(mode, ARTIFACT_MODES) if isinstance(mode, str) else None)
+               or f"expected {one_of(ARTIFACT_MODES)}")
+    root = table.get("root")
+    if root is not None and (not isinstance(root, str) or not root):
+        refuse("root", f"root {_shown(root)} is not a path or URL",
+               'write a path (relative to env.toml) or an fsspec URL, e.g. "s3://bucket/artifacts"')
+    elif isinstance(root, str) and "://" in root and not root.startswith("file://"):
+        protocol = root.split("://", 1)[0]
+        known = _fsspec_protocols()
+        if protocol not in known:
+            refuse("root", f'no fsspec filesystem reads "{protocol}://" URLs',
+                   did_you_mean(protocol, known) or
+                   "use a path, file://, or a protocol fsspec provides (s3, gs, memory, …)")
+    return out
+
+
+def _shown(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _fsspec_protocols() -> list[str]:
+    """The URL schemes fsspec knows (imported only for a URL root: not on validate's path)."""
+    from fsspec.registry import known_implementations, registry
+
+    return sorted(set(known_implementations) | set(registry))
 
 
 @dataclass

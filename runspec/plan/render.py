@@ -79,13 +79,14 @@ def build_plan(resolved: Resolved, offline: bool = False, state: State | None = 
                 stages={s.name: s.env.executor for s in resolved.stages},
                 needs={s.name: list(s.needs) for s in resolved.stages}, runs=[])
     stage_runs: dict[str, list[Run]] = {}
+    registry = _PlanRegistry(resolved.artifacts_root)
     for stage in resolved.stages:
         waiting = _waits_for(stage, plan) if state is not None else None
         if waiting:
             plan.deferred[stage.name] = waiting
             stage_runs[stage.name] = []
             continue
-        runs = _render_stage(resolved, stage, plan, stage_runs, problems)
+        runs = _render_stage(resolved, stage, plan, stage_runs, problems, registry)
         until = stage.campaign.until
         if until is not None and runs:
             runs, plan.adaptive[stage.name] = grow(runs, until, stage.campaign.cycles, state,
@@ -94,6 +95,22 @@ def build_plan(resolved: Resolved, offline: bool = False, state: State | None = 
         plan.runs.extend(runs)
     problems.raise_if_any()
     return plan
+
+
+class _PlanRegistry:
+    """The artifact registry, opened once per plan and only when a stage uses it (most
+    plans consume no artifact; an fsspec root imports fsspec)."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self._opened: Any = None
+
+    def __call__(self):
+        if self._opened is None:
+            from runspec.artifacts.registry import Registry
+
+            self._opened = Registry(self.root)
+        return self._opened
 
 
 def _waits_for(stage: ResolvedStage, plan: Plan) -> str | None:
@@ -109,7 +126,8 @@ def _waits_for(stage: ResolvedStage, plan: Plan) -> str | None:
 
 
 def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
-                  stage_runs: dict[str, list[Run]], problems: _Problems) -> list[Run]:
+                  stage_runs: dict[str, list[Run]], problems: _Problems,
+                  registry: _PlanRegistry) -> list[Run]:
     name = resolved.manifest.name
     upstream = {n: digest([r.digest for r in stage_runs.get(n, [])]) for n in stage.needs}
     at = stage.at
@@ -124,10 +142,12 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
         plan.deferred[stage.name] = str(deferred)
         return []
     config_keys = _checked_config_keys(stage, problems)
-    pinned = _pin_inputs(resolved, stage, problems)
+    pinned = _pin_inputs(stage, problems, registry)
     if config_keys is None or pinned is None:
         return []
-    left_to_recipe = _pin_run_section(resolved, stage, pinned)
+    left_to_recipe = _pin_run_section(stage, pinned, registry, problems)
+    if left_to_recipe is None:
+        return []
     unpinned = {n: a.uri for n, a in stage.artifacts.items()
                 if a.uri.startswith("art://") and n not in pinned}  # offline only
     plan.notes.extend(stage.notes)
@@ -269,8 +289,9 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             request["launch"] = spec.launch  # same argv as direct, another job: a new digest
         if upstream:
             request["upstream"] = upstream  # a changed upstream stage replaces this one too
-        if inputs:
-            request["inputs"] = inputs  # pinned versions: a moved alias replaces the run
+        run_inputs = _with_consumed(inputs, consumed, registry, problems)
+        if run_inputs:
+            request["inputs"] = run_inputs  # pinned versions: a moved alias replaces the run
         if consumed:
             request["consumes"] = dict(sorted(consumed.items()))  # artifact → producing run
         if template_digest:
@@ -284,7 +305,7 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             request[SOURCE_FIELD] = source.field()
 
         def files(spec=spec, config=config, slot=slot, run_digest=run_digest,
-                  job_tail=job_tail) -> dict[str, str]:
+                  job_tail=job_tail, inputs=run_inputs) -> dict[str, str]:
             rendered = {config_file: _config_text(config, recipe.config_format)} \
                 if renders_config else {}
             rendered["job.yaml"] = job_head + _job_yaml_run(spec, slot, inputs) + job_tail
@@ -499,14 +520,13 @@ def _artifact_path(uri: str, interpolator: Interpolator, path: KeyPath, problems
     return str(resolved).removeprefix("file://")
 
 
-def _pin_inputs(resolved: Resolved, stage: ResolvedStage, problems: _Problems
+def _pin_inputs(stage: ResolvedStage, problems: _Problems, registry: _PlanRegistry
                 ) -> dict[str, Any] | None:
     """Every art:// input resolved once per plan to a concrete version: the plan pins it, so a
-    moved ``latest`` shows up as a replace (``input data: v3 → v4``)."""
-    from runspec.artifacts.registry import Registry
+    moved ``latest`` shows up as a replace (``input data: v3 → v4``). A version whose data
+    no longer matches its digests is an error: "v1" must always mean the same bytes."""
     from runspec.artifacts.uri import ArtifactError, parse
 
-    registry = Registry(resolved.artifacts_root)
     pinned: dict[str, Any] = {}
     ok = True
     for name, artifact in stage.artifacts.items():
@@ -520,30 +540,70 @@ def _pin_inputs(resolved: Resolved, stage: ResolvedStage, problems: _Problems
             ok = False
             continue
         try:
-            pinned[name] = (registry.resolve(ref), ref.subpath)
+            version = registry().resolve(ref)
         except ArtifactError as error:
             if not problems.offline:
                 problems.at(where, error.message, error.hint)
                 ok = False
+            continue
+        drift = [] if problems.offline else registry().drift(version)
+        if drift:
+            problems.at(where, *_drifted(version, drift))
+            ok = False
+        pinned[name] = (version, ref.subpath)
     return pinned if ok else None
 
 
-def _pin_run_section(resolved: Resolved, stage: ResolvedStage, pinned: dict[str, Any]
-                     ) -> dict[str, str]:
+def _drifted(version, drift: list[str]) -> tuple[str, str]:
+    """The message and hint for a pinned version whose data changed after registration."""
+    message = f"{version.label} no longer matches what was registered: {'; '.join(drift)}"
+    if version.metadata.get("mode") == "copy":
+        return message, (f"the registry's copy under {version.path} was modified; restore it, "
+                         "or publish the content again as a new version")
+    return message, (f"{version.label} references {version.path} in place and a version never "
+                     "changes: restore the data, or publish it as a new version (re-run its "
+                     "producer, or `runspec artifacts publish`) and pin that; mode = \"copy\" "
+                     "keeps a copy in the registry instead")
+
+
+def _with_consumed(inputs: dict[str, Any], consumed: dict[str, str], registry: _PlanRegistry,
+                   problems: _Problems) -> dict[str, Any]:
+    """A run's pinned inputs, with the versions its upstream stages' runs registered for the
+    outputs it consumes: re-running a producer registers a new version, which replaces this
+    run (``input data: v3 → v4``). Not yet registered (the producer has not run): nothing,
+    and the run records the version when it succeeds (see ``artifacts.publish``)."""
+    if not consumed or problems.offline:
+        return inputs
+    from runspec.artifacts.publish import consumed_pins
+
+    pins = consumed_pins(registry(), consumed, inputs)
+    return dict(sorted({**inputs, **pins}.items())) if pins else inputs
+
+
+def _pin_run_section(stage: ResolvedStage, pinned: dict[str, Any], registry: _PlanRegistry,
+                     problems: _Problems) -> dict[str, str] | None:
     """The config ``run:`` section's artifact references that runspec's registry holds are
     pinned like declared inputs (into ``pinned``); the others are returned: the recipe
-    resolves them itself when it starts (Nemotron's kit, from W&B or its own registry)."""
-    from runspec.artifacts.registry import Registry
+    resolves them itself when it starts (Nemotron's kit, from W&B or its own registry).
+    None: a pinned version's data changed (the problem is recorded)."""
     from runspec.artifacts.uri import ArtifactError, parse
 
     left: dict[str, str] = {}
-    registry = Registry(resolved.artifacts_root)
     for name, ref in stage.recipe_artifacts.items():
         try:
             parsed = parse(f"art://{ref}")
-            pinned[name] = (registry.resolve(parsed), parsed.subpath)
+            version = registry().resolve(parsed)
         except ArtifactError:
             left[name] = ref
+            continue
+        drift = [] if problems.offline else registry().drift(version)
+        document = stage.config_document
+        if drift and document is not None:
+            message, hint = _drifted(version, drift)
+            problems.found.append(Diagnostic.at(document.value_position(("run", name)),
+                                                f"run.{name}", message, hint, document))
+            return None
+        pinned[name] = (version, parsed.subpath)
     return left
 
 

@@ -26,6 +26,7 @@ from runspec.manifest.models import (
     Measure,
     Resources,
     Sweep,
+    Wandb,
 )
 from runspec.manifest.pep723 import (
     GPU_COUNT,
@@ -219,6 +220,8 @@ def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, A
     env = _resolve_env(root, env_top, env_stage, inputs, script_spec,
                        {k: _with_environment(v) for k, v in section.env.items()
                         if k != "workdir"})
+    measure = _with_wandb_defaults(document, root, deep_merge(env_top, env_stage), measure, at,
+                                   inputs)
     resources = _resolve_resources(script_spec, env[1], raw.get("resources") or {},
                                    (stage.get("resources") or {}) if at else {}, recipe.launch)
     if section:
@@ -277,15 +280,90 @@ def _split_run_section(config: dict[str, Any], recipe: ResolvedRecipe,
     return rest, section, recipe
 
 
+WANDB_DEFAULTS = ("project", "entity", "mode", "tags", "group")
+"""The keys of env.toml's ``[wandb]`` that are defaults for ``measure.wandb``."""
+
+
+def _env_wandb(root: Path, env: dict[str, Any]) -> tuple[Path | None, Document | None,
+                                                         dict[str, Any]]:
+    """The env.toml a stage uses (``env.file``, else the nearest one), its document, and its
+    ``[wandb]`` table (empty when there is none)."""
+    env_path = (root / env["file"]) if isinstance(env.get("file"), str) else find_env_file(root)
+    if env_path is None or not env_path.is_file():
+        return None, None, {}
+    try:  # named as the person typed it, not by its absolute path
+        display = str(env_path.resolve().relative_to(Path.cwd().resolve()))
+    except (OSError, RuntimeError, ValueError):
+        display = str(env_path)
+    document = load_env_file(env_path, display).document
+    table = document.data.get("wandb")
+    return env_path, document, dict(table) if isinstance(table, dict) else {}
+
+
 def _wandb_defaults(root: Path, env: dict[str, Any], measure: dict[str, Any]) -> dict[str, Any]:
     """``run.wandb`` as Nemotron fills it: env.toml's ``[wandb]``, with the manifest's
     ``measure.wandb`` values over it."""
-    env_path = (root / env["file"]) if isinstance(env.get("file"), str) else find_env_file(root)
-    data = load_env_file(env_path).document.data if env_path and env_path.is_file() else {}
-    values = dict(data.get("wandb") or {}) if isinstance(data.get("wandb"), dict) else {}
+    values = _env_wandb(root, env)[2]
     ours = subtable(measure, "wandb")
     values.update({k: v for k, v in ours.items() if v is not None})
     return values
+
+
+def _with_wandb_defaults(document: Document, root: Path, env: dict[str, Any],
+                         measure: dict[str, Any], at: tuple[str, ...], inputs: list[Path]
+                         ) -> dict[str, Any]:
+    """``measure`` with env.toml's ``[wandb]`` filling the keys ``measure.wandb`` leaves
+    unset (team-wide entity and project written once). Without a ``measure.wandb`` table W&B
+    stays off, whatever env.toml says; with one, some file must name the project."""
+    ours = measure.get("wandb")
+    if not isinstance(ours, dict):
+        return measure
+    env_path, env_document, table = _env_wandb(root, env)
+    defaults = {k: v for k, v in table.items() if k in WANDB_DEFAULTS}
+    if env_path is not None and env_document is not None:
+        inputs.append(env_path)  # the plan is a function of it now
+        if defaults:  # a wrong value is reported where it is written
+            _model(Wandb, defaults, env_document, ("wandb",))
+    merged = {**defaults, **{k: v for k, v in ours.items() if v is not None}}
+    if not merged.get("project"):
+        raise ManifestError([_no_wandb_project(document, at, root, env_path)])
+    return {**measure, "wandb": merged}
+
+
+def wandb_project_diagnostics(document: Document) -> list[Diagnostic]:
+    """What ``_with_wandb_defaults`` refuses, for every stage at once and without resolving:
+    each ``measure.wandb`` table that neither the manifest nor env.toml gives a project."""
+    data = document.data if isinstance(document.data, dict) else {}
+    root = Path(document.path).resolve().parent
+    stages = data.get("stages")
+    units = ([(("stages", n), u) for n, u in stages.items() if isinstance(u, dict)]
+             if isinstance(stages, dict) and stages else [((), data)])
+    found = []
+    for at, unit in units:
+        measure = deep_merge(subtable(data, "measure"), subtable(unit, "measure") if at else {})
+        ours = measure.get("wandb")
+        if not isinstance(ours, dict) or ours.get("project"):
+            continue
+        env_path, _, table = _env_wandb(root, deep_merge(subtable(data, "env"),
+                                                          subtable(unit, "env") if at else {}))
+        if not table.get("project"):
+            found.append(_no_wandb_project(document, at, root, env_path))
+    return list(dict.fromkeys(found))
+
+
+def _no_wandb_project(document: Document, at: tuple[str, ...], root: Path,
+                      env_path: Path | None) -> Diagnostic:
+    """At the ``[measure.wandb]`` table (the stage's, else the top one): no file names a
+    W&B project for this stage."""
+    table = next((p for p in (at + ("measure", "wandb"), ("measure", "wandb"))
+                  if p in document.positions), ("measure", "wandb"))
+    elsewhere = (f"nor does {_relative(root, env_path)} (no project in its [wandb] table)"
+                 if env_path is not None else "and no env.toml was found to give one")
+    example = ('project = "tiny-gpt"' if document.notation == "toml" else "project: tiny-gpt")
+    return Diagnostic.at(document.key_position(table), format_path(table + ("project",)),
+                         f"W&B logging needs a project: this table names none, {elsewhere}",
+                         f"add `{example}` here, or to [wandb] in env.toml (the default of "
+                         "every manifest using it)", document)
 
 
 def _script_notes(spec: ScriptSpec, env: ResolvedEnv) -> list[Diagnostic]:
@@ -338,8 +416,9 @@ def _artifacts_root(root: Path, env: dict[str, Any]) -> str:
     from runspec.artifacts.registry import registry_root
 
     env_path = (root / env["file"]) if isinstance(env.get("file"), str) else find_env_file(root)
-    data = load_env_file(env_path).document.data if env_path and env_path.is_file() else None
-    return registry_root(data)
+    present = env_path is not None and env_path.is_file()
+    data = load_env_file(env_path).document.data if env_path and present else None
+    return registry_root(data, env_path if present else None, root)
 
 
 def _declared_dir(document: Document, path: tuple[str, ...]) -> Path:
