@@ -385,72 +385,89 @@ def cancel(path, glob) -> None:
 @click.argument("path", required=False, type=click.Path(path_type=Path),
                 callback=lambda ctx, param, value: value or _manifest_here())
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "md"]),
-              default="table", show_default=True)
+              default="table", show_default=True,
+              help="table and md: a row per point, mean ± CI per metric; csv and json: a row "
+                   "per point and metric, a column per sweep parameter.")
+@click.option("--long", "long_format", is_flag=True,
+              help="table and md: a row per point and metric, with std, CV, min and max.")
 @click.option("--group-by", default=None, metavar="PARAM,…",
               help="Group by these sweep parameters only (default: the whole point).")
+@click.option("--all", "everything", is_flag=True,
+              help="Include the runs of earlier configurations (from the history: replaced, "
+                   "rerun, destroyed), each marked by its config.")
+@click.option("--compare", "compare_spec", metavar="SPEC",
+              help="Compare per metric (Welch's t-test, 95% CI, verdict against measure.noise): "
+                   "PARAM=A..B, @previous (each point's previous configuration), or a "
+                   "FILE.json written by `runspec results --format json`.")
+@click.option("--metrics", "metric_set", type=click.Choice(["declared", "all"]),
+              default="declared", show_default=True,
+              help="declared: measure.metrics, the primary and what runspec measures; all: "
+                   "also what the recipe reported beyond them.")
+@click.option("--ci", "ci_method", type=click.Choice(["t", "bootstrap"]), default="t",
+              show_default=True,
+              help="95% CI of a mean: Student t, or a percentile bootstrap (10,000 resamples, "
+                   "seeded).")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a PNG: the primary metric against the first sweep parameter.")
+              help="Write a PNG: each cycle's value, mean and 95% CI against the first sweep "
+                   "parameter.")
+@click.option("--metric", "plot_metrics", multiple=True, metavar="NAME",
+              help="A metric to plot (repeatable, one subplot each; default: the primary).")
+@click.option("--logx", is_flag=True, help="Plot with a logarithmic x axis.")
+@click.option("--logy", is_flag=True, help="Plot with a logarithmic y axis.")
 @click.option("--strict/--no-strict", default=True, show_default=True,
-              help="Exit 1 if any run of the campaign has no result, or lacks a metric "
-                   "measure.metrics declares (--no-strict: warn).")
-def results(path, fmt, group_by, plot_file, strict) -> None:
+              help="Exit 1 if any planned run has no result (never applied included), or lacks "
+                   "a metric measure.metrics declares (--no-strict: warn).")
+def results(path, fmt, long_format, group_by, everything, compare_spec, metric_set, ci_method,
+            plot_file, plot_metrics, logx, logy, strict) -> None:
     """Summarize what the runs measured: per sweep point, over cycles (warmups left out),
-    n, mean, std, CV, min, max and a 95% t-interval for every metric, wall time and energy.
-    Best first by measure.primary (and measure.goal); n < 3 is flagged unreliable; the
-    energy measurement methods are named under the table. PATH defaults to run.toml (or
-    run.yaml) in the current directory."""
-    from functools import partial
-
-    from runspec.apply import inspect
+    the mean and 95% CI of every declared metric, wall time, peak RSS, energy and
+    emissions; or compare two sets of runs (--compare). Best first by measure.primary (and
+    measure.goal); n < 3 and CIs below a physical bound are flagged; the energy measurement
+    methods are named under the table. PATH defaults to run.toml (or run.yaml) in the
+    current directory."""
     from runspec.manifest.errors import ManifestError
-    from runspec.manifest.load import load_manifest
-    from runspec.measure.metrics import declared_metrics
-    from runspec.measure.results import collect, plot, render
+    from runspec.measure.command import Options, results_command
+    from runspec.measure.stats import CIMethod
     from runspec.state.store import StateError
 
+    options = Options(path, fmt, group_by.split(",") if group_by else None, everything,
+                      compare_spec, long_format, metric_set == "all", CIMethod(ci_method),
+                      plot_file, list(plot_metrics), logx, logy, strict)
     try:
-        target = inspect.tracked(path)
-        inspect.refresh(target)
-        data = load_manifest(path).data
-        measure = (data.get("measure") or {})
-        primary = measure.get("primary")
-        found = collect(target, group_by.split(",") if group_by else None, primary,
-                        measure.get("goal", "max"), partial(declared_metrics, data))
+        outcome = results_command(options)
     except (ManifestError, StateError) as error:
         _fail(error)
-    if primary and primary not in found.metrics and found.groups:
-        click.echo(f'error: measure.primary "{primary}" was reported by no run (metrics seen: '
-                   f'{", ".join(found.metrics) or "none"})', err=True)
-        sys.exit(1)
-    click.echo(render(found, fmt), nl=False)
-    if plot_file:
-        try:
-            click.echo(f"wrote {plot(found, plot_file)}", err=True)
-        except ValueError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(1)
-    if found.missing:
-        word = "error" if strict else "warning"
-        click.echo(f"{word}: {len(found.missing)} run(s) have no complete result: "
-                   + ", ".join(found.missing), err=True)
-        if strict:
-            sys.exit(1)
+    click.echo(outcome.out, nl=False)
+    for message in outcome.messages:
+        click.echo(message, err=True)
+    sys.exit(outcome.code)
 
 
 @main.group()
-@click.option("--root", default=None, metavar="PATH",
-              help="Registry root (default: env.toml [artifacts] root near here, else "
-                   "$RUNSPEC_ARTIFACTS, else ~/.runspec/artifacts).")
+@click.option("--root", default=None, metavar="PATH|URL",
+              help="Registry root (default: $RUNSPEC_ARTIFACTS, else env.toml's [artifacts] "
+                   "root, else the project's .runspec/artifacts: beside env.toml, else at the "
+                   "git root, else here).")
+@click.option("-C", "directory", default=None, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Find the project's registry from DIR instead of the current directory.")
 @click.pass_context
-def artifacts(ctx, root) -> None:
+def artifacts(ctx, root, directory) -> None:
     """The artifact registry: what runs produced, their versions, aliases and lineage."""
     from runspec.artifacts.registry import Registry, registry_root
+    from runspec.manifest.errors import ManifestError
     from runspec.manifest.profiles import find_env_file, load_env_file
 
     if root is None:
-        env_path = find_env_file(Path.cwd())
-        root = registry_root(load_env_file(env_path).document.data if env_path else None)
-    ctx.obj = Registry(root)
+        start = (directory or Path.cwd()).resolve()
+        env_path = find_env_file(start)
+        env_path = env_path if env_path is not None and env_path.is_file() else None
+        try:
+            data = load_env_file(env_path).document.data if env_path else None
+        except ManifestError as error:
+            _fail(error)
+        root = registry_root(data, env_path, start)
+    ctx.obj = _or_fail(lambda: Registry(root))
 
 
 @artifacts.command("list")
@@ -482,12 +499,34 @@ def artifacts_show(registry, ref) -> None:
               help="Artifact type, e.g. dataset or model.")
 @click.option("--alias", "aliases", multiple=True, metavar="ALIAS",
               help="Aliases to move to the new version (repeatable; latest always moves).")
+@click.option("--mode", type=click.Choice(["copy", "reference"]), default=None,
+              help="copy: into the registry (content-addressed); reference: keep PATH, "
+                   "checked against its digests when pinned (default: copy up to 256 MiB).")
 @click.pass_obj
-def artifacts_publish(registry, name, path, type_, aliases) -> None:
-    """Register PATH (a file or directory, referenced in place) as NAME's next version."""
-    version = _or_fail(lambda: registry.publish(name, path, type_,
+def artifacts_publish(registry, name, path, type_, aliases, mode) -> None:
+    """Register PATH (a file or directory) as NAME's next version."""
+    from runspec.artifacts.registry import Mode
+
+    version = _or_fail(lambda: registry.publish(name, path, type_, mode=Mode(mode or "auto"),
                                                 aliases=("latest", *aliases)))
-    click.echo(f"published {version.label} ({type_}) → {version.path}")
+    how = "copied" if version.metadata["mode"] == Mode.COPY else "referenced"
+    click.echo(f"published {version.label} ({type_}, {how}) → {version.path}")
+
+
+@artifacts.command("alias")
+@click.argument("ref", metavar="NAME:vN")
+@click.argument("alias")
+@click.pass_obj
+def artifacts_alias(registry, ref, alias) -> None:
+    """Point ALIAS (best, prod, …) at version NAME:vN; plans pinning NAME:ALIAS then replace
+    their runs (``# input NAME: v3 → v4``)."""
+    from runspec.artifacts.report import resolve_ref
+
+    version = _or_fail(lambda: resolve_ref(registry, ref))
+    before = _or_fail(lambda: registry.set_alias(version.name, alias, version.number))
+    was = "" if before is None else (" (unchanged)" if before == version.number
+                                     else f" (was v{before})")
+    click.echo(f"{version.name}:{alias} → v{version.number}{was}")
 
 
 @artifacts.command("lineage")

@@ -90,13 +90,12 @@ def test_init_writes_a_project_that_runs_as_written(tmp_path, fmt):
     shown = invoke("results", "--format", "json", cwd=project)
     assert shown.exit_code == 0, shown.output
     rows = json.loads(shown.stdout)["rows"]
-    by_metric = {(r["point"], r["metric"]): r for r in rows}
-    for point in ("train.lr=0.001", "train.lr=0.01"):
+    by_metric = {(r["train.lr"], r["metric"]): r for r in rows}
+    for lr in (0.001, 0.01):
         for metric in ("loss", "steps_per_s"):
-            assert by_metric[(point, metric)]["n"] == 3
+            assert by_metric[(lr, metric)]["n"] == 3
     # the sweep value reached the recipe: the slower rate fits worse in the same steps
-    assert (by_metric[("train.lr=0.001", "loss")]["mean"]
-            > by_metric[("train.lr=0.01", "loss")]["mean"])
+    assert by_metric[(0.001, "loss")]["mean"] > by_metric[(0.01, "loss")]["mean"]
 
 
 def test_apply_of_a_directory_says_it_takes_one_manifest(tmp_path):

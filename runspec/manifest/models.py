@@ -118,12 +118,28 @@ class ArtifactInput(Strict):
     )
 
 
+class AliasBest(Strict):
+    """Which metric of the producing run keeps an output's ``best`` alias."""
+
+    metric: str = Field(description="A metric the producing runs report (result.json).",
+                        examples=["loss"])
+    goal: Literal["min", "max"] = Field("min", description="Smallest or largest value wins.")
+
+
 class ArtifactOutput(Strict):
     """An output registered as a new artifact version when the run succeeds."""
 
     path: str = Field(description="Produced path, usually under ${run.dir}.",
                       examples=["${run.dir}/checkpoint"])
     type: str = Field("artifact", description="Artifact type.", examples=["model", "dataset"])
+    mode: Literal["copy", "reference"] | None = Field(
+        None, description='"copy": into the registry, content-addressed (the version can '
+        'never change); "reference": keep the path, checked against its digests when a plan '
+        "pins it. Default: env.toml [artifacts] mode, else copy up to 256 MiB, reference above.")
+    alias_best: AliasBest | None = Field(
+        None, description='Keep the alias "best" on the version whose producing run reported '
+        "the best value of this metric, updated at each registration.",
+        examples=[{"metric": "loss", "goal": "min"}])
 
 
 class ValuesSpec(Strict):
@@ -211,13 +227,19 @@ class Campaign(Strict):
 
 
 class Wandb(Strict):
-    """Weights & Biases logging."""
+    """Weights & Biases logging. Unset keys come from env.toml's `[wandb]` table."""
 
-    project: str = Field(description="W&B project.", examples=["tiny-gpt"])
-    entity: str | None = Field(None, description="W&B entity (team or user).")
-    mode: Literal["online", "offline", "disabled"] = Field("offline", description="W&B mode.")
-    tags: list[str] = Field(default_factory=list, description="Run tags.")
-    group: str | None = Field(None, description="Run group (default: the manifest name).")
+    project: str | None = Field(None, min_length=1, description="W&B project (default: env.toml "
+                                "[wandb] project; one of the two must name it).",
+                                examples=["tiny-gpt"])
+    entity: str | None = Field(None, description="W&B entity, team or user (default: env.toml "
+                               "[wandb] entity).")
+    mode: Literal["online", "offline", "disabled"] = Field(
+        "offline", description="W&B mode (default: env.toml [wandb] mode, else offline).")
+    tags: list[str] = Field(default_factory=list,
+                            description="Run tags (default: env.toml [wandb] tags).")
+    group: str | None = Field(None, description="Run group (default: env.toml [wandb] group, "
+                              "else the manifest name).")
 
 
 class Measure(Strict):
@@ -238,6 +260,11 @@ class Measure(Strict):
     goal: Literal["max", "min"] = Field(
         "max", description="Whether a larger (throughput) or smaller (loss) primary is better: "
         "`runspec results` lists the best point first.")
+    noise: float = Field(
+        0.02, gt=0, lt=1,
+        description="Relative change below which `runspec results --compare` calls a "
+        "difference noise, however small its p-value (a fraction: 0.02 = 2%).",
+        examples=[0.02, 0.05])
     wandb: Wandb | None = Field(None, description="W&B logging; absent means off.")
     require_clean: bool = Field(False, description="Refuse to apply from a dirty git tree.")
 
