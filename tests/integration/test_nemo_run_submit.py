@@ -71,6 +71,38 @@ def test_local_executor_runs_the_sweep(tmp_path):
     assert "No changes." in again.output
 
 
+def test_adaptive_cycles_through_nemo_run_add_an_experiment_per_cycle(tmp_path):
+    """campaign.until is obeyed through NeMo-Run too: the minimum cycles, then one
+    submission per added cycle, until the 95% CI is within target (the figures of
+    tests/test_adaptive.py)."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "score.py").write_text(textwrap.dedent('''\
+        import json, os
+        cycle = int(os.environ["RUNSPEC_RUN_KEY"].rsplit("/c", 1)[1])
+        value = [10, 11, 9, 10, 10, 10][cycle - 1]
+        open(os.environ["RUNSPEC_METRICS"], "a").write(json.dumps({"score": value}) + "\\n")
+        '''))
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "nr"
+        [recipe]
+        command = ["python", "score.py"]
+        [env]
+        executor = "nemo-run"
+        [measure]
+        metrics = ["score"]
+        [campaign]
+        cycles = 3
+        until = { metric = "score", rel_ci = 0.07, max_cycles = 6 }
+        '''))
+    result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert sorted(members(tmp_path)) == [f"nr/main/default/c{n}" for n in range(1, 7)]
+    assert {m.status for m in members(tmp_path).values()} == {"succeeded"}
+    assert "every point has score's 95% CI within ±0.07 of its mean (6 cycles)" in result.output
+    assert result.output.count("to nemo-run: NeMo-Run nr-main_") == 4  # 3 cycles, then 1 each
+
+
 SLURM_ENV = '[env]\nexecutor = "nemo-run"\nnemo_executor = "slurm"\npartition = "debug"\n'
 
 
