@@ -122,6 +122,10 @@ def test_second_plan_estimates_from_the_first_apply_then_from_the_history(projec
     assert stage["run_time_s"] == pytest.approx(sum(mean(v) for v in earlier.values()),
                                                 rel=1e-4)
     assert "Estimate from 5 earlier results" in text
+    # apply shows the plan it acts on with the same estimate, before anything starts
+    shown = invoke("apply", "--yes", "run.toml", cwd=project)
+    assert "Estimate from 5 earlier results" in shown.output, shown.output
+    assert shown.output.index("Estimate from") < shown.output.index("started ")
 
 
 def test_runs_at_once_divide_the_wall_time(project):

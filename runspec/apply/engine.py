@@ -32,7 +32,13 @@ from runspec.plan.adaptive import Progress
 from runspec.plan.diff import Action
 from runspec.plan.inputs import Inputs
 from runspec.plan.launches import gaps_before, one_at_a_time
-from runspec.plan.pipeline import PlanResult, Selection, against_state, store_for
+from runspec.plan.pipeline import (
+    PlanResult,
+    Selection,
+    add_estimate,
+    against_state,
+    store_for,
+)
 from runspec.plan.render import build_plan
 from runspec.plan.resolve import Resolved
 from runspec.plan.source import SOURCE_FIELDS
@@ -704,6 +710,7 @@ def prepare(resolved: Resolved, selection: Selection) -> tuple[PlanResult, Any]:
         if plan.adaptive or plan.deferred:  # how many cycles, what waits: the state says
             plan = build_plan(resolved, state=state)
         result = against_state(resolved, plan, store, state, selection)
+        add_estimate(result)
     except BaseException:
         lock.__exit__(None, None, None)
         raise

@@ -6,7 +6,10 @@ and the state, and never writes or submits anything.
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,25 +43,51 @@ def make_plan(path: str | Path, selection: Selection | None = None,
     """Plan one manifest against its state. Raises ManifestError or StateError; a sweep of
     more than ``max_runs`` runs (default ``checks.MAX_RUNS``) is refused before expanding."""
     from runspec.manifest.checks import limit_runs
-    from runspec.plan.estimate import estimate_plan
-    from runspec.state.history import history_location
 
     selection = selection or Selection()
-    with limit_runs(max_runs):
+    with limit_runs(max_runs), collector_paused():
         resolved = resolve(path, selection.sets)
         store = store_for(resolved)
         state = store.read()
         plan = build_plan(resolved, state=state)
-    result = against_state(resolved, plan, store, state, selection)
-    result.estimate = estimate_plan(plan, state, result.changes,
-                                    {s.name: s.campaign for s in resolved.stages},
-                                    history_location(store.location))
+        result = against_state(resolved, plan, store, state, selection)
+        add_estimate(result)
     if store.is_local:
         from runspec.state.lock import lock_note
 
         result.lock_note = lock_note(store.local_path,
                                      os.path.relpath(resolved.root / resolved.manifest_file))
     return result
+
+
+def add_estimate(result: PlanResult) -> None:
+    """What the runs to submit will cost, from earlier results of the same manifest: plan
+    and apply show the same figures."""
+    from runspec.plan.estimate import estimate_plan
+    from runspec.state.history import history_location
+
+    result.estimate = estimate_plan(result.plan, result.state, result.changes,
+                                    {s.name: s.campaign for s in result.resolved.stages},
+                                    history_location(result.store.location))
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a plan is built. Planning allocates millions of
+    small dicts and lists that all live as long as the plan, so the collector frees nothing
+    among them, yet its passes over the growing heap took a third of a 100,000-run plan's
+    time. Reference counting still frees what is dropped. Afterwards the survivors go
+    straight to the oldest generation (``freeze`` then ``unfreeze``), where only full
+    collections look, instead of being scanned again on the way up from the youngest."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.freeze()
+            gc.unfreeze()
+            gc.enable()
 
 
 def store_for(resolved: Resolved) -> StateStore:
