@@ -140,6 +140,12 @@ class Checker:
         elif len(kinds) > 1:
             self.error(at + (kinds[1],), f"the recipe has both {kinds[0]} and {kinds[1]}",
                        f"keep exactly one of {one_of(RECIPE_KINDS)}", on_key=True)
+        if "on_code_change" in recipe and len(kinds) == 1 and kinds[0] != "script":
+            self.error(at + ("on_code_change",),
+                       f"on_code_change is for script recipes: runspec hashes a script, not "
+                       f"the code a {kinds[0]} runs, so an edit of it never replaces a run",
+                       "remove on_code_change (`runspec apply --replace GLOB` runs runs again "
+                       "on edited code), or make the recipe a script", on_key=True)
         for key in ("script", "config"):
             value = recipe.get(key)
             if isinstance(value, str) and "${" not in value:
