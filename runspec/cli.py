@@ -50,7 +50,6 @@ def validate(paths: tuple[Path, ...], fmt: str, max_runs: int) -> None:
     checked. Prints every problem with file:line:col, the key path, what was expected and a
     did-you-mean; exits 1 if there is any error, 0 (quietly) otherwise.
     """
-    from runspec.console import diagnostics_json, print_diagnostics, summary
     from runspec.manifest.checks import limit_runs
     from runspec.manifest.validate import validate_paths
 
@@ -58,6 +57,8 @@ def validate(paths: tuple[Path, ...], fmt: str, max_runs: int) -> None:
     with limit_runs(max_runs):
         files, diagnostics = validate_paths(paths)
     errors = sum(d.severity == "error" for d in diagnostics)
+    if fmt == "json" or diagnostics:  # a clean run imports no output code
+        from runspec.console import diagnostics_json, print_diagnostics, summary
     if fmt == "json":
         click.echo(diagnostics_json(diagnostics))
     elif diagnostics:
@@ -209,8 +210,7 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
     for result in results:  # what the plan does differently from what a file asks
         print_diagnostics(list(dict.fromkeys(result.plan.notes)))
     if as_json:
-        documents = [report.plan_json(result) for result in results]
-        click.echo(report.dumps(documents[0] if len(documents) == 1 else documents), nl=False)
+        report.write_plan_json(results, sys.stdout)
     else:
         for index, result in enumerate(results):
             print_plan(("\n" if index else "") + report.plan_text(result, show_unchanged))

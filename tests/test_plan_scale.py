@@ -1,10 +1,13 @@
 """Plans that scale for big sweeps: one reason shared by many runs is shown once, an edited
-recipe script shows as a diff of the script, and ``recipe.on_code_change = "keep"`` keeps
-succeeded runs whose only change is the code."""
+recipe script shows as a diff of the script, ``recipe.on_code_change = "keep"`` keeps
+succeeded runs whose only change is the code, and ``plan --json`` is written change by
+change."""
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import chdir
 from pathlib import Path
 
 import pytest
@@ -328,3 +331,60 @@ def test_runs_on_two_older_versions_are_two_entries_each_with_its_diff(project):
         "        big/main/optim.lr={0.2,0.3},optim.wd={0.0,0.1,0.2,0.3}/c1\n" in text
     assert text.count('-print("trained with", parser.parse_args().config)') == 2
     assert text.count("         # tuned later") == 1 and text.count("+# tuned later") == 1
+
+
+# -- 4. plan --json is streamed ------------------------------------------------------------
+
+
+def varied(project: Path) -> None:
+    """A state and an edit that plan a rerun, creates, destroys and unchanged runs, with a
+    secret-looking variable in every request."""
+    manifest = MANIFEST.format(keep="") + '[env.vars]\nHF_TOKEN = "hf_secret_value"\n'
+    (project / "run.toml").write_text(manifest)
+    applied(project / "run.toml", statuses={"big/main/optim.lr=0.1,optim.wd=0.0/c1": "failed"})
+    (project / "run.toml").write_text(manifest.replace("[0.1, 0.2, 0.3]", "[0.1, 0.2, 0.3, 0.4]")
+                                      .replace("[0.0, 0.1, 0.2, 0.3]", "[0.0, 0.1, 0.2]"))
+
+
+def test_the_streamed_json_plan_is_the_document_byte_for_byte(project):
+    varied(project)
+    printed = invoke("plan", "--json", "run.toml", cwd=project).stdout
+    with chdir(project):
+        assert printed == report.dumps(report.plan_json(make_plan("run.toml")))
+    actions = {c["action"] for c in json.loads(printed)["changes"]}
+    assert actions == {"rerun", "create", "destroy", "noop"}
+    assert '"HF_TOKEN": "***"' in printed and "hf_secret_value" not in printed
+
+
+def test_two_manifests_stream_as_one_list_of_plans(project):
+    varied(project)
+    (project / "other.toml").write_text(MANIFEST.format(keep="").replace('"big"', '"other"'))
+    printed = invoke("plan", "--json", "run.toml", "other.toml", cwd=project).stdout
+    with chdir(project):
+        documents = [report.plan_json(make_plan(path)) for path in ("run.toml", "other.toml")]
+    assert printed == report.dumps(documents)
+    assert [d["manifest"]["name"] for d in json.loads(printed)] == ["big", "other"]
+
+
+class Recording(io.StringIO):
+    """A stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_each_change_is_written_on_its_own_as_it_is_made(project):
+    varied(project)
+    with chdir(project):
+        result = make_plan("run.toml")
+    stream = Recording()
+    report.write_plan_json([result], stream)
+    assert stream.getvalue() == report.dumps(report.plan_json(result))
+    with_changes = [w for w in stream.writes if '"key": ' in w]
+    assert len(with_changes) == len(result.changes.changes) == 15
+    assert all(w.count('"key": ') == 1 for w in with_changes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from dataclasses import replace as replace_member
@@ -82,6 +83,11 @@ class Changes:
 
     def count(self, action: Action) -> int:
         return sum(c.action == action for c in self.changes)
+
+    def counts(self) -> dict[Action, int]:
+        """Runs per action, in ``ACTIONS`` order: one pass over the changes, not one each."""
+        found = Counter(c.action for c in self.changes)
+        return {action: found[action] for action in ACTIONS}
 
     @property
     def has_changes(self) -> bool:
@@ -158,11 +164,14 @@ def _renamed(plan: Plan, state: State, targets: list[str],
              excludes: list[str]) -> dict[str, str]:
     """Planned key → the key its run is stored under, for runs stored under the name an
     older runspec gave them (see ``identity.former_key``) and not under their own."""
-    renamed = {}
+    renamed: dict[str, str] = {}
+    if not state.members:
+        return renamed
     for run in plan.runs:
+        if run.key in state.members:
+            continue
         former = former_key(run.key)
-        if (former and run.key not in state.members and former in state.members
-                and _selected(run.key, targets, excludes)):
+        if former and former in state.members and _selected(run.key, targets, excludes):
             renamed[run.key] = former
     return renamed
 
@@ -346,19 +355,36 @@ def _show(value: Any) -> str:
 def masked(request: Any) -> Any:
     """``request`` as plan prints it: the values of secret-looking variables (``HF_TOKEN``,
     which validate warns about) written ``***``. The rendered files, which are what is
-    submitted, keep them."""
+    submitted, keep them. What has nothing to mask is shared, not copied (100,000 requests
+    in a plan): read the result, never change it."""
     if isinstance(request, list):
-        return [masked(item) for item in request]
+        items: list[Any] | None = None
+        for index, item in enumerate(request):
+            if isinstance(item, dict | list):
+                new = masked(item)
+                if new is not item:
+                    items = items or list(request)
+                    items[index] = new
+        return request if items is None else items
     if not isinstance(request, dict):
         return request
-    out = {}
+    out: dict[Any, Any] | None = None
     for key, value in request.items():
-        if key in ("env", "env_vars") and isinstance(value, dict):
-            value = {name: MASK if isinstance(name, str) and SECRET_NAME.search(name)
-                     and name not in NOT_SECRET and value[name] not in ("", None) else value[name]
-                     for name in value}
-        out[key] = masked(value)
-    return out
+        if not isinstance(value, dict | list):
+            continue
+        new = masked(_masked_variables(value) if key in ("env", "env_vars")
+                     and isinstance(value, dict) else value)
+        if new is not value:
+            out = out or dict(request)
+            out[key] = new
+    return request if out is None else out
+
+
+def _masked_variables(variables: dict[Any, Any]) -> dict[Any, Any]:
+    secret = [name for name, value in variables.items()
+              if isinstance(name, str) and SECRET_NAME.search(name) and name not in NOT_SECRET
+              and value not in ("", None)]
+    return {**variables, **dict.fromkeys(secret, MASK)} if secret else variables
 
 
 def request_diff(old: dict[str, Any], new: dict[str, Any],

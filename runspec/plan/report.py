@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, TextIO, cast
 
 from runspec import __version__
 from runspec.backends import backend_for
-from runspec.plan.diff import ACTIONS, KEPT, Action, Change, masked
+from runspec.plan import jsontext
+from runspec.plan.diff import KEPT, Action, Change, masked
 from runspec.plan.estimate import describe as describe_estimate
 from runspec.plan.identity import SINGLE_POINT, format_value, point_label
 from runspec.plan.pipeline import PlanResult
@@ -25,11 +25,11 @@ MAX_DIFF_VARIANTS = 3   # a group whose runs' diffs differ more ways shows one o
 
 
 def summary_line(result: PlanResult) -> str:
-    c = result.changes
-    moves = c.count(Action.MOVE)
-    return (f"Plan: {c.count(Action.CREATE)} to create, {c.count(Action.REPLACE)} to replace, "
-            f"{c.count(Action.RERUN)} to rerun, {c.count(Action.DESTROY)} to destroy, "
-            + (f"{moves} to rename, " if moves else "") + f"{c.count(Action.NOOP)} unchanged.")
+    c = result.changes.counts()
+    moves = c[Action.MOVE]
+    return (f"Plan: {c[Action.CREATE]} to create, {c[Action.REPLACE]} to replace, "
+            f"{c[Action.RERUN]} to rerun, {c[Action.DESTROY]} to destroy, "
+            + (f"{moves} to rename, " if moves else "") + f"{c[Action.NOOP]} unchanged.")
 
 
 def plan_text(result: PlanResult, show_unchanged: bool = False) -> str:
@@ -109,13 +109,21 @@ def _stage_lines(shown: list[Change], manifest: str) -> list[str]:
     keys in short, the reasons, one diff), in the order of their first run; runs whose
     reasons fewer than ``MIN_GROUP`` runs share (and every create or unchanged run) on
     their own lines. Runs kept on older code are always one entry, however few."""
-    groups: dict[Any, list[Change]] = {}
+    # a run without reasons is an entry of its own (no list for each of 100,000 creates)
+    groups: dict[Any, Change | list[Change]] = {}
     for change in shown:
-        same = ((change.action, change.stale, tuple(change.reasons)) if change.reasons
-                else id(change))
-        groups.setdefault(same, []).append(change)
+        same = (change.action, change.stale, tuple(change.reasons)) if change.reasons else None
+        if same is None:
+            groups[id(change)] = change
+        elif same in groups:
+            cast(list, groups[same]).append(change)
+        else:
+            groups[same] = [change]
     lines = []
     for group in groups.values():
+        if isinstance(group, Change):
+            lines += _change_lines(group)
+            continue
         if len(group) < MIN_GROUP and not group[0].stale:
             for change in group:
                 lines += _change_lines(change)
@@ -213,6 +221,23 @@ def _unchanged_note(result: PlanResult) -> str:
 def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, Any]:
     """The versioned machine format (also what ``--out`` saves and ``apply`` reads: by
     digests, so requests show secret-looking variables masked, as the text does)."""
+    document = _document(result, include_requests)
+    document["changes"] = list(document["changes"])
+    return document
+
+
+def write_plan_json(results: list[PlanResult], stream: TextIO) -> None:
+    """What ``plan --json`` prints: ``dumps`` of each plan's ``plan_json`` (a list of them for
+    several manifests), byte for byte, but each change encoded and written as it is made,
+    so a 100,000-run plan never holds its whole document (1.2 GB of dicts) in memory."""
+    documents = [_document(result) for result in results]
+    jsontext.write(documents[0] if len(documents) == 1 else jsontext.Streamed(documents),
+                   stream)
+    stream.write("\n")
+
+
+def _document(result: PlanResult, include_requests: bool = True) -> dict[str, Any]:
+    """``plan_json`` with its changes produced lazily, one at a time."""
     plan, state = result.plan, result.state
     return {
         "format": JSON_FORMAT,
@@ -220,16 +245,10 @@ def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, An
         "manifest": {"name": plan.name, "path": plan.manifest_path, "digest": plan.manifest_digest},
         "state": {"location": result.store.location, "lineage": state.lineage,
                   "serial": state.serial},
-        "summary": {action: result.changes.count(action) for action in ACTIONS},
+        "summary": result.changes.counts(),
         "notes": [d.to_json() for d in dict.fromkeys(plan.notes)],
-        "changes": [
-            {"key": c.key, "stage": c.stage, "action": c.action, "reasons": c.reasons,
-             "digest": c.run.digest if c.run else None,
-             "run_dir": c.run.run_dir if c.run else None,
-             **({"from": c.member.key} if c.action == Action.MOVE and c.member else {}),
-             **({"request": masked(c.run.request)} if include_requests and c.run else {})}
-            for c in result.changes.changes
-        ],
+        "changes": jsontext.Streamed(_change_json(c, include_requests)
+                                     for c in result.changes.changes),
         "launches": [
             {"backend": launch.backend, "stage": launch.stage, "keys": launch.keys,
              "request": masked(launch.request), "files": launch.files}
@@ -237,6 +256,14 @@ def plan_json(result: PlanResult, include_requests: bool = True) -> dict[str, An
         ],
         **({"estimate": result.estimate.to_json()} if result.estimate is not None else {}),
     }
+
+
+def _change_json(c: Change, include_requests: bool) -> dict[str, Any]:
+    return {"key": c.key, "stage": c.stage, "action": c.action, "reasons": c.reasons,
+            "digest": c.run.digest if c.run else None,
+            "run_dir": c.run.run_dir if c.run else None,
+            **({"from": c.member.key} if c.action == Action.MOVE and c.member else {}),
+            **({"request": masked(c.run.request)} if include_requests and c.run else {})}
 
 
 def check_unique_names(results: list[PlanResult]) -> None:
@@ -259,4 +286,5 @@ def check_unique_names(results: list[PlanResult]) -> None:
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """``json.dumps(data, indent=2, ensure_ascii=False)`` and a newline, in half the time."""
+    return jsontext.dumps(data) + "\n"
