@@ -41,3 +41,9 @@ def test_validate_does_not_build_pydantic_models(tmp_path):
                                 "validate_paths(['tests/fixtures/valid/minimal.toml'])\n")
     assert "runspec.plan.render" in with_block
     assert not {m for m in with_block if m.split(".")[0] in HEAVY}
+    # jsonschema's import alone took longer than the rest of validate; the plan of a local
+    # manifest builds the models it reads, not every executor's (nor imports their backends).
+    for modules in (loaded, with_block):
+        assert not {m for m in modules if m.split(".")[0] in ("jsonschema", "referencing")}
+    assert not {m for m in with_block if m.startswith("runspec.backends.")} - {
+        "runspec.backends.base", "runspec.backends.local"}

@@ -6,10 +6,16 @@ profile and for `[env]`. Each executor accepts only its own keys. A table that n
 (from its profile, or from the profile it `extends`) and may carry any executor's keys;
 it is checked again, strictly, once the executor is known (see `profiles.resolve_env`).
 Field names follow Nemotron's env.toml so existing files load unchanged.
+
+The unions are built when a model that holds one is first built (``Manifest``, ``EnvFile``:
+``defer_build``), not when this module is imported: resolving a plan uses the smaller
+models of ``models`` and never imports every backend just to name the union.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag
@@ -28,7 +34,8 @@ from runspec.manifest.fields import (
 # --- one model per executor, for profiles and for a manifest's [env] -----------------------
 
 
-def _executor_options() -> dict[str, tuple[str, type[Strict], str]]:
+@cache
+def executor_options() -> dict[str, tuple[str, type[Strict], str]]:
     """executor → (its models' name stem, its options model, what it does): each backend
     owns its options; this module only combines them with the keys every executor shares."""
     out = {}
@@ -36,9 +43,6 @@ def _executor_options() -> dict[str, tuple[str, type[Strict], str]]:
         backend = load()
         out[executor] = (backend.title, backend.options_model(), backend.summary)
     return out
-
-
-EXECUTOR_OPTIONS = _executor_options()
 
 
 def _executor_tag(value: Any) -> str:
@@ -54,7 +58,7 @@ def executor_variants(base: type[Strict], suffix: str, noun: str) -> tuple[dict[
     checked again, strictly, once the executor is known from the profile chain.
     """
     models: dict[str, type] = {}
-    for executor, (stem, fields, does) in EXECUTOR_OPTIONS.items():
+    for executor, (stem, fields, does) in executor_options().items():
         models[executor] = type(f"{stem}{suffix}", (base, fields), {
             "__module__": __name__,
             "__doc__": f"{noun.capitalize()} that {does}.",
@@ -63,7 +67,7 @@ def executor_variants(base: type[Strict], suffix: str, noun: str) -> tuple[dict[
         })
     # An executor's options may extend another's (NeMo-Run's Slurm ones extend Slurm's):
     # only the most derived classes go in, or the bases could not be ordered.
-    options = [f for _, f, _ in EXECUTOR_OPTIONS.values()]
+    options = [f for _, f, _ in executor_options().values()]
     options = list(dict.fromkeys(f for f in options
                                  if not any(o is not f and issubclass(o, f) for o in options)))
     inheriting = type(f"Inheriting{suffix}", (base, *options), {
@@ -77,14 +81,28 @@ def executor_variants(base: type[Strict], suffix: str, noun: str) -> tuple[dict[
     return models | {"inherit": inheriting}, union
 
 
+class _Built:
+    """A type that pydantic reads as ``build()``'s, built when a model holding it is."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.build = build
+
+    def __get_pydantic_core_schema__(self, _source: Any, handler: Any) -> Any:
+        return handler.generate_schema(self.build())
+
+
 class ProfileBase(CommonFields, ResourceFields):
     extends: str | None = Field(
         None, description="Name of the profile this one inherits from.", examples=["my-cluster"]
     )
 
 
-Profile: Any  # the union pydantic reads (built at run time)
-PROFILE_MODELS, Profile = executor_variants(ProfileBase, "Profile", "a profile")
+@cache
+def _profiles() -> tuple[dict[str, type], Any]:
+    return executor_variants(ProfileBase, "Profile", "a profile")
+
+
+Profile: Any = Annotated[Any, _Built(lambda: _profiles()[1])]  # the union pydantic reads
 
 
 class SecretRef(Strict):
@@ -120,9 +138,22 @@ class EnvBase(CommonFields):
     )
 
 
-Env: Any  # the union pydantic reads (built at run time)
-ENV_MODELS, Env = executor_variants(EnvBase, "Env", "an execution environment")
-InheritingEnv = ENV_MODELS["inherit"]
+@cache
+def _envs() -> tuple[dict[str, type], Any]:
+    return executor_variants(EnvBase, "Env", "an execution environment")
+
+
+Env: Any = Annotated[Any, _Built(lambda: _envs()[1])]  # the union pydantic reads
+
+
+def __getattr__(name: str) -> Any:
+    """The models per executor, built on first use (``ENV_MODELS["slurm"]``)."""
+    built: dict[str, Callable[[], Any]] = {
+        "EXECUTOR_OPTIONS": executor_options, "PROFILE_MODELS": lambda: _profiles()[0],
+        "ENV_MODELS": lambda: _envs()[0], "InheritingEnv": lambda: _envs()[0]["inherit"]}
+    if name in built:
+        return built[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- env.toml as a whole ---------------------------------------------------------------------
@@ -172,4 +203,4 @@ class EnvFile(Strict):
     cache: CacheSettings | None = Field(None, description="Cache directories.")
     cli: CliSettings | None = Field(None, description="CLI appearance.")
     __pydantic_extra__: dict[str, Profile] = Field(init=False)
-    model_config = Strict.model_config | {"extra": "allow"}
+    model_config = Strict.model_config | {"extra": "allow", "defer_build": True}

@@ -1,7 +1,7 @@
-"""Turn jsonschema errors into Diagnostics a person can act on.
+"""Turn schema errors into Diagnostics a person can act on.
 
-jsonschema finds every violation; this module says each one plainly: the key path, what was
-expected, what was found, and a did-you-mean. For ``oneOf`` it picks the branch the author
+``schema_validator`` finds every violation; this module says each one plainly: the key
+path, what was expected, what was found, and a did-you-mean. For ``oneOf`` it picks the branch the author
 meant (by discriminator such as ``executor``, by type, then by key overlap) and explains
 only that branch, instead of "is not valid under any of the given schemas".
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 from runspec.manifest.document import Document, KeyPath, format_path
 from runspec.manifest.errors import Diagnostic
+from runspec.manifest.schema_validator import Validator
 from runspec.manifest.suggest import assignment, closest, did_you_mean, literal, one_of
 
 _JSON_TYPES = {
@@ -54,16 +55,14 @@ def describe(value: Any, secret: bool = False) -> str:
 
 
 @cache
-def validator_for(kind: str, ref: str | None = None):
+def validator_for(kind: str, ref: str | None = None) -> Validator:
     """A cached Draft 2020-12 validator for a schema (``run``/``env``) or one of its ``$defs``."""
-    from jsonschema import Draft202012Validator
-
     from runspec.manifest import schema as schemas
 
     schema = schemas.load(kind)
     if ref is not None:
         schema = {"$defs": schema.get("$defs", {}), "$ref": f"#/$defs/{ref}"}
-    return Draft202012Validator(schema)
+    return Validator(schema)
 
 
 class Explainer:
@@ -204,11 +203,9 @@ class Explainer:
     def explain_name(self, error, path: KeyPath) -> list[Diagnostic]:
         """A key that becomes a name in a script (``propertyNames``): the environment variable
         ``A=1 $(touch X)``, the sbatch option ``output`` runspec writes itself."""
-        from jsonschema import Draft202012Validator
-
         key, schema = error.instance, error.schema
         noun, rendered = schema.get("x-name"), schema.get("x-rendered", {})
-        fits = Draft202012Validator({k: v for k, v in schema.items() if k != "not"}).is_valid
+        fits = Validator({k: v for k, v in schema.items() if k != "not"}).is_valid
         # What the author probably meant: "--mail-type" → "mail-type", "MY-VAR" → "MY_VAR".
         meant = next((c for c in _respellings(key) if fits(c) and not _CONTROL.search(c)), None)
         if key in rendered or meant in rendered:

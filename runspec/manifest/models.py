@@ -303,6 +303,8 @@ class Stage(Strict):
     campaign: Campaign | None = Field(None, description="Repetition of this stage's runs.")
     measure: Measure | None = Field(None, description="What to measure in this stage.")
 
+    model_config = Strict.model_config | {"defer_build": True}  # its env: every executor's
+
 
 class Manifest(Strict):
     """A runspec manifest (run.toml / run.yaml)."""
@@ -336,4 +338,4 @@ class Manifest(Strict):
         description="Pipeline stages; the top-level recipe form is shorthand for one stage.",
     )
 
-    model_config = Strict.model_config | {"populate_by_name": True}
+    model_config = Strict.model_config | {"populate_by_name": True, "defer_build": True}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import replace
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +52,22 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
         if not _is_dir(path):
             found.append(path)
             continue
-        for candidate in sorted(path.rglob("*")):
-            if any(part in SKIP_DIRS for part in candidate.relative_to(path).parts[:-1]):
-                continue
+        for candidate in sorted(_files_under(path)):
             if candidate.suffix in MANIFEST_SUFFIXES and _is_file(candidate) and (
                 candidate.name == ENV_FILE_NAME or is_manifest(candidate)
             ):
                 found.append(candidate)
     return found
+
+
+def _files_under(path: Path) -> Iterable[Path]:
+    """Every file below ``path`` outside SKIP_DIRS, which are never entered: a project's
+    runs/ holds a directory per run, thousands after a sweep (symlinks are not followed)."""
+    import os
+
+    for directory, subdirectories, files in os.walk(path):
+        subdirectories[:] = [d for d in subdirectories if d not in SKIP_DIRS]
+        yield from (Path(directory, name) for name in files)
 
 
 def is_manifest(path: Path) -> bool:
@@ -94,7 +101,7 @@ def validate_file(path: str | Path) -> list[Diagnostic]:
     # would. Other manifests are covered by the checks above, without loading the models.
     from runspec.plan.check import plan_diagnostics
 
-    return _unique_sorted(found + plan_diagnostics(path))
+    return _unique_sorted(found + plan_diagnostics(path, document))
 
 
 def _applies_recipe_settings(document: Document) -> bool:
@@ -146,26 +153,11 @@ def schema_diagnostics(document: Document, kind: str, ref: str | None = None, ba
     from runspec.manifest import schema as schemas
 
     data = document.data if instance is None else instance
-    errors = _strict_validator(kind, ref).iter_errors(data)
+    errors = validator_for(kind, ref).iter_errors(data)  # an integer must be one: not 2.0
     found = Explainer(document, schemas.load(kind), base).explain_all(errors)
     # "write 1000…0" for 1e308 is no help: the bound beside it says what fits.
     return [replace(d, hint=None) if d.hint and len(d.hint) > 40 and d.hint[6:].isdigit() else d
             for d in found]
-
-
-def _is_integer(_checker: Any, instance: Any) -> bool:
-    return isinstance(instance, int) and not isinstance(instance, bool)
-
-
-@cache
-def _strict_validator(kind: str, ref: str | None = None):
-    """``validator_for`` where an integer must be one: JSON Schema counts 2.0 and 1e308 as
-    integers, which the models would then coerce (or fail to, with a traceback)."""
-    from jsonschema.validators import extend
-
-    base = validator_for(kind, ref)
-    checker = type(base).TYPE_CHECKER.redefine("integer", _is_integer)
-    return extend(type(base), type_checker=checker)(base.schema)
 
 
 def _unique_sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

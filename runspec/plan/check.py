@@ -14,10 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from runspec.manifest.document import Document
 from runspec.manifest.errors import Diagnostic, ManifestError
 
 
-def plan_diagnostics(path: str | Path) -> list[Diagnostic]:
+def plan_diagnostics(path: str | Path, document: Document | None = None) -> list[Diagnostic]:
+    """The plan's errors and notes; ``document``: the manifest, already validated."""
     from runspec.backends.base import RenderError
     from runspec.plan.diff import diff_plan
     from runspec.plan.launches import plan_launches
@@ -26,7 +28,7 @@ def plan_diagnostics(path: str | Path) -> list[Diagnostic]:
     from runspec.state.store import State
 
     try:
-        resolved = one_cycle(resolve(path))
+        resolved = one_cycle(resolve(path, validated=document))
         plan = build_plan(resolved, offline=True)
         plan_launches(plan, diff_plan(plan, State(plan.name)),
                       {s.name: s.campaign for s in resolved.stages})

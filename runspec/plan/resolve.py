@@ -22,8 +22,9 @@ from runspec.manifest.models import (
     ArtifactInput,
     ArtifactOutput,
     Campaign,
-    Manifest,
     Measure,
+    Outputs,
+    Recipe,
     Resources,
     Sweep,
     Wandb,
@@ -101,12 +102,31 @@ class ResolvedStage:
     script: ScriptSpec = field(default_factory=lambda: ScriptSpec(Path(), {}))
 
 
+@dataclass(frozen=True)
+class StageHead:
+    """What the plan reads of a stage as a whole: its recipe (``on_code_change``)."""
+
+    recipe: Recipe
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    """What a plan reads of the manifest as a whole; each stage's sections are validated as
+    they are resolved. Not the ``Manifest`` model: building that builds every executor's
+    models, for an ``[env]`` the schema has checked and the plan reads as a table."""
+
+    name: str
+    outputs: Outputs
+    recipe: Recipe | None
+    stages: dict[str, StageHead]
+
+
 @dataclass
 class Resolved:
     """A manifest ready to expand: its stages in dependency order."""
 
     document: Document
-    manifest: Manifest
+    manifest: ManifestHead
     root: Path                     # the manifest's directory: runs start here
     manifest_file: str             # the manifest, relative to the root
     manifest_digest: str
@@ -149,16 +169,19 @@ def apply_sets(document: Document, assignments: list[str]) -> Document:
     return Document(document.path, data, document.display, positions, sources, document.files)
 
 
-def resolve(path: str | Path, sets: list[str] | None = None, max_runs: int | None = None
-            ) -> Resolved:
+def resolve(path: str | Path, sets: list[str] | None = None, max_runs: int | None = None,
+            validated: Document | None = None) -> Resolved:
     """Load, validate and resolve a manifest. Raises ManifestError with every problem,
     also a sweep of more than ``max_runs`` runs (default: ``checks.run_limit()``), counted
-    before anything is expanded."""
-    document = apply_sets(load_manifest(path), list(sets or []))
-    problems = [d for d in validate_document(document, max_runs) if d.severity == "error"]
-    if problems:
-        raise ManifestError(problems)
-    manifest = _model(Manifest, document.data, document, ())
+    before anything is expanded. ``validated``: the manifest's document, already loaded and
+    found without errors (by ``validate``, which then need not load and check it twice)."""
+    document = validated
+    if document is None:
+        document = apply_sets(load_manifest(path), list(sets or []))
+        problems = [d for d in validate_document(document, max_runs) if d.severity == "error"]
+        if problems:
+            raise ManifestError(problems)
+    manifest = _head(document)
     root = Path(document.path).resolve().parent
     raw = document.data
     stages_raw = raw.get("stages") or {SINGLE_STAGE: {k: raw[k] for k in (
@@ -181,6 +204,20 @@ def resolve(path: str | Path, sets: list[str] | None = None, max_runs: int | Non
         manifest_digest=digest(raw), outputs_root=manifest.outputs.root,
         state_location=manifest.outputs.state, stages=_in_dependency_order(stages),
     )
+
+
+def _head(document: Document) -> ManifestHead:
+    raw = document.data
+
+    def recipe(at: tuple[str, ...], table: Any) -> Recipe:
+        return _model(Recipe, table, document, at + ("recipe",))
+
+    return ManifestHead(
+        name=raw["name"],
+        outputs=_model(Outputs, raw.get("outputs") or {}, document, ("outputs",)),
+        recipe=recipe((), raw["recipe"]) if raw.get("recipe") is not None else None,
+        stages={name: StageHead(recipe(("stages", name), stage["recipe"]))
+                for name, stage in (raw.get("stages") or {}).items()})
 
 
 def _resolve_stage(document: Document, root: Path, name: str, stage: dict[str, Any],
