@@ -187,20 +187,65 @@ def test_unknown_artifact_and_malformed_uri_are_plan_errors(tmp_path):
     assert result.exit_code == 1
     assert 'run.toml:6:7: error: artifacts.data.uri: no artifact "nothing" in the registry' in result.stderr
     assert 'run.toml:8:7: error: artifacts.broken.uri: malformed artifact URI "art://"' in result.stderr
-    (tmp_path / "remote.toml").write_text(textwrap.dedent('''\
+
+
+WANDB_REFUSED = ('remote.toml:6:7: error: artifacts.remote.uri: "wandb://team/proj/data:v3" is a '
+                 "W&B artifact, which runspec cannot resolve: inputs are pinned from runspec's "
+                 "own registry, without reaching W&B — download it once (wandb artifact get "
+                 "team/proj/data:v3), `runspec artifacts publish data PATH`, then "
+                 '`uri = "art://data"`')
+
+
+@pytest.mark.parametrize("consumed", ['bind = "data"', ""])
+def test_a_wandb_input_is_refused_at_validate_and_plan(tmp_path, consumed):
+    """Bound into the config or only read through ${art:remote,path}: validate (and so plan
+    and apply) refuse it, and the literal URI never reaches the recipe."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "remote.toml").write_text(textwrap.dedent(f'''\
         schema = "runspec/v1"
         name = "remote"
         [recipe]
-        command = ["true"]
+        command = ["echo", "${{art:remote,path}}"]
         [artifacts.remote]
         uri = "wandb://team/proj/data:v3"
-        bind = "data"
+        {consumed}
         '''))
-    remote = invoke("plan", "remote.toml", cwd=tmp_path)
-    assert remote.exit_code == 1
-    assert ('remote.toml:6:7: error: artifacts.remote.uri: "wandb://team/proj/data:v3" cannot be '
-            'resolved at plan time — runspec pins inputs from its own registry: download it '
-            'once, `runspec artifacts publish NAME PATH`') in remote.stderr
+    for command in ("validate", "plan", "apply"):
+        result = invoke(command, "remote.toml", *(["--yes"] if command == "apply" else []),
+                        cwd=tmp_path)
+        assert result.exit_code == 1, (command, result.output)
+        assert WANDB_REFUSED in result.stderr, (command, result.stderr)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_literal_reference_in_a_rendered_config_is_a_plan_error(tmp_path):
+    """An override or a config value that is a wandb:// URI would reach the recipe as text:
+    the plan names where it was written."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    (tmp_path / "config.yaml").write_text("data:\n  path: null\n  extra: wandb://t/p/x:v1\n")
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "leak"
+        [recipe]
+        script = "train.py"
+        config = "config.yaml"
+        [recipe.overrides]
+        "data.path" = "wandb://team/proj/data:v3"
+        '''))
+    result = invoke("plan", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert ('run.toml:7:15: error: recipe.overrides."data.path": "wandb://team/proj/data:v3" is '
+            "a W&B artifact URI, which runspec does not resolve: the recipe would get it as text"
+            " — download it once, `runspec artifacts publish NAME PATH`") in result.stderr
+    (tmp_path / "run.toml").write_text((tmp_path / "run.toml").read_text().replace(
+        '"wandb://team/proj/data:v3"', '"data.txt"'))
+    result = invoke("plan", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    assert ('config.yaml:3:10: error: data.extra: "wandb://t/p/x:v1" is a W&B artifact URI'
+            in result.stderr), result.stderr
+    (tmp_path / "config.yaml").write_text("data:\n  path: null\n  extra: 1\n")
+    assert invoke("plan", "run.toml", cwd=tmp_path).exit_code == 0
 
 
 def test_art_interpolation_in_a_rendered_config(tmp_path, artifact_registry, text_snapshot):
@@ -760,3 +805,259 @@ def test_env_toml_mode_is_the_projects_default_and_an_output_mode_wins(tmp_path,
     (tmp_path / "env.toml").write_text('[local]\nexecutor = "local"\n')
     assert invoke("apply", "--yes", "--replace", "*", "run.toml", cwd=tmp_path).exit_code == 0
     assert registry.get("a", 2).metadata["mode"] == "copy"  # small: copied by default
+
+
+# -- typed metadata -------------------------------------------------------------------------
+
+PACK = textwrap.dedent('''\
+    schema = "runspec/v1"
+    name = "pack"
+    [recipe]
+    command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[1]); open(sys.argv[1] + '/train.npy', 'w').write('x'); open(sys.argv[1] + '.metadata.json', 'w').write(sys.argv[2])", "${run.dir}/packed", 'METADATA']
+    [outputs.artifacts.packed]
+    path = "${run.dir}/packed"
+    type = "sft-packed"
+    ''')
+
+SFT = textwrap.dedent('''\
+    schema = "runspec/v1"
+    name = "sft"
+    [recipe]
+    command = ["python", "-c", "import os, sys; os.makedirs(sys.argv[1]); open(sys.argv[1] + '/seen.txt', 'w').write(' '.join(sys.argv[2:]))", "${run.dir}/ckpt", "${art:data,pack_size}", "${art:data,type}", "${art:data,version}"]
+    [artifacts.data]
+    uri = "art://packed:latest"
+    [outputs.artifacts.model]
+    path = "${run.dir}/ckpt"
+    ''')
+
+
+def _pack(tmp_path: Path, metadata: str, type_: str = "sft-packed") -> str:
+    (tmp_path / "pack.toml").write_text(PACK.replace("METADATA", metadata)
+                                        .replace('"sft-packed"', f'"{type_}"'))
+    return "pack.toml"
+
+
+def test_metadata_beside_an_output_is_typed_and_read_by_art_field(tmp_path, artifact_registry):
+    """A recipe writes <output>.metadata.json; registration checks it against sft-packed and
+    keeps it apart from runspec's own fields; ${art:data,pack_size} reads it at plan time."""
+    (tmp_path / "pyproject.toml").write_text("")
+    metadata = '{"pack_size": 4096, "total_tokens": 12000, "total_sequences": 3, "note": "ok"}'
+    first = invoke("apply", "--yes", _pack(tmp_path, metadata), cwd=tmp_path)
+    assert first.exit_code == 0, first.output
+    version = Registry(artifact_registry).resolve(parse("art://packed"))
+    assert version.fields == {"pack_size": 4096, "total_tokens": 12000, "total_sequences": 3,
+                              "note": "ok"}
+    assert version.metadata["type"] == "sft-packed" and "pack_size" not in version.metadata
+    (tmp_path / "sft.toml").write_text(SFT)
+    second = invoke("apply", "--yes", "sft.toml", cwd=tmp_path)
+    assert second.exit_code == 0, second.output
+    assert (tmp_path / "runs/sft/main/default/c1/ckpt/seen.txt").read_text() == \
+        "4096 sft-packed 1"
+    (tmp_path / "sft.toml").write_text(SFT.replace("pack_size", "pack_sise"))
+    plan = invoke("plan", "sft.toml", cwd=tmp_path)
+    assert plan.exit_code == 1
+    assert ('sft.toml:3:2: error: recipe: ${art:data,pack_sise}: packed:v1 has no field "pack_sise" '
+            '— did you mean "pack_size"?') in plan.stderr
+
+
+@pytest.mark.parametrize(("metadata", "type_", "why"), [
+    ('{"pack_size": "big", "total_tokens": 1, "total_sequences": 1}', "sft-packed",
+     'output packed: metadata field "pack_size" of type "sft-packed": expected an integer, '
+     "got str 'big'"),
+    ('{"total_tokens": 1, "total_sequences": 1}', "sft-packed",
+     'output packed: type "sft-packed" needs metadata field "pack_size" (most tokens per '
+     "packed sequence: integer ≥ 1)"),
+    ('{"step": 10, "path": "/elsewhere"}', "checkpoint",
+     'output packed: metadata field "path" is runspec\'s own (reserved: '),
+    ('[1, 2]', "checkpoint", "packed.metadata.json must hold a JSON object (field: value), "
+     "not list"),
+])
+def test_invalid_metadata_fails_the_run_naming_the_field(tmp_path, artifact_registry,
+                                                         metadata, type_, why):
+    (tmp_path / "pyproject.toml").write_text("")
+    result = invoke("apply", "--yes", _pack(tmp_path, metadata, type_), cwd=tmp_path)
+    assert result.exit_code == 1
+    assert why in result.output, result.output
+    assert Registry(artifact_registry).names() == []
+
+
+def test_an_unknown_type_is_free_form(tmp_path, artifact_registry):
+    (tmp_path / "pyproject.toml").write_text("")
+    result = invoke("apply", "--yes", _pack(tmp_path, '{"pack_size": "any", "vocab": [1]}',
+                                            "tokenizer"), cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    version = Registry(artifact_registry).resolve(parse("art://packed"))
+    assert version.fields == {"pack_size": "any", "vocab": [1]}
+
+
+def test_the_type_registry_is_documented():
+    from runspec.artifacts.types import describe
+
+    docs = (Path(__file__).parents[1] / "docs" / "artifacts.md").read_text(encoding="utf-8")
+    assert describe() in docs
+
+
+# -- the Python API -------------------------------------------------------------------------
+
+API_PREP = textwrap.dedent('''\
+    import os, sys
+    from pathlib import Path
+    from runspec import artifacts
+
+    text = artifacts.load("hamlet.txt")            # a plain path: lineage with its digest
+    out = Path(os.environ["RUNSPEC_RUN_DIR"]) / "corpus"
+    out.mkdir(exist_ok=True)
+    (out / "corpus.txt").write_text(Path(text.path).read_text().upper())
+    artifacts.save("corpus", out, "dataset",
+                   {"total_tokens": 12, "origin": os.environ.get("ORIGIN", "hamlet")})
+    sys.exit(int(os.environ.get("FAIL", "0")))
+    ''')
+
+API_TRAIN = textwrap.dedent('''\
+    import os
+    from pathlib import Path
+    from runspec import artifacts
+
+    corpus = artifacts.load("art://corpus:latest")  # not declared in the manifest
+    out = Path(os.environ["RUNSPEC_OUTPUT_MODEL"])
+    out.mkdir()
+    (out / "weights.txt").write_text(Path(corpus.path, "corpus.txt").read_text())
+    artifacts.Artifact(str(out)).save("model", "checkpoint",
+                                      {"step": corpus.metadata["total_tokens"], "loss": 0.5})
+    ''')
+
+
+def _api_project(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "hamlet.txt").write_text("to be")
+    (tmp_path / "prep.py").write_text(API_PREP)
+    (tmp_path / "train.py").write_text(API_TRAIN)
+    (tmp_path / "prep.toml").write_text(
+        'schema = "runspec/v1"\nname = "prep"\n[recipe]\nscript = "prep.py"\n')
+    (tmp_path / "train.toml").write_text(
+        'schema = "runspec/v1"\nname = "train"\n[recipe]\nscript = "train.py"\n'
+        '[outputs.artifacts.model]\npath = "${run.dir}/model"\n')
+
+
+def test_a_recipe_loads_and_saves_through_the_python_api(tmp_path, artifact_registry):
+    """prep saves an undeclared output with metadata; train loads it by art:// and saves its
+    declared output with checkpoint metadata: both registered with the runs' lineage."""
+    _api_project(tmp_path)
+    prep = invoke("apply", "--yes", "prep.toml", cwd=tmp_path)
+    assert prep.exit_code == 0, prep.output
+    assert "registered corpus:v1 from prep/main/default/c1" in prep.stderr
+    train = invoke("apply", "--yes", "train.toml", cwd=tmp_path)
+    assert train.exit_code == 0, train.output
+    registry = Registry(artifact_registry)
+    corpus = registry.resolve(parse("art://corpus"))
+    assert corpus.fields == {"total_tokens": 12, "origin": "hamlet"}
+    assert corpus.metadata["type"] == "dataset" and corpus.metadata["producer"] == \
+        "prep/main/default/c1"
+    model = registry.resolve(parse("art://model"))
+    assert model.fields == {"step": 12, "loss": 0.5} and model.metadata["type"] == "checkpoint"
+    assert Path(model.path, "weights.txt").read_text() == "TO BE"
+    assert model.metadata["inputs"] == {"corpus": "corpus:v1"}
+    tree = invoke("artifacts", "--root", str(artifact_registry), "lineage", "model",
+                  cwd=tmp_path).stdout
+    assert tree == ("model:v1  [checkpoint] produced by train/main/default/c1\n"
+                    "└── corpus:v1  [dataset] produced by prep/main/default/c1\n"
+                    f"    └── hamlet.txt  [path] {_short(digest_of(tmp_path / 'hamlet.txt'))}\n")
+
+
+def _short(digest: str) -> str:
+    scheme, _, value = digest.partition(":")
+    return f"{scheme}:{value[:16]}"
+
+
+def test_a_failed_run_registers_what_it_saved_never(tmp_path, artifact_registry, monkeypatch):
+    _api_project(tmp_path)
+    monkeypatch.setenv("FAIL", "3")
+    monkeypatch.setenv("ORIGIN", "first attempt")
+    failed = invoke("apply", "--yes", "prep.toml", cwd=tmp_path)
+    assert failed.exit_code == 1
+    assert Registry(artifact_registry).names() == []
+    monkeypatch.setenv("FAIL", "0")  # the retry registers its own attempt's save, once
+    monkeypatch.setenv("ORIGIN", "second attempt")
+    retried = invoke("apply", "--yes", "prep.toml", cwd=tmp_path)
+    assert retried.exit_code == 0, retried.output
+    registry = Registry(artifact_registry)
+    assert registry.versions("corpus") == [1]
+    assert registry.get("corpus", 1).fields["origin"] == "second attempt"
+    ledger = (tmp_path / "runs/prep/main/default/c1/artifacts.jsonl").read_text()
+    assert '"attempt": 1' in ledger and '"attempt": 2' in ledger
+
+
+def test_the_api_outside_a_run_publishes_at_once(tmp_path, artifact_registry, monkeypatch):
+    from runspec import artifacts
+
+    monkeypatch.delenv("RUNSPEC_RUN_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw.txt").write_text("abc")
+    raw = artifacts.load("raw.txt")
+    assert (raw.path, raw.metadata, raw.version) == (str(tmp_path / "raw.txt"), {}, None)
+    saved = artifacts.save("ckpt", tmp_path / "raw.txt", "checkpoint", {"step": 3})
+    assert (saved.uri, saved.metadata, saved.type) == ("art://ckpt:v1", {"step": 3},
+                                                       "checkpoint")
+    again = artifacts.load("art://ckpt:latest")
+    assert (again.version, again.metadata["step"], again.producer) == (1, 3, None)
+    assert [a.uri for a in artifacts.list()] == ["art://ckpt:v1"]
+    assert artifacts.lineage("ckpt")["inputs"][0]["label"] == str(tmp_path / "raw.txt")
+    with pytest.raises(ArtifactError, match='type "checkpoint" needs metadata field "step"'):
+        artifacts.save("ckpt", tmp_path / "raw.txt", "checkpoint", {})
+    with pytest.raises(ArtifactError, match="does not reach W&B"):
+        artifacts.load("wandb://team/proj/data:v1")
+    with pytest.raises(ArtifactError, match="needs a path"):
+        artifacts.save("nothing")
+
+
+def test_importing_the_api_stays_cheap():
+    """A training script imports it: no pydantic, YAML, filelock or heavy library."""
+    code = ("import sys\nfrom runspec.artifacts import load, save, Artifact\n"
+            "print('\\n'.join(sys.modules))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                text=True).stdout.split())
+    assert "runspec.artifacts.api" in loaded
+    heavy = {"torch", "wandb", "ray", "pydantic", "ruamel", "filelock", "fsspec", "click"}
+    assert not {m for m in loaded if m.split(".")[0] in heavy}
+
+
+def test_save_of_a_declared_output_elsewhere_fails_the_run(tmp_path, artifact_registry):
+    """The API's metadata joins the file's (and wins); a save whose path is not the
+    declared output's fails the run rather than registering something else."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "train.py").write_text(textwrap.dedent('''\
+        import json, os, sys
+        from pathlib import Path
+        from runspec import artifacts
+
+        out = Path(os.environ["RUNSPEC_OUTPUT_MODEL"])
+        out.mkdir(exist_ok=True)
+        Path(f"{out}.metadata.json").write_text(json.dumps({"step": 1, "loss": 9.0}))
+        elsewhere = out.parent / sys.argv[1]
+        elsewhere.mkdir(exist_ok=True)
+        artifacts.save("model", elsewhere, metadata={"loss": 0.25})
+        '''))
+    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
+        schema = "runspec/v1"
+        name = "elsewhere"
+        [recipe]
+        script = "train.py"
+        args = ["model"]
+        [outputs.artifacts.model]
+        path = "${run.dir}/model"
+        type = "checkpoint"
+        '''))
+    ok = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert ok.exit_code == 0, ok.output
+    version = Registry(artifact_registry).resolve(parse("art://model"))
+    assert (version.metadata["type"], version.fields) == ("checkpoint", {"step": 1, "loss": 0.25})
+    (tmp_path / "run.toml").write_text((tmp_path / "run.toml").read_text().replace(
+        'args = ["model"]', 'args = ["other"]'))
+    moved = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert moved.exit_code == 1
+    assert "ArtifactError: cannot save model at " in moved.output
+    log = (tmp_path / "runs/elsewhere/main/default/c1/stderr.log").read_text()
+    assert ("/runs/elsewhere/main/default/c1/other: the manifest declares its output model at "
+            f"{tmp_path.resolve()}/runs/elsewhere/main/default/c1/model — save it there, or "
+            "leave path out") in log, log
+    assert Registry(artifact_registry).versions("model") == [1]

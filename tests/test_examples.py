@@ -67,6 +67,36 @@ def test_specs_smoke_runs_and_the_plan_exit_codes(tmp_path):
     assert json.loads((nemotron / "result.json").read_text())["metrics"]["loss"] < 0.5
 
 
+def test_tiny_gpt_loads_and_saves_through_the_artifacts_api(tmp_path):
+    """The main example's recipe loads its data from the registry (art://, named only in its
+    config) and saves its checkpoint with typed metadata: the version registered when the
+    run succeeds carries it, and its lineage names the data version the code loaded."""
+    repo = scratch_copy(tmp_path / "repo")
+    example = repo / "examples/tiny_gpt"
+    published = runspec("artifacts", "publish", "hamlet", "data/hamlet.txt", "--type", "dataset",
+                        cwd=example, tmp_path=tmp_path)
+    assert published.returncode == 0, published.stderr
+    (example / "api.run.toml").write_text(
+        'schema = "runspec/v1"\nname = "tiny-gpt-api"\n[recipe]\nscript = "train.py"\n'
+        'config = "config/tiny.yaml"\n[recipe.overrides]\n"train.steps" = 20\n'
+        '"checkpoint.dir" = "${run.dir}/checkpoint"\n"data.path" = "art://hamlet:latest"\n'
+        '[resources]\nprocs_per_node = 2\n[env]\nprofile = "local"\n'
+        '[outputs.artifacts.tiny-gpt-model]\npath = "${run.dir}/checkpoint"\ntype = "model"\n')
+    applied = runspec("apply", "api.run.toml", "--yes", cwd=example, tmp_path=tmp_path)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "registered tiny-gpt-model:v1 from tiny-gpt-api/main/default/c1" in applied.stderr
+    shown = runspec("artifacts", "show", "tiny-gpt-model:v1", cwd=example, tmp_path=tmp_path)
+    version = json.loads(shown.stdout[shown.stdout.index("{"):])
+    fields = version["fields"]
+    assert (fields["step"], fields["vocab_size"]) == (20, 64) and fields["parameters"] > 10_000
+    result = json.loads((example / "runs/tiny-gpt-api/main/default/c1/result.json").read_text())
+    assert fields["loss"] == result["metrics"]["loss"]
+    assert version["inputs"] == {"hamlet": "hamlet:v1"}
+    tree = runspec("artifacts", "lineage", "tiny-gpt-model", cwd=example, tmp_path=tmp_path)
+    assert tree.stdout == ("tiny-gpt-model:v1  [model] produced by tiny-gpt-api/main/default/c1\n"
+                           "└── hamlet:v1  [dataset] produced by hand\n")
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_prep_then_train_pipeline_and_its_lineage(tmp_path, ray_head):

@@ -227,3 +227,17 @@ def test_a_moved_project_root_is_a_change_even_on_the_unchanged_fast_path(tree):
     again = invoke("apply", "--yes", "report-local.toml", cwd=tree)
     assert again.exit_code == 0, again.output
     assert "1 to replace" in again.output
+
+
+def test_a_wandb_uri_in_the_run_section_is_an_error_not_left_to_the_recipe(tree):
+    """Nemotron's own references (NAME:latest) stay the recipe's, with a warning; runspec's
+    wandb:// URI syntax would reach it as a literal path, so the plan refuses it."""
+    config = tree / "src/recipes/pretrain/config/default.yaml"
+    config.write_text(config.read_text().replace(
+        "tree-pretrain-data:latest", "wandb://team/proj/tree-pretrain-data:latest"))
+    result = validate(tree, "pretrain-cluster.toml")
+    assert result.exit_code == 1
+    assert ('src/recipes/pretrain/config/default.yaml:2:9: error: run.data: '
+            '"wandb://team/proj/tree-pretrain-data:latest" is a W&B artifact URI, which runspec '
+            "does not resolve: the recipe would get it as text — download it once, `runspec "
+            "artifacts publish data PATH`") in result.output, result.output

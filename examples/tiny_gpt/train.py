@@ -17,7 +17,8 @@
 """Tiny character-level GPT in plain PyTorch (CPU; DDP over gloo under torchrun).
 
 Run as ``python train.py --config PATH`` or ``torchrun --nproc_per_node=N train.py --config PATH``.
-``data.path`` is a ``.txt`` file (character vocab, 90/10 train/val split) or a directory
+``data.path`` (a path, or a registry version: ``art://NAME:vN|ALIAS``) is a ``.txt`` file
+(character vocab, 90/10 train/val split) or a directory
 prepared by a data-prep recipe (``meta.json`` + raw little-endian uint16 token shards).
 
 After training, rank 0 writes model.pt (state_dict), vocab.json and config.yaml to
@@ -32,6 +33,11 @@ is set, each rank appends JSON lines to that file, one write per line.
     plus ``"loss"`` (final val loss) on rank 0.
 ``tokens_per_s`` is this rank's training tokens over its training time (evaluation
 excluded); runspec sums ``*_per_s`` across ranks and takes the rest from rank 0.
+
+Artifacts through ``runspec.artifacts``: the data is opened with ``load`` (a path, or an
+``art://`` version), and rank 0 ``save``s the checkpoint under the manifest's output that
+points at ``checkpoint.dir``, with typed metadata (``step``, ``loss``); runspec registers it
+when the run succeeds, with the data in its lineage. Run by hand, nothing is saved.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from ruamel.yaml import YAML
 from torch.nn.parallel import DistributedDataParallel as DDP
+
+from runspec import artifacts
 
 
 def resolve(path: str, config_dir: Path) -> Path:
@@ -188,7 +196,10 @@ def main() -> None:
         dist.init_process_group("gloo")
     torch.set_num_threads(t.get("threads") or max(1, (os.cpu_count() or 1) // world))
 
-    vocab, train_ids, val_ids = load_data(resolve(cfg["data"]["path"], config_path.parent))
+    source = str(cfg["data"]["path"])  # a path, or a registry version: art://NAME:latest
+    data = artifacts.load(source if source.startswith("art://") else
+                          str(resolve(source, config_path.parent)))
+    vocab, train_ids, val_ids = load_data(Path(data.path))
     torch.manual_seed(t["seed"])  # identical init on every rank (DDP also broadcasts rank 0's)
     model = GPT(len(vocab), m["n_layer"], m["n_head"], m["n_embd"], m["block_size"], m["dropout"])
     ddp: nn.Module = DDP(model) if world > 1 else model
@@ -246,7 +257,13 @@ def main() -> None:
     emit(final)
     if rank == 0:
         if cfg["checkpoint"]["dir"]:
-            save_checkpoint(Path(cfg["checkpoint"]["dir"]).expanduser(), model, vocab, cfg)
+            out = Path(cfg["checkpoint"]["dir"]).expanduser()
+            save_checkpoint(out, model, vocab, cfg)
+            metadata = {"step": steps, "parameters": n_params, "vocab_size": len(vocab),
+                        **({"loss": val_loss} if math.isfinite(val_loss) else {})}
+            for name, path in artifacts.outputs().items():  # the output written here, if any
+                if Path(path).resolve() == out.resolve():
+                    artifacts.save(name, out, metadata=metadata)
         print(
             f"step {steps} loss {val_loss:.4f} tokens/s {tokens_per_s:.0f} "
             f"(rank 0; {world} rank(s)) train_loss {train_loss:.4f} train_time {train_time:.1f}s",

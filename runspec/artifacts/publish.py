@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runspec.artifacts import ledger
 from runspec.artifacts.registry import BEST, BestBy, Mode, Registry, Version, configured_mode
 from runspec.artifacts.uri import ArtifactError
 from runspec.measure.files import read_json
@@ -22,6 +23,8 @@ from runspec.measure.files import read_json
 if TYPE_CHECKING:
     from runspec.plan.resolve import Resolved, ResolvedStage
 
+UNTYPED = "artifact"
+"""An output's type when neither the manifest nor the code names one."""
 REMOTE_OUTPUTS_FILE = "outputs.remote.json"
 """In a run directory whose run ran on a cluster over SSH: ``{output: {path, host, digest}}``,
 the outputs as they are there (its backend writes it; the files themselves stay there)."""
@@ -176,46 +179,51 @@ def _declared_by(manifest: str, mtime_ns: int, size: int, stage_name: str) -> De
 
 def register_outputs(member, root: Path, known: Declared | None = None,
                      notes: list[str] | None = None) -> tuple[list[str], str | None]:
-    """Publish ``member``'s outputs once. Returns (labels published, why it must fail).
-    ``known``: what the manifest declares (apply has it resolved; without it, it is read
-    from the manifest the run's job.yaml names). ``notes`` receives what else moved
-    (``model:best → v3 (loss 0.41)``)."""
+    """Publish ``member``'s outputs once: those its manifest declares and those its code
+    saved (``runspec.artifacts.save``, see ``artifacts.ledger``), each with its metadata
+    checked against its type first, so an invalid one publishes nothing. Returns (labels
+    published, why it must fail). ``known``: what the manifest declares (apply has it
+    resolved; without it, it is read from the manifest the run's job.yaml names).
+    ``notes`` receives what else moved (``model:best → v3 (loss 0.41)``)."""
     registry = Registry(member.registry)
     record_consumed(member, registry)
-    if not member.outputs or member.registered:
+    if member.registered:
         return [], None
+    run_dir = root / member.run_dir if member.run_dir else None
+    recorded = run_dir is not None and (run_dir / ledger.LEDGER_FILE).exists()
+    if not member.outputs and not recorded:  # most runs: nothing to read
+        return [], None
+    result = (read_json(run_dir / "result.json") or {}) if run_dir is not None else {}
+    account = ledger.read(run_dir, result.get("attempt")) if run_dir is not None and recorded \
+        else ledger.Ledger()
+    if not member.outputs and not account.saved:
+        return [], None
+    if account.problems:
+        return [], f"the run's {ledger.LEDGER_FILE} cannot be used: {account.problems[0]}"
     known = known if known is not None else _declared_for_run(member, root)
     inputs: dict[str, Any] = {name: pin["version"]
                               for name, pin in (member.request.get("inputs") or {}).items()
                               if isinstance(pin, dict) and pin.get("version")}
     inputs.update(_plain_inputs(known.plain, root))
-    result = (read_json(root / member.run_dir / "result.json") or {}) if member.run_dir else {}
+    _loaded_inputs(inputs, account, registry)
     logged = _wandb_logged(result)
     metrics = {k: v for k, v in (result.get("metrics") or {}).items()
                if isinstance(v, int | float) and not isinstance(v, bool)} \
         if isinstance(result.get("metrics"), dict) else {}
+    remote = (read_json(run_dir / REMOTE_OUTPUTS_FILE) or {}) if run_dir is not None else {}
+    planned, problem = _planned_outputs(member, root, remote, account, known)
+    if problem:
+        return [], problem
     published: list[str] = []
-    remote = (read_json(root / member.run_dir / REMOTE_OUTPUTS_FILE) or {}) \
-        if member.run_dir else {}
-    for name, (path, type_) in sorted(member.outputs.items()):
-        produced: Path | str = root / path
-        there = remote.get(name) if isinstance(remote, dict) else None
-        where = None
-        if isinstance(there, dict) and isinstance(there.get("path"), str) and \
-                not Path(produced).exists():
-            if not there.get("digest"):
-                return published, (f"output {name} is missing: {there['path']} was not "
-                                   f"written on {there.get('host')}")
-            produced, where = there["path"], (str(there.get("host")), str(there["digest"]))
-        elif not Path(produced).exists():
-            return published, f"output {name} is missing: {path} was not written"
-        policy = known.policies.get(name, OutputPolicy())
+    for output in planned:
+        name = output.name
+        policy = known.policies.get(name, OutputPolicy(output.default_mode))
         try:
-            version = registry.publish(name, produced, type_, producer=member.key, inputs=inputs,
+            version = registry.publish(name, output.produced, output.type, producer=member.key,
+                                       inputs=inputs,
                                        extra={"wandb": logged[name]} if name in logged else None,
-                                       remote=where, mode=policy.mode or Mode.AUTO,
-                                       best=policy.best,
-                                       metrics=metrics)
+                                       remote=output.where, mode=policy.mode or Mode.AUTO,
+                                       best=policy.best, metrics=metrics, fields=output.fields)
         except ArtifactError as error:
             return published, f"output {name} could not be registered: {error.message}"
         published.append(version.label)
@@ -225,6 +233,104 @@ def register_outputs(member, root: Path, known: Declared | None = None,
                          f"({policy.best.metric} {metrics[policy.best.metric]:g})")
     member.registered = True
     return published, None
+
+
+@dataclass(frozen=True)
+class _Output:
+    """One output about to be published: where it is, its type and metadata."""
+
+    name: str
+    produced: Path | str
+    type: str
+    fields: dict[str, Any]
+    where: tuple[str, str] | None = None         # (host, digest) of one left on a cluster
+    default_mode: Mode | None = None
+
+
+def _planned_outputs(member, root: Path, remote: Any, account: ledger.Ledger,
+                     known: Declared) -> tuple[list[_Output], str | None]:
+    """Every output to publish, checked (paths exist, metadata fits its type) before any is
+    published; or why the run must fail."""
+    outputs: list[_Output] = []
+    for name, (path, type_) in sorted(member.outputs.items()):
+        produced: Path | str = root / path
+        there = remote.get(name) if isinstance(remote, dict) else None
+        where = None
+        if isinstance(there, dict) and isinstance(there.get("path"), str) and \
+                not Path(produced).exists():
+            if not there.get("digest"):
+                return [], (f"output {name} is missing: {there['path']} was not "
+                            f"written on {there.get('host')}")
+            produced, where = there["path"], (str(there.get("host")), str(there["digest"]))
+        elif not Path(produced).exists():
+            return [], f"output {name} is missing: {path} was not written"
+        fields, problem = ({}, None) if where else ledger.sidecar(produced)
+        if problem:
+            return [], f"output {name}: {problem}"
+        saved = account.saved.get(name)
+        if saved is not None:
+            if Path(saved.path).resolve() != Path(produced).resolve():
+                return [], (f"output {name}: runspec.artifacts.save got {saved.path}, but the "
+                            f"manifest declares {path} (save it there, or leave path out)")
+            if saved.type and type_ == UNTYPED:  # the manifest left the type to the code
+                type_ = saved.type
+            elif saved.type and saved.type != type_:
+                return [], (f'output {name}: runspec.artifacts.save says type "{saved.type}", '
+                            f'the manifest type = "{type_}" (give one of them)')
+            fields = {**fields, **saved.metadata}
+        outputs.append(_Output(name, produced, type_, fields, where))
+    default: Mode | None = None
+    for name, saved in sorted(account.saved.items()):
+        if name in member.outputs:
+            continue
+        if not Path(saved.path).exists():
+            return [], f"output {name} is missing: {saved.path} (saved by the run) is gone"
+        fields, problem = ledger.sidecar(saved.path)
+        if problem:
+            return [], f"output {name}: {problem}"
+        if default is None:  # env.toml's [artifacts] mode, as for declared outputs
+            default = configured_mode(_env_data(root, {})) or Mode.AUTO
+        outputs.append(_Output(name, Path(saved.path), saved.type or UNTYPED,
+                               {**fields, **saved.metadata}, default_mode=default))
+    from runspec.artifacts.types import metadata_problems
+
+    for output in outputs:
+        problems = metadata_problems(output.type, output.fields)
+        if problems:
+            return [], (f"output {output.name}: {problems[0]}"
+                        + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return outputs, None
+
+
+def _loaded_inputs(inputs: dict[str, Any], account: ledger.Ledger, registry: Registry) -> None:
+    """What the run's code loaded joins its lineage, once: the manifest may pin it too, and
+    a path read is no new input when it is a pinned version's data (a stage's output)."""
+    have = {v for v in inputs.values() if isinstance(v, str)}
+    for label in account.loaded:
+        if label in have:
+            continue
+        name = label.rpartition(":")[0]
+        inputs[name if name not in inputs else f"loaded.{name}"] = label
+    if not account.read:
+        return
+    paths = {v.get("path") for v in inputs.values() if isinstance(v, dict)}
+    for label in (v for v in inputs.values() if isinstance(v, str)):
+        name, _, number = label.rpartition(":v")
+        try:
+            version = registry.get(name, int(number))
+        except (ArtifactError, ValueError):
+            continue
+        paths |= {version.path, version.source}
+    from runspec.artifacts.digest import digest_of
+
+    for path in account.read:
+        if path in paths or any(Path(path).is_relative_to(p) for p in paths
+                                if isinstance(p, str) and "://" not in p):
+            continue
+        try:
+            inputs[path] = {"path": path, "digest": digest_of(Path(path))}
+        except OSError:
+            inputs[path] = {"path": path, "digest": None}
 
 
 def _plain_inputs(plain: dict[str, str], root: Path) -> dict[str, dict[str, Any]]:

@@ -87,6 +87,12 @@ class Version:
         return self.metadata["path"]
 
     @property
+    def fields(self) -> dict[str, Any]:
+        """The metadata its producer gave (``total_tokens``, ``step``…), beside runspec's own."""
+        given = self.metadata.get("fields")
+        return given if isinstance(given, dict) else {}
+
+    @property
     def source(self) -> str:
         """Where the data was published from (for a reference, where it still is)."""
         return self.metadata.get("source") or self.metadata["path"]
@@ -389,7 +395,8 @@ class Registry:
                 inputs: dict[str, Any] | None = None, aliases: tuple[str, ...] = ("latest",),
                 extra: dict | None = None, remote: tuple[str, str] | None = None,
                 mode: Mode = Mode.REFERENCE, best: BestBy | None = None,
-                metrics: dict[str, Any] | None = None) -> Version:
+                metrics: dict[str, Any] | None = None,
+                fields: dict[str, Any] | None = None) -> Version:
         """Register ``path`` as the next version of ``name`` and move ``aliases`` to it.
         ``mode``: copy it into the registry, reference it in place (this API's default,
         as before modes existed), or ``AUTO``: copy up to ``COPY_LIMIT`` (what outputs and
@@ -397,7 +404,8 @@ class Registry:
         was logged as). ``remote``: ``(host, digest)`` of a path that is on a cluster, not
         here (a run over SSH): referenced as the cluster sees it, with the digest computed
         there. ``best``: move the ``best`` alias here when ``metrics`` (the producing run's)
-        beat those of the version it names."""
+        beat those of the version it names. ``fields``: the producer's own metadata (checked
+        by the caller against its type, see ``artifacts.types``), kept apart from runspec's."""
         if not _NAME.fullmatch(name):
             raise ArtifactError(f'"{name}" is not an artifact name',
                                 "use letters, digits, '.', '_' and '-' (it goes into art://NAME)")
@@ -427,7 +435,8 @@ class Registry:
                     **({"size": files.size, "files": len(files.files)} if files else {}),
                     "created": datetime.now(UTC).isoformat(timespec="seconds"),
                     "producer": producer, "inputs": inputs or {},
-                    **({"metrics": metrics} if metrics else {}), **(extra or {})}
+                    **({"metrics": metrics} if metrics else {}), **(extra or {}),
+                    **({"fields": fields} if fields else {})}
         with self.store.locked(name):
             number = (self.versions(name) or [0])[-1] + 1
             metadata["version"] = number

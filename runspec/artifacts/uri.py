@@ -23,6 +23,10 @@ class ArtifactError(ValueError):
         super().__init__(message)
         self.message, self.hint = message, hint
 
+    def __str__(self) -> str:
+        """With the hint: what recipe code shows (runspec's own output uses both fields)."""
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
 
 @dataclass(frozen=True)
 class ArtifactRef:

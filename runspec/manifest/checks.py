@@ -127,9 +127,28 @@ class Checker:
         sweep = unit.get("sweep")
         if isinstance(sweep, dict):
             self.check_sweep(sweep, at + ("sweep",))
+        artifacts = unit.get("artifacts")
+        if isinstance(artifacts, dict):
+            self.check_inputs(artifacts, at + ("artifacts",))
         if at:
             self.check_env(unit.get("env"), at + ("env",))
             self.check_measure(unit.get("measure"), at + ("measure",))
+
+    # -- inputs ----------------------------------------------------------------------------
+    def check_inputs(self, artifacts: dict[str, Any], at: KeyPath) -> None:
+        """A ``wandb://`` input cannot be pinned: runspec plans without reaching W&B (offline
+        W&B cannot resolve an artifact at all), and the URI must not reach the recipe."""
+        for name, spec in artifacts.items():
+            uri = spec.get("uri") if isinstance(spec, dict) else None
+            if not isinstance(uri, str) or not uri.startswith("wandb://"):
+                continue
+            artifact = uri.rstrip("/").rsplit("/", 1)[-1].split(":", 1)[0] or str(name)
+            self.error(at + (name, "uri"),
+                       f'"{uri}" is a W&B artifact, which runspec cannot resolve: inputs are '
+                       "pinned from runspec's own registry, without reaching W&B",
+                       f"download it once (wandb artifact get {uri.removeprefix('wandb://')}), "
+                       f"`runspec artifacts publish {artifact} PATH`, then "
+                       f"{self.kv('uri', f'art://{artifact}')}")
 
     # -- recipe ----------------------------------------------------------------------------
     def check_recipe(self, recipe: dict[str, Any], at: KeyPath) -> None:

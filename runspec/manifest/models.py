@@ -105,7 +105,8 @@ class ArtifactInput(Strict):
     """An input artifact, resolved to a concrete version at plan time and bound into the config."""
 
     uri: str = Field(
-        description="art://NAME[:vN|:ALIAS][/subpath], a path, file://… or wandb://entity/project/name:alias.",
+        description="art://NAME[:vN|:ALIAS][/subpath], a path or file://… (a wandb:// URI is "
+        "refused: publish it into runspec's registry and use art://).",
         examples=["art://tiny-shakespeare:latest"],
     )
     bind: str | None = Field(
@@ -131,7 +132,10 @@ class ArtifactOutput(Strict):
 
     path: str = Field(description="Produced path, usually under ${run.dir}.",
                       examples=["${run.dir}/checkpoint"])
-    type: str = Field("artifact", description="Artifact type.", examples=["model", "dataset"])
+    type: str = Field("artifact", description="Artifact type. dataset, model, checkpoint, "
+                      "pretrain-blends, sft-packed and split-jsonl check the metadata the run "
+                      "gives (see docs/artifacts.md); any other name is free-form.",
+                      examples=["model", "dataset"])
     mode: Literal["copy", "reference"] | None = Field(
         None, description='"copy": into the registry, content-addressed (the version can '
         'never change); "reference": keep the path, checked against its digests when a plan '

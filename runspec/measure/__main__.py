@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     offsets = log_offsets(run_dir)
     host = socket.gethostname()
     metrics_path = (run_dir / METRICS_FILE).resolve()
-    env = {**os.environ, "RUNSPEC_METRICS": str(metrics_path)}
+    # $RUNSPEC_ATTEMPT tags what runspec.artifacts records (see artifacts.ledger).
+    env = {**os.environ, "RUNSPEC_METRICS": str(metrics_path), "RUNSPEC_ATTEMPT": str(attempt)}
     live = None
     if args.wandb:
         import json

@@ -152,6 +152,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                 if a.uri.startswith("art://") and n not in pinned}  # offline only
     plan.notes.extend(stage.notes)
     if left_to_recipe:
+        if _wandb_left(stage, left_to_recipe, problems):
+            return []
         plan.notes.append(_recipe_resolves(stage, left_to_recipe))
     kept_run = {n: (pinned[n][0].label if n in pinned else ref)
                 for n, ref in stage.run_section.items()}
@@ -241,6 +243,8 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
             if renders_config and (per_run_config or slot.point_index not in configs):
                 configs[slot.point_index] = _config(stage, slot.point, config_keys, interpolator,
                                                     problems, pinned, here, at_root)
+                _no_literal_references(configs[slot.point_index], stage, config_keys,
+                                       left_to_recipe, problems)
             config = configs.get(slot.point_index, {})
             if kept_run:  # Nemotron hands the script its artifact references, nothing else
                 config = {**config, "run": kept_run}
@@ -265,6 +269,9 @@ def _render_stage(resolved: Resolved, stage: ResolvedStage, plan: Plan,
                 if vars_refs else stage.env.vars)
             if left_to_recipe and vars_refs:
                 _no_recipe_references(variables, stage, problems)
+            if argv_refs or vars_refs or not runs:  # else the same for every run
+                _no_literal_references({"argv": argv, "env": variables}, stage, {},
+                                       left_to_recipe, problems, launch=True)
             produced = {n: (str(_interpolated(at_root, o.path,
                                               at + ("outputs", "artifacts", n, "path"), problems)),
                             o.type) for n, o in stage.outputs.items()}
@@ -627,6 +634,84 @@ def _no_recipe_references(variables: dict[str, str], stage: ResolvedStage,
             raise _Stop
 
 
+_LITERAL = re.compile(r'"wandb://|\$\{art:')
+_LEFT_ART = re.compile(r"\$\{art:\s*([^,}\s]+)")
+
+
+def _literal_problem(value: str, left_to_recipe: dict[str, str]) -> str | None:
+    """Why ``value`` must not reach a recipe as it is: a W&B artifact URI, or an
+    ``${art:…}`` nobody resolved (one the recipe resolves itself, Nemotron's, is fine)."""
+    if value.startswith("wandb://"):
+        return (f'"{value}" is a W&B artifact URI, which runspec does not resolve: the recipe '
+                "would get it as text")
+    unresolved = [n for n in _LEFT_ART.findall(value) if n not in left_to_recipe]
+    if unresolved:
+        return (f'"{value}": ${{art:{unresolved[0]},…}} was not resolved, and would reach the '
+                "recipe as text")
+    return None
+
+
+def _no_literal_references(rendered: dict[str, Any], stage: ResolvedStage,
+                           keys: dict[str, str], left_to_recipe: dict[str, str],
+                           problems: _Problems, launch: bool = False) -> None:
+    """A rendered config (or, with ``launch``, the arguments and environment) must not hand
+    the recipe a reference as literal text: it would read "wandb://…" as a path."""
+    if not _LITERAL.search(json.dumps(rendered, default=str)):
+        return
+    for path, value in _strings(rendered):
+        why = _literal_problem(value, left_to_recipe)
+        if why is None:
+            continue
+        hint = ("download it once, `runspec artifacts publish NAME PATH`, and use an input "
+                '[artifacts.NAME] uri = "art://NAME" with ${art:NAME,path}'
+                if value.startswith("wandb://") else
+                "declare the artifact ([artifacts.NAME] uri = \"art://…\") so the plan pins it")
+        dotted = ".".join(str(p) for p in path)
+        override = next((k for k, v in keys.items() if v == dotted), None)
+        document = stage.config_document
+        if launch:
+            where = stage.at + (("recipe",) if path[0] == "argv" else ("env", "vars", path[1]))
+            problems.at(where, f"{dotted}: {why}", hint)
+        elif override is not None:
+            problems.at(_override_path(stage, override), why, hint)
+        elif document is not None and path in document.positions:
+            problems.found.append(Diagnostic.at(document.value_position(path), dotted, why,
+                                                hint, document))
+        else:
+            problems.at(stage.at + ("recipe",), f"{dotted}: {why}", hint)
+        raise _Stop
+
+
+def _strings(node: Any, path: KeyPath = ()) -> list[tuple[KeyPath, str]]:
+    if isinstance(node, str):
+        return [(path, node)]
+    if isinstance(node, dict):
+        return [found for k, v in node.items() for found in _strings(v, path + (k,))]
+    if isinstance(node, list):
+        return [found for i, v in enumerate(node) for found in _strings(v, path + (i,))]
+    return []
+
+
+def _wandb_left(stage: ResolvedStage, left: dict[str, str], problems: _Problems) -> bool:
+    """A config's ``run:`` reference the recipe would resolve itself, written as a W&B URI:
+    runspec's syntax, which the recipe's resolver does not read (Nemotron's own references,
+    ``NAME:latest``, stay the recipe's)."""
+    for name, ref in sorted(left.items()):
+        if ref.startswith("wandb://"):
+            document = stage.config_document
+            message = (f'"{ref}" is a W&B artifact URI, which runspec does not resolve: the '
+                       "recipe would get it as text")
+            hint = (f"download it once, `runspec artifacts publish {name} PATH`, and write "
+                    f"run.{name}: {name}:latest (runspec's registry pins it)")
+            if document is None:
+                problems.at(stage.at + ("recipe", "config"), f"run.{name}: {message}", hint)
+            else:
+                problems.found.append(Diagnostic.at(document.value_position(("run", name)),
+                                                    f"run.{name}", message, hint, document))
+            return True
+    return False
+
+
 def _recipe_resolves(stage: ResolvedStage, left: dict[str, str]) -> Diagnostic:
     names = ", ".join(f"{n} = {r}" for n, r in sorted(left.items()))
     document = stage.config_document
@@ -681,10 +766,19 @@ def _pinned_field(pinned: dict[str, Any], name: str, field: str) -> Any:
         return f"{version.path}/{subpath}" if subpath else version.path
     if field == "version":
         return version.number
-    if field not in version.metadata:
-        raise InterpolationError(f"${{art:{name},{field}}}: no field \"{field}\"",
-                                 f"fields: path, version, {', '.join(sorted(version.metadata))}")
-    return version.metadata[field]
+    given = version.fields  # the producer's metadata: it never shadows runspec's own fields
+    if field in version.metadata and field != "fields":
+        return version.metadata[field]
+    if field in given:
+        return given[field]
+    own = ", ".join(sorted(k for k in version.metadata if k != "fields"))
+    from runspec.manifest.suggest import did_you_mean
+
+    raise InterpolationError(
+        f"${{art:{name},{field}}}: {version.label} has no field \"{field}\"",
+        did_you_mean(field, [*given, *(k for k in version.metadata if k != "fields")])
+        or f"fields: path, version, {own}; its producer's metadata: "
+        f"{', '.join(sorted(given)) or 'none (see docs/artifacts.md, Metadata)'}")
 
 
 FAN_OUT_PREFIX = "stage."
