@@ -1010,6 +1010,44 @@ def test_the_api_outside_a_run_publishes_at_once(tmp_path, artifact_registry, mo
         artifacts.save("nothing")
 
 
+def test_a_run_on_a_copy_of_its_directory_refuses_what_could_not_be_registered(
+        tmp_path, monkeypatch, capsys):
+    """A run directory uploaded to a cluster over SSH is a copy: the registry is not there,
+    and nothing recorded there comes back. So load(art://…) and save of an undeclared
+    name fail the run with what to do instead, and save of a declared output (registered
+    from the cluster all the same) says its metadata stays behind; the same calls in the
+    directory apply wrote work."""
+    from runspec import artifacts
+    from runspec.artifacts import ledger
+
+    here = tmp_path / "laptop/runs/p/main"
+    (here / "default/c1").mkdir(parents=True)
+    ledger.write_context(here, str(tmp_path / "registry"), {"ckpt": "checkpoint"})
+    cluster = tmp_path / "cluster/runs/p/main"
+    cluster.parent.mkdir(parents=True)
+    os.rename(here, cluster)  # what the login node holds: the same files, elsewhere
+    (cluster / "default/c1/model.pt").write_text("weights")
+    monkeypatch.setenv("RUNSPEC_RUN_DIR", str(cluster / "default/c1"))
+    monkeypatch.setenv("RUNSPEC_OUTPUT_CKPT", str(cluster / "default/c1/model.pt"))
+    with pytest.raises(ArtifactError, match=r"save\('extra'\) cannot work in this run: its "
+                       r"directory is a copy of .*laptop/runs/p/main") as refused:
+        artifacts.save("extra", cluster / "default/c1/model.pt")
+    assert "[outputs.artifacts.NAME]" in str(refused.value)
+    with pytest.raises(ArtifactError, match=r"load\('art://data:latest'\) cannot work"):
+        artifacts.load("art://data:latest")
+    saved = artifacts.save("ckpt", metadata={"step": 3})
+    assert saved.path == str(cluster / "default/c1/model.pt")
+    assert "ckpt is registered from the cluster" in capsys.readouterr().err
+    assert not (cluster / "default/c1" / ledger.LEDGER_FILE).exists()
+    assert not (tmp_path / "registry").exists()  # nothing made on the cluster's side
+
+    os.rename(cluster, here)  # back where apply wrote it: the same calls record
+    monkeypatch.setenv("RUNSPEC_RUN_DIR", str(here / "default/c1"))
+    monkeypatch.setenv("RUNSPEC_OUTPUT_CKPT", str(here / "default/c1/model.pt"))
+    artifacts.save("ckpt", metadata={"step": 3})
+    assert '"saved": "ckpt"' in (here / "default/c1" / ledger.LEDGER_FILE).read_text()
+
+
 def test_importing_the_api_stays_cheap():
     """A training script imports it: no pydantic, YAML, filelock or heavy library."""
     code = ("import sys\nfrom runspec.artifacts import load, save, Artifact\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,9 @@ def load(uri: str) -> Artifact:
             raise ArtifactError(problem)
         _record({"read": str(path)}, str(path), {"path": str(path)})
         return Artifact(str(path), metadata)
+    run_dir = _run_dir()
+    if run_dir is not None:
+        _not_a_copy(run_dir, f"load({uri!r})")
     registry = _registry()
     version = registry.resolve(ref)
     drift = registry.drift(version)
@@ -127,6 +131,12 @@ def save(name: str, path: str | os.PathLike[str] | None = None, type: str | None
                             "; ".join(problems[1:]) or None)
     run_dir = _run_dir()
     if run_dir is not None:
+        if declared is not None and ledger.read_context(run_dir).copied_from:
+            print(f"runspec.artifacts: warning: {name} is registered from the cluster as the "
+                  "manifest declares it, but without this metadata: a run on a copy of its "
+                  "directory cannot hand metadata back yet", file=sys.stderr)
+            return Artifact(str(target), given, name, None, type)
+        _not_a_copy(run_dir, f"save({name!r})")
         _append(run_dir, {"saved": name, "path": str(target), "type": type,
                           "metadata": given})
         return Artifact(str(target), given, name, None, type)
@@ -177,6 +187,21 @@ def _run_dir() -> Path | None:
     wrapper has created it)."""
     where = os.environ.get("RUNSPEC_RUN_DIR")
     return Path(where) if where else None
+
+
+def _not_a_copy(run_dir: Path, call: str) -> None:
+    """A run reading a copy of its directory (uploaded to a cluster over SSH) cannot reach
+    apply's registry, and what it records there is not read back: refuse, rather than
+    lose a save or a load's lineage without a word."""
+    copied_from = ledger.read_context(run_dir).copied_from
+    if copied_from:
+        raise ArtifactError(
+            f"{call} cannot work in this run: its directory is a copy of {copied_from} "
+            f"(here {Path(run_dir).resolve()}), on a machine that does not hold the "
+            "registry, and what it saves there would never be registered",
+            "declare the output in the manifest ([outputs.artifacts.NAME], written at "
+            "$RUNSPEC_OUTPUT_NAME: registered from the cluster) and bind inputs with "
+            "[artifacts.NAME] instead of loading them")
 
 
 def _append(run_dir: Path, entry: dict[str, Any]) -> None:

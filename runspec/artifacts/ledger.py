@@ -134,6 +134,8 @@ class Context:
 
     root: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    copied_from: str | None = None  # where apply wrote it, when the run reads a copy of it
+    #                                 (a run directory uploaded to a cluster over SSH)
 
 
 def write_context(stage_dir: Path, root: str, outputs: dict[str, str]) -> None:
@@ -141,8 +143,8 @@ def write_context(stage_dir: Path, root: str, outputs: dict[str, str]) -> None:
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(stage_dir / CONTEXT_FILE,
-                      json.dumps({"root": root, "outputs": dict(sorted(outputs.items()))},
-                                 indent=1) + "\n")
+                      json.dumps({"root": root, "outputs": dict(sorted(outputs.items())),
+                                  "stage_dir": str(stage_dir.resolve())}, indent=1) + "\n")
 
 
 def read_context(run_dir: Path) -> Context:
@@ -159,5 +161,8 @@ def read_context(run_dir: Path) -> Context:
         root = data.get("root") if isinstance(data.get("root"), str) and data["root"] else None
         listed = data.get("outputs")
         given: dict[str, Any] = listed if isinstance(listed, dict) else {}
-        return Context(root, {str(n): str(t) for n, t in given.items()})
+        written = data.get("stage_dir")
+        copied = isinstance(written, str) and written != str(directory.resolve())
+        return Context(root, {str(n): str(t) for n, t in given.items()},
+                       written if copied else None)
     return Context()
