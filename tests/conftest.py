@@ -94,6 +94,26 @@ dist.destroy_process_group()
 """
 
 
+ADAPTIVE_SCORE = """\
+import json, os
+cycle = int(os.environ["RUNSPEC_RUN_KEY"].rsplit("/c", 1)[1])
+value = [10, 11, 9, 10, 10, 10][cycle - 1]
+open(os.environ["RUNSPEC_METRICS"], "a").write(json.dumps({"score": value}) + "\\n")
+"""
+"""A score per cycle whose 95% CI reaches ±7% of its mean at the 6th cycle (see
+tests/test_adaptive.py): the adaptive campaigns of every backend use it."""
+
+
+def adaptive_project(project: Path, name: str, env: str) -> None:
+    """score.py and a run.toml on ``env`` (TOML lines): 3 cycles, then more until the
+    score's CI is within ±7%, at most 6."""
+    (project / "score.py").write_text(ADAPTIVE_SCORE)
+    (project / "run.toml").write_text(
+        f'schema = "runspec/v1"\nname = "{name}"\n[recipe]\ncommand = ["python", "score.py"]\n'
+        f'{env}\n[measure]\nmetrics = ["score"]\n[campaign]\ncycles = 3\n'
+        'until = { metric = "score", rel_ci = 0.07, max_cycles = 6 }\n')
+
+
 def starts(project: Path) -> dict[str, int]:
     """Run directory → how many times the marker recipe started there."""
     return {str(p.parent.relative_to(project)): len(p.read_text().splitlines())

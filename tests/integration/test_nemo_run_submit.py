@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import invoke, state_members, wait_for_runs
+from conftest import adaptive_project, invoke, state_members, wait_for_runs
 
 os.environ.setdefault("NEMORUN_HOME", tempfile.mkdtemp(prefix="runspec-nemorun-home-"))
 
@@ -76,25 +76,7 @@ def test_adaptive_cycles_through_nemo_run_add_an_experiment_per_cycle(tmp_path):
     submission per added cycle, until the 95% CI is within target (the figures of
     tests/test_adaptive.py)."""
     (tmp_path / "pyproject.toml").write_text("")
-    (tmp_path / "score.py").write_text(textwrap.dedent('''\
-        import json, os
-        cycle = int(os.environ["RUNSPEC_RUN_KEY"].rsplit("/c", 1)[1])
-        value = [10, 11, 9, 10, 10, 10][cycle - 1]
-        open(os.environ["RUNSPEC_METRICS"], "a").write(json.dumps({"score": value}) + "\\n")
-        '''))
-    (tmp_path / "run.toml").write_text(textwrap.dedent('''\
-        schema = "runspec/v1"
-        name = "nr"
-        [recipe]
-        command = ["python", "score.py"]
-        [env]
-        executor = "nemo-run"
-        [measure]
-        metrics = ["score"]
-        [campaign]
-        cycles = 3
-        until = { metric = "score", rel_ci = 0.07, max_cycles = 6 }
-        '''))
+    adaptive_project(tmp_path, "nr", '[env]\nexecutor = "nemo-run"')
     result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
     assert result.exit_code == 0, result.output
     assert sorted(members(tmp_path)) == [f"nr/main/default/c{n}" for n in range(1, 7)]

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import MARKER_RECIPE, invoke, starts, state_members
+from conftest import MARKER_RECIPE, adaptive_project, invoke, starts, state_members
 
 pytestmark = pytest.mark.ray
 
@@ -227,26 +227,8 @@ def test_a_secret_reaches_a_ray_job_but_not_rays_records(project, ray_head):
 def test_adaptive_cycles_on_ray_add_a_job_per_cycle_until_the_target(project, ray_head):
     """campaign.until is obeyed on Ray too: the minimum cycles, then one job per added
     cycle, until the 95% CI is within target (the figures of tests/test_adaptive.py)."""
-    (project / "score.py").write_text(textwrap.dedent('''\
-        import json, os
-        cycle = int(os.environ["RUNSPEC_RUN_KEY"].rsplit("/c", 1)[1])
-        value = [10, 11, 9, 10, 10, 10][cycle - 1]
-        open(os.environ["RUNSPEC_METRICS"], "a").write(json.dumps({"score": value}) + "\\n")
-        '''))
-    (project / "run.toml").write_text(textwrap.dedent(f'''\
-        schema = "runspec/v1"
-        name = "ry"
-        [recipe]
-        command = ["python", "score.py"]
-        [env]
-        executor = "ray"
-        address = "{ray_head["RUNSPEC_RAY_ADDRESS"]}"
-        [measure]
-        metrics = ["score"]
-        [campaign]
-        cycles = 3
-        until = {{ metric = "score", rel_ci = 0.07, max_cycles = 6 }}
-        '''))
+    adaptive_project(project, "ry", f'[env]\nexecutor = "ray"\n'
+                                    f'address = "{ray_head["RUNSPEC_RAY_ADDRESS"]}"')
     result = invoke("apply", "--yes", "run.toml", cwd=project)
     assert result.exit_code == 0, result.output
     assert sorted(members(project)) == [f"ry/main/default/c{n}" for n in range(1, 7)]

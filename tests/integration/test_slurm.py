@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DDP_SCRIPT, MARKER_RECIPE, invoke, starts, state_members
+from conftest import (
+    DDP_SCRIPT,
+    MARKER_RECIPE,
+    adaptive_project,
+    invoke,
+    starts,
+    state_members,
+)
 
 from runspec.state.store import StateStore
 
@@ -639,29 +646,8 @@ def test_runs_of_different_resources_get_their_own_arrays_in_plan_order(project)
 def test_adaptive_cycles_submit_each_added_cycle_as_its_own_job(project):
     """campaign.until on Slurm: apply follows the minimum cycles (one array), then submits
     each added cycle as a job of its own once the results call for it, without --wait."""
-    (project / "score.py").write_text(textwrap.dedent('''\
-        import json, os
-        cycle = int(os.environ["RUNSPEC_RUN_KEY"].rsplit("/c", 1)[1])
-        value = [10, 11, 9, 10, 10, 10][cycle - 1]
-        open(os.environ["RUNSPEC_METRICS"], "a").write(json.dumps({"score": value}) + "\\n")
-        '''))
-    (project / "run.toml").write_text(textwrap.dedent('''\
-        schema = "runspec/v1"
-        name = "sl"
-        [recipe]
-        command = ["python", "score.py"]
-        [resources]
-        cpus_per_task = 1
-        time = "00:05:00"
-        [env]
-        executor = "slurm"
-        partition = "debug"
-        [measure]
-        metrics = ["score"]
-        [campaign]
-        cycles = 3
-        until = { metric = "score", rel_ci = 0.07, max_cycles = 6 }
-        '''))
+    adaptive_project(project, "sl", '[resources]\ncpus_per_task = 1\ntime = "00:05:00"\n'
+                     '[env]\nexecutor = "slurm"\npartition = "debug"')
     result = invoke("apply", "--yes", "run.toml", cwd=project)
     assert result.exit_code == 0, result.output
     state = members(project)
