@@ -47,3 +47,11 @@ def test_validate_does_not_build_pydantic_models(tmp_path):
         assert not {m for m in modules if m.split(".")[0] in ("jsonschema", "referencing")}
     assert not {m for m in with_block if m.startswith("runspec.backends.")} - {
         "runspec.backends.base", "runspec.backends.local"}
+
+
+def test_the_in_job_wrapper_imports_only_what_it_needs_to_start_a_run():
+    """``python -m runspec.measure`` starts with every run: no pydantic, YAML, click, and
+    not even socket or tempfile (hostname and temporary files come from os)."""
+    loaded = _modules_after("import runspec.measure.__main__")
+    assert not loaded & {"pydantic", "ruamel", "click", "rich", "jinja2", "socket", "tempfile"}
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY}
