@@ -133,6 +133,7 @@ class Checker:
         if at:
             self.check_env(unit.get("env"), at + ("env",))
             self.check_measure(unit.get("measure"), at + ("measure",))
+            self.check_ranking(unit.get("measure"), at + ("measure",))
 
     # -- inputs ----------------------------------------------------------------------------
     def check_inputs(self, artifacts: dict[str, Any], at: KeyPath) -> None:
@@ -322,6 +323,20 @@ class Checker:
             self.error(at + ("primary",), f'primary metric "{primary}" is not in metrics',
                        did_you_mean(primary, metrics) or f"the metrics are {all_of(metrics)}")
 
+
+    def check_ranking(self, measure: Any, at: KeyPath) -> None:
+        """``runspec results`` ranks and compares every stage by the top-level primary and
+        goal: a stage's own, where it differs, would be parsed and never used."""
+        if not isinstance(measure, dict):
+            return
+        top = self.document.data.get("measure")
+        top = top if isinstance(top, dict) else {}
+        for key, default in (("primary", None), ("goal", "max")):
+            if key in measure and measure[key] != top.get(key, default):
+                self.error(at + (key,), f"a stage's own measure.{key} is not used: `runspec "
+                           f"results` ranks every stage by the top-level measure.{key}",
+                           f"set {self.kv(key, measure[key])} in the top-level [measure] "
+                           "table, or remove it here", on_key=True)
 
     def check_until(self, data: dict[str, Any]) -> None:
         """``campaign.until`` of each stage (its own campaign over the top-level one): more
