@@ -286,9 +286,16 @@ def test_compare_spec_errors_say_what_was_expected(project):
         assert result.exit_code == 1, spec
         assert f"error: --compare {spec}: {message}" in result.stderr, result.stderr
         assert "Traceback" not in result.output
-    (project / "other.json").write_text('{"rows": [{"stage": "main"}]}')
-    bad = run(project, "--compare", "other.json")
-    assert bad.exit_code == 1 and "not the output of `runspec results --format json`" in bad.stderr
+    for rows in ('[{"stage": "main"}]',
+                 '[{"stage": "main", "metric": "score", "n": null, "mean": 1.0}]',
+                 '[{"stage": "main", "metric": "score", "n": 3, "mean": "high"}]'):
+        (project / "other.json").write_text(f'{{"rows": {rows}}}')
+        bad = run(project, "--compare", "other.json")
+        assert bad.exit_code == 1 and "Traceback" not in bad.output, bad.output
+        assert "not the output of `runspec results --format json`" in bad.stderr, rows
+    unwritable = run(project, "--plot", str(project / "no/such/dir/p.png"))
+    assert unwritable.exit_code == 1 and "Traceback" not in unwritable.output
+    assert "error: --plot " in unwritable.stderr and "cannot write it" in unwritable.stderr
     assert run(project, "--compare", "variant=a..b", "--format", "csv").exit_code == 1
 
 

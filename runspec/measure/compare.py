@@ -304,13 +304,21 @@ def read_export(path: Path) -> dict[str, Any]:
         raise CompareError(f"--compare {path}: not JSON ({error})",
                            "write it with `runspec results --format json > FILE.json`") from None
     rows = document.get("rows") if isinstance(document, dict) else None
-    needed = ("stage", "metric", "n", "mean")
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and all(k in r for k in needed)
-                                             for r in rows):
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and _row_ok(r) for r in rows):
         raise CompareError(f"--compare {path}: not the output of `runspec results --format "
-                           "json` (it needs rows with stage, metric, n, mean and std)",
+                           "json` (it needs rows with stage and metric, a whole n, a numeric "
+                           "mean, and std a number or null)",
                            "write it with `runspec results --format json > FILE.json`")
     return document
+
+
+def _row_ok(row: dict[str, Any]) -> bool:
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    return (isinstance(row.get("stage"), str) and isinstance(row.get("metric"), str)
+            and isinstance(row.get("n"), int) and not isinstance(row.get("n"), bool)
+            and number(row.get("mean")) and (row.get("std") is None or number(row["std"])))
 
 
 def _export(spec: Export, results: Results, noise: Callable[[str], float]) -> Report:

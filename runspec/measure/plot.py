@@ -66,8 +66,12 @@ def plot(results: Results, out: Path, metrics: list[str] | None = None, logx: bo
     drawn = figure(results, metrics, logx, logy)
     import matplotlib.pyplot as plt
 
-    drawn.savefig(out, dpi=120)
-    plt.close(drawn)
+    try:
+        drawn.savefig(out, dpi=120)
+    except OSError as error:
+        raise PlotError(f"--plot {out}: cannot write it ({error.strerror or error})") from None
+    finally:
+        plt.close(drawn)
     return out
 
 
@@ -89,7 +93,10 @@ def figure(results: Results, metrics: list[str] | None = None, logx: bool = Fals
             raise PlotError(f"--logy needs positive values ({name} has values ≤ 0)")
     categories = list(dict.fromkeys(format_value(x) for x in xs))
 
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotError("--plot needs matplotlib: pip install 'runspec[plot]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -118,7 +125,7 @@ def figure(results: Results, metrics: list[str] | None = None, logx: bool = Fals
                         for p in points]
             means, low, high, counts = [], [], [], []
             for (_, values), at in zip(points, position, strict=True):
-                s = summarize(values)
+                s = summarize(values, results.ci)  # the table's interval, bootstrap too
                 assert s is not None
                 axes.scatter([at] * len(values), [v * scale for v in values], s=14,
                              alpha=0.45, color=color, linewidths=0)

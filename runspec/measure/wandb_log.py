@@ -185,6 +185,7 @@ class LiveRun:
                                 "exit_code": result["exit_code"],
                                 "peak_rss_mb": result.get("peak_rss_mb"),
                                 "energy_kwh": energy.get("energy_kwh"),
+                                "emissions_kg": energy.get("emissions_kg"),
                                 "energy_method_cpu": (energy.get("method") or {}).get("cpu")})
             recorded = {"mode": settings.get("mode", "offline"), "project": settings["project"],
                         "run_id": run.id, "dir": str(Path(run.dir).parent)}
