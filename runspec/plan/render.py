@@ -110,7 +110,22 @@ class _PlanRegistry:
             from runspec.artifacts.registry import Registry
 
             self._opened = Registry(self.root)
+            self._opened.drift = self._drift_once(self._opened.drift)
         return self._opened
+
+    @staticmethod
+    def _drift_once(check):
+        """A version's drift, checked once per plan: every run consuming it (1,000 eval runs
+        of one model) would otherwise stat and maybe re-hash its whole tree again."""
+        found: dict[tuple[str, int, str], list[str]] = {}
+
+        def drift(version, of: str = "path") -> list[str]:
+            key = (version.name, version.number, of)
+            if key not in found:
+                found[key] = check(version, of=of)
+            return found[key]
+
+        return drift
 
 
 def _waits_for(stage: ResolvedStage, plan: Plan) -> str | None:
@@ -605,10 +620,13 @@ def _pin_run_section(stage: ResolvedStage, pinned: dict[str, Any], registry: _Pl
             continue
         drift = [] if problems.offline else registry().drift(version)
         document = stage.config_document
-        if drift and document is not None:
+        if drift:
             message, hint = _drifted(version, drift)
-            problems.found.append(Diagnostic.at(document.value_position(("run", name)),
-                                                f"run.{name}", message, hint, document))
+            if document is None:
+                problems.at(stage.at + ("recipe", "config"), f"run.{name}: {message}", hint)
+            else:
+                problems.found.append(Diagnostic.at(document.value_position(("run", name)),
+                                                    f"run.{name}", message, hint, document))
             return None
         pinned[name] = (version, parsed.subpath)
     return left
