@@ -99,6 +99,13 @@ class Checker:
                                f"{table(self.fmt, 'stages')}",
                                "move it into the stage that uses it, e.g. "
                                + table(self.fmt, f"stages.NAME.{key}"), on_key=True)
+            outputs = data.get("outputs")
+            if isinstance(outputs, dict) and "artifacts" in outputs:
+                self.error(("outputs", "artifacts"), f"top-level "
+                           f"{table(self.fmt, 'outputs.artifacts')} cannot be combined with "
+                           f"{table(self.fmt, 'stages')}: no stage would register them",
+                           "move them into the stage that writes them, e.g. "
+                           + table(self.fmt, "stages.NAME.outputs.artifacts.OUT"), on_key=True)
             for name, stage in stages.items():
                 if not STAGE_NAME.fullmatch(name) and name.isprintable():  # else: the schema
                     self.error(("stages", name), f'invalid stage name "{name}"',

@@ -381,8 +381,11 @@ def wandb_project_diagnostics(document: Document) -> list[Diagnostic]:
         ours = measure.get("wandb")
         if not isinstance(ours, dict) or ours.get("project"):
             continue
-        env_path, _, table = _env_wandb(root, deep_merge(subtable(data, "env"),
-                                                          subtable(unit, "env") if at else {}))
+        try:
+            env_path, _, table = _env_wandb(root, deep_merge(subtable(data, "env"),
+                                                              subtable(unit, "env") if at else {}))
+        except ManifestError:
+            continue  # the env file's own problems: validate reports them at their lines
         if not table.get("project"):
             found.append(_no_wandb_project(document, at, root, env_path))
     return list(dict.fromkeys(found))
