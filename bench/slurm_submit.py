@@ -64,8 +64,8 @@ def main() -> None:
             ids.append(out.strip())
         loop_s = time.perf_counter() - started
         subprocess.run(["scancel", *ids], env=env, check=False)
-    print(f"{args.runs} runs as one array via `runspec apply` (plan, render, write run dirs, "
-          f"one sbatch): {array_s:.2f} s")
+    print(f"{args.runs} runs as one array via `runspec apply` (plan, render, write one run "
+          f"table, one sbatch): {array_s:.2f} s")
     print(f"{args.runs} plain `sbatch --wrap true` calls in a loop: {loop_s:.2f} s")
     print(f"ratio: the loop takes {loop_s / array_s:.1f}× as long")
 

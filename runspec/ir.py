@@ -74,6 +74,7 @@ class LaunchContext:
     gaps: tuple[float, ...] = ()       # idle seconds before each run, aligned with the runs
     retries: int = 0                   # times a failed run is started again (campaign.retries)
     outputs: str = ""                  # the run directories' root, relative to the root
+    manifest_digest: str = ""          # names a launch's run table (run_table.py)
 
 
 @dataclass
@@ -86,6 +87,10 @@ class Launch:
     request: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
     directory: str = ""                # where the launch's files go, relative to the root
+    table: str | None = None
+    """Where apply writes the launch's run table (relative to the root), from which each
+    task writes its own run directory when it starts (run_table.py); None: apply writes
+    every run directory itself before it submits."""
 
 
 @dataclass

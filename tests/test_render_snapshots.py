@@ -32,6 +32,7 @@ import pytest
 from conftest import FIXTURES, ROOT, JsonTextSnapshotExtension, chdir, invoke
 from ruamel.yaml import YAML
 
+from runspec import run_table
 from runspec.ir import LaunchContext
 from runspec.manifest.validate import discover
 from runspec.plan import report
@@ -108,9 +109,13 @@ def rendered(result: PlanResult) -> dict[str, str]:
     for run in result.plan.runs:
         for name, text in run.files.items():
             files[f"{run.run_dir}/{name}"] = text
+    by_key = result.plan.by_key()
     for launch in result.launches:
         for name, text in launch.files.items():
             files[f"{launch.directory}/{name}"] = text
+        if launch.table:  # what each array task writes its run directory from
+            files[launch.table] = run_table.encode(
+                (by_key[k].run_dir, by_key[k].files) for k in launch.keys).decode()
     return files
 
 
@@ -118,8 +123,19 @@ def tree_text(files: dict[str, str], root: Path) -> str:
     """All files in one readable text: a ``==> path <==`` header before each (like tail)."""
     parts = [f"# {len(files)} rendered files\n"]
     for path in sorted(files):
-        parts.append(f"\n==> {path} <==\n{files[path]}")
+        parts.append(f"\n==> {path} <==\n{table_text(files[path]) if path.endswith('.table') else files[path]}")
     return portable("".join(parts), root)
+
+
+def table_text(text: str) -> str:
+    """A run table as its tasks' directories and files (the files themselves are shown
+    at their run directories; the byte offsets depend on the temporary root's length)."""
+    lines = text.splitlines()
+    assert lines[0] == "runspec-run-table 1"
+    assert len(json.loads(lines[1])["index"]) == len(lines) - 2
+    entries = [json.loads(line) for line in lines[2:]]
+    return "".join(f"task {index}: {entry['dir']}: {', '.join(entry['files'])}\n"
+                   for index, entry in enumerate(entries))
 
 
 def run_files(result: PlanResult, index: int = 0) -> dict[str, str]:
@@ -756,7 +772,8 @@ def test_hostile_values_render_quoted(tmp_path: Path, text_snapshot):
     assert "--requeue" in found and "--nice=5" in found
     assert not any(d.startswith("--hold") for d in found)  # false leaves a flag out
     # Each directive is one line: a value can never start a line of its own.
-    assert all(line.startswith(("#", "set ", "RUN_DIR=", "mkdir ", "echo ", "exec ", "srun "))
+    assert all(line.startswith(("#", "set ", "RUN_DIR=", "python -m runspec.run_table ",
+                                "mkdir ", "echo ", "exec ", "srun "))
                or not line for line in script.splitlines())
     assert f"export PAYLOAD={shlex.quote(PAYLOAD)}\n" in run.files["launch.sh"]
 

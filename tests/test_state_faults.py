@@ -417,6 +417,29 @@ def test_a_full_disk_under_the_run_directories_stops_launching(tmp_path, full_di
     assert "Apply complete: 3 launched, 3 succeeded." in again.stdout, again.output
 
 
+def test_a_full_disk_at_a_slurm_run_table_submits_nothing_and_records_nothing(
+        tmp_path, full_disk, monkeypatch):
+    """The table is written before sbatch (no sbatch here: it would be a different
+    error): the apply says where and why, and the state holds no intent."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a Slurm that is not installed is not reached
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(manifest(
+        ["a", "b", "c"], '[env]\nexecutor = "slurm"\n[outputs]\nroot = "full/runs"\n'))
+    full_disk.fill()
+    result = invoke("apply", "--yes", "run.toml", cwd=tmp_path)
+    assert result.exit_code == 1
+    _no_traceback(result)
+    assert f"cannot write the run table {full_disk.path}/runs/loc/main/runs-" in result.output
+    assert "the disk is full" in result.output and "sbatch:" not in result.output
+    assert "Apply stopped by an error: 0 launched." in result.output
+    assert f"free space on the file system that holds {full_disk.path}/runs/loc/main" in \
+        result.output
+    state = tmp_path / ".runspec/state/loc.json"
+    assert not state.exists() or not StateStore(str(state), "loc").read().members
+    full_disk.free()
+    assert not list((full_disk.path / "runs").rglob("*.table"))  # no half-written table
+
+
 def test_a_full_disk_anywhere_else_in_apply_is_a_clear_error(tmp_path, full_disk):
     """Here: the saved plan that --detach hands to the background apply."""
     project = full_disk.path / "project"

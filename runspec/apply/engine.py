@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runspec import run_table
 from runspec.apply.outcome import ApplyOptions, ApplyReport, Reporter
 from runspec.apply.pacer import Pace, Running, pace
 from runspec.apply.refresh import refresh_state
@@ -103,21 +104,47 @@ class Applier:
     def materialize(self, run: Run) -> Path:
         """Write the run's rendered files; keep a previous attempt's records beside them."""
         run_dir = self.root / run.run_dir
-        try:
+        with self.writing(f"the run directory {run_dir}", run_dir.parent):
             run_dir.mkdir(parents=True, exist_ok=True)
             keep_previous(run_dir)  # every attempt is kept (see measure.attempts)
-            for name, text in run.files.items():
-                if name == "job.yaml":
-                    text += self.provenance_yaml()
+            for name, text in self.run_files(run).items():
                 (run_dir / name).write_text(text, encoding="utf-8")
             self.write_artifacts_context(run, run_dir)
+        return run_dir
+
+    def pack(self, launch: Launch, runs: list[Run]) -> None:
+        """The launch's run table, from which each task writes its own run directory when
+        it starts (run_table.py). A run directory that an earlier attempt left has that
+        attempt's records kept aside now, so a refresh before the task starts never reads
+        the old attempt's end as this one's."""
+        assert launch.table is not None
+        with self.writing(f"the run table {self.root / launch.table}",
+                          (self.root / launch.table).parent):
+            for run in runs:
+                run_dir = self.root / run.run_dir
+                if run_dir.is_dir():
+                    keep_previous(run_dir)
+                self.write_artifacts_context(run, run_dir)
+            run_table.write(self.root / launch.table,
+                            [(run.run_dir, self.run_files(run)) for run in runs])
+
+    def run_files(self, run: Run) -> dict[str, str]:
+        """The run's files as the plan rendered them, job.yaml with its provenance."""
+        return {name: text + self.provenance_yaml() if name == "job.yaml" else text
+                for name, text in run.files.items()}
+
+    @contextlib.contextmanager
+    def writing(self, what: str, directory: Path):
+        """A run's files that cannot be written: a BackendError that says why and what to
+        do; a full disk also stops further launches."""
+        try:
+            yield
         except OSError as error:
             self.out_of_space = self.out_of_space or disk_full(error)
-            raise BackendError(f"cannot write the run directory {run_dir}: {os_reason(error)}",
-                               f"free space on the file system that holds {run_dir.parent}, "
+            raise BackendError(f"cannot write {what}: {os_reason(error)}",
+                               f"free space on the file system that holds {directory}, "
                                "then apply again" if disk_full(error) else
                                "check the permissions of outputs.root") from None
-        return run_dir
 
     def write_artifacts_context(self, run: Run, run_dir: Path) -> None:
         """What ``runspec.artifacts`` reads in the run (the registry, the declared outputs),
@@ -528,8 +555,11 @@ class Applier:
             previous = {run.key: self.state.members.get(run.key) for run in members}
             tag = uuid.uuid4().hex[:12]
             try:
-                for run in members:
-                    self.materialize(run)
+                if launch.table:
+                    self.pack(launch, members)
+                else:
+                    for run in members:
+                        self.materialize(run)
                 self.write_launch_files(launch)
                 for index, run in enumerate(members):
                     self.record(run, RunStatus.SUBMITTED, backend.intent(launch, tag, index),
@@ -629,7 +659,8 @@ class Applier:
             if member.key != run.key:
                 old, new = self.root / member.run_dir, self.root / run.run_dir
                 try:
-                    if (old.exists() and member.run_dir != run.run_dir
+                    # A queued task writes its directory when it starts (run_table.py).
+                    if ((old.exists() or member.status in ACTIVE) and member.run_dir != run.run_dir
                             and not new.exists() and not new.is_symlink()):
                         new.parent.mkdir(parents=True, exist_ok=True)
                         new.symlink_to(os.path.relpath(old, new.parent))

@@ -4,7 +4,9 @@ resource shape, when a sweep over ``resources.*`` gives runs different directive
 Each run's command lives in its own ``launch.sh``; the array script picks the run
 directory by ``$SLURM_ARRAY_TASK_ID`` from a list inside the script (which Slurm copies
 at submission, so a later apply cannot change what a pending task runs), under ``srun``
-(with pyxis container flags when the profile names an image). The campaign is kept inside
+(with pyxis container flags when the profile names an image). The task writes that run
+directory itself when it starts, from the launch's run table (run_table.py), which apply
+writes instead of 1,000 directories. The campaign is kept inside
 the array (templates/run.sh.j2): index = plan order, one task at a time where order or
 gaps matter, each task sleeping its gap before its run starts, a failed run started again
 up to ``retries`` times; ``launch = "ray"`` starts a Ray cluster on the job's nodes first. Every interpolated value
@@ -57,6 +59,7 @@ from runspec.backends.login_node import LOGIN_KEYS, LoginNode
 from runspec.backends.package import Package
 from runspec.ir import Launch, LaunchContext, Run, RunSpec
 from runspec.measure.attempts import rotate_shell
+from runspec.run_table import table_name
 from runspec.state.status import ENDED, RunStatus
 
 RDZV_PORT = 29500
@@ -188,13 +191,21 @@ trap 'trap - EXIT; exit 143' TERM
 """
 
 
+UNPACK = """\
+# This task's run directory and its files, as the plan showed them, written now from the
+# launch's run table: apply writes one table, not a directory per run.
+python -m runspec.run_table {table} {index}"""
+
+
 def select_run(run_dirs: list[str], array: bool, secrets: bool = False,
-               lib: str | None = None) -> str:
-    """Bash that sets ``RUN_DIR`` (templates use ``{{ select_run }}``), then, when the stage
-    has secrets, loads them from the run's secrets file. For an array the list is part of
-    the script, which Slurm copies at submission, so a later apply cannot change what a
-    pending task runs. ``lib``: runspec's source shipped to the cluster (login_node.py),
-    put first on PYTHONPATH for the in-job wrapper."""
+               lib: str | None = None, table: str | None = None) -> str:
+    """Bash that sets ``RUN_DIR`` (templates use ``{{ select_run }}``), writes the run's
+    directory from ``table`` (run_table.py) when there is one, then, when the stage has
+    secrets, loads them from the run's secrets file. For an array the list is part of the
+    script, which Slurm copies at submission, and the table's name is derived from its
+    runs, so a later apply cannot change what a pending task runs. ``lib``: runspec's
+    source shipped to the cluster (login_node.py), put first on PYTHONPATH for the in-job
+    wrapper."""
     if not array:
         chosen = f"RUN_DIR={shell_quote(run_dirs[0])}"
     else:
@@ -205,6 +216,9 @@ def select_run(run_dirs: list[str], array: bool, secrets: bool = False,
         chosen = (f"# runspec's in-job wrapper, as shipped with this submission.\n"
                   f"export PYTHONPATH={shell_quote(lib)}${{PYTHONPATH:+:$PYTHONPATH}}\n"
                   + chosen)
+    if table:
+        chosen += "\n" + UNPACK.format(table=shell_quote(table),
+                                       index='"$SLURM_ARRAY_TASK_ID"' if array else "0")
     return chosen + ("\n" + LOAD_SECRETS.format(name=SECRETS_FILE).rstrip("\n") if secrets else "")
 
 
@@ -492,11 +506,15 @@ class SlurmBackend:
                 gap_sleep=gap_sleep, keep_previous=rotate_shell('"$RUN_DIR"', "  ")).strip("\n"),
         }
         custom = first.settings.get("template")
+        # Through a login node the run directories travel in the upload (written here
+        # first), so there is no table.
+        table = None if where.node else f"{launch_dir}/" + table_name(
+            [(run.key, run.digest) for run in runs], context.manifest_digest)
+        selected = select_run([run.run_dir for run in runs], array, bool(first.secrets),
+                              where.lib, table)
         script = _template(custom, root).render(
             version=__version__, manifest=manifest, stage=stage, directives=directives,
-            array=array, runs=[run.run_dir for run in runs],
-            select_run=select_run([run.run_dir for run in runs], array, bool(first.secrets),
-                                  where.lib),
+            array=array, runs=[run.run_dir for run in runs], select_run=selected,
             multi_node=multi_node, rdzv_port=RDZV_PORT, srun_flags=flags,
             gaps=[f"{g:g}" for g in gaps] if array and any(gaps) else [], ray=ray,
             retries=context.retries, **pieces,
@@ -504,13 +522,15 @@ class SlurmBackend:
         if custom:  # a site template must start the run the way this stage needs
             plain = {"pace": "", "rendezvous": "", "run": step}
             missing = [k for k, v in pieces.items() if v != plain[k] and v.strip() not in script]
+            missing += ["select_run"] if selected not in script else []
             if missing:
                 raise RenderError(f"the template {custom} leaves out "
                                   + ", ".join(f"{{{{ {k} }}}}" for k in missing)
-                                  + ", which this stage needs (gaps, retries, a Ray cluster or "
-                                  "a multi-node rendezvous)",
-                                  "render {{ pace }}, {{ rendezvous }} and {{ run }} where the "
-                                  "template starts the run, as sbatch.sh.j2 does")
+                                  + ", which this stage needs (the run's directory, its gaps, "
+                                  "retries, Ray cluster or multi-node rendezvous)",
+                                  "render {{ select_run }} before the run starts, and "
+                                  "{{ pace }}, {{ rendezvous }} and {{ run }} where the "
+                                  "template starts it, as sbatch.sh.j2 does")
         argv = ["sbatch", "--parsable", job_environment(first)]
         dependencies = []
         if needs:
@@ -537,7 +557,7 @@ class SlurmBackend:
                                    "packager": where.node.packager,
                                    "exclude": list(where.exclude)}
         return Launch("slurm", stage, [run.key for run in runs], request, {name: script},
-                      launch_dir)
+                      launch_dir, table)
 
     def submit(self, launch: Launch, root: Path, after: dict[str, str], tag: str = ""
                ) -> dict[str, dict]:
@@ -639,6 +659,7 @@ class SlurmBackend:
         written = []
         try:
             for name in launch.request["secret_files"]:
+                (root / name).parent.mkdir(parents=True, exist_ok=True)  # its task writes the rest
                 write_secrets(root / name, values)
                 written.append(root / name)
         except OSError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runspec import run_table
 from runspec.ir import Plan
 from runspec.manifest.models import Campaign
 from runspec.plan.diff import diff_plan
@@ -13,7 +14,8 @@ from runspec.state.store import State
 
 def write_rendered(plan: Plan, out_dir: Path, campaigns: dict[str, Campaign]) -> list[Path]:
     """Files of every run (config.yaml, job.yaml, the backend's request) and of the launches
-    that would submit all of them, under ``out_dir`` mirroring the run directories."""
+    that would submit all of them, under ``out_dir`` mirroring the run directories; a
+    launch's run table too (run_table.py), so its script runs as written."""
     written: list[Path] = []
     for run in plan.runs:
         for name, text in run.files.items():
@@ -22,6 +24,11 @@ def write_rendered(plan: Plan, out_dir: Path, campaigns: dict[str, Campaign]) ->
     for launch in plan_launches(plan, everything, campaigns):
         for name, text in launch.files.items():
             written.append(_write(out_dir / launch.directory / name, text))
+        if launch.table:
+            by_key = plan.by_key()
+            run_table.write(out_dir / launch.table,
+                            [(by_key[k].run_dir, by_key[k].files) for k in launch.keys])
+            written.append(out_dir / launch.table)
     return written
 
 

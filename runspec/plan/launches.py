@@ -33,7 +33,7 @@ def plan_launches(plan: Plan, changes: Changes, campaigns: dict[str, Campaign]) 
             sequential=stage in campaigns and one_at_a_time(campaigns[stage]),
             gaps=tuple(gaps_before(runs, campaigns[stage])) if stage in campaigns else (),
             retries=campaigns[stage].retries if stage in campaigns else 0,
-            outputs=plan.outputs_root,
+            outputs=plan.outputs_root, manifest_digest=plan.manifest_digest,
         )
         launches += backend_for(executor).render_launch(context, runs, plan.specs)
     return launches

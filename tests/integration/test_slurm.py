@@ -658,6 +658,32 @@ def test_adaptive_cycles_submit_each_added_cycle_as_its_own_job(project):
     assert "every point has score's 95% CI within ±0.07 of its mean (6 cycles)" in result.output
 
 
+def test_apply_writes_one_run_table_and_each_task_writes_its_own_run_directory(project):
+    """While the array is pending there is one table and no run directory; status and
+    logs say the runs are queued; each task writes its directory (with job.yaml's
+    provenance) when it starts."""
+    subprocess.run(["scontrol", "update", "PartitionName=debug", "State=DOWN"], check=True)
+    try:
+        (project / "run.toml").write_text(manifest(["a", "b", "c"]))
+        assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+        stage = project / "runs/sl/main"
+        assert [p.name for p in stage.glob("runs-*.table")] and \
+            not [p for p in stage.iterdir() if p.is_dir()]
+        status = invoke("status", "run.toml", cwd=project)
+        assert status.exit_code == 0 and "sl: 3 submitted" in status.stdout, status.output
+        logs = invoke("logs", "run.toml", "sl/main/v=a/c1", cwd=project)
+        assert logs.exit_code == 0 and logs.output == "", logs.output  # no output yet
+    finally:
+        subprocess.run(["scontrol", "update", "PartitionName=debug", "State=UP"], check=False)
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert result.exit_code == 0, result.output
+    assert {m.status for m in members(project).values()} == {"succeeded"}
+    for value in "abc":
+        run_dir = stage / f"v={value}/c1"
+        assert (run_dir / "marker.txt").exists() and (run_dir / "launch.sh").exists()
+        assert "launched_at:" in (run_dir / "job.yaml").read_text(encoding="utf-8")
+
+
 def test_reapplying_while_jobs_are_pending_refreshes_once_and_changes_nothing(project):
     """The partition is down, so the array is accepted and stays pending: a re-apply finds
     no changes from the recorded inputs and one refresh, and says what is still queued."""
