@@ -964,6 +964,30 @@ def test_a_recipe_loads_and_saves_through_the_python_api(tmp_path, artifact_regi
                     f"    └── hamlet.txt  [path] {_short(digest_of(tmp_path / 'hamlet.txt'))}\n")
 
 
+def test_what_the_code_saves_takes_the_manifests_env_file_mode_and_plain_inputs(
+        tmp_path, artifact_registry):
+    """A stage that declares no outputs: its code's version is referenced as the env file
+    the manifest names says (not the nearest env.toml, which says copy), and its lineage
+    holds the manifest's plain-path input."""
+    _api_project(tmp_path)
+    (tmp_path / "env.toml").write_text('[artifacts]\nmode = "copy"\n')
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/env.toml").write_text(
+        '[artifacts]\nmode = "reference"\n[here]\nexecutor = "local"\n')
+    (tmp_path / "notes.txt").write_text("notes")
+    (tmp_path / "prep.toml").write_text(
+        'schema = "runspec/v1"\nname = "prep"\n[recipe]\nscript = "prep.py"\n'
+        '[env]\nfile = "site/env.toml"\nprofile = "here"\n'
+        '[artifacts.notes]\nuri = "notes.txt"\n')
+    prep = invoke("apply", "--yes", "prep.toml", cwd=tmp_path)
+    assert prep.exit_code == 0, prep.output
+    corpus = Registry(artifact_registry).resolve(parse("art://corpus"))
+    assert corpus.metadata["mode"] == "reference"
+    assert corpus.path == str(tmp_path / "runs/prep/main/default/c1/corpus")
+    assert corpus.metadata["inputs"]["notes"] == {
+        "path": str(tmp_path / "notes.txt"), "digest": digest_of(tmp_path / "notes.txt")}
+
+
 def _short(digest: str) -> str:
     scheme, _, value = digest.partition(":")
     return f"{scheme}:{value[:16]}"

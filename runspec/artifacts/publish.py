@@ -45,6 +45,7 @@ class Declared:
 
     policies: dict[str, OutputPolicy]
     plain: dict[str, str]           # input name → the path (or URL) it names, as written
+    default: Mode = Mode.AUTO       # the mode of outputs the code saves (env.toml's, or AUTO)
 
 
 # -- what a run consumes from a stage upstream ----------------------------------------------
@@ -107,13 +108,11 @@ def record_consumed(member, registry: Registry) -> None:
 # -- what the manifest declares -------------------------------------------------------------
 
 def declared(stage: ResolvedStage, resolved: Resolved) -> Declared:
-    """The policies of ``stage``'s outputs (with env.toml's ``[artifacts] mode`` as the
-    default) and its plain-path inputs, from the resolved manifest."""
-    if not stage.outputs:  # nothing to register: no lineage to record either
-        return Declared({}, {})
-    default = None
-    if any(output.mode is None for output in stage.outputs.values()):
-        default = configured_mode(_env_data(resolved.root, resolved.document.data))
+    """The policies of ``stage``'s outputs (with the ``[artifacts] mode`` of the manifest's
+    env file as the default, also for outputs its code saves) and its plain-path inputs
+    (the lineage of every version it registers, declared or saved), from the resolved
+    manifest."""
+    default = configured_mode(_env_data(resolved.root, resolved.document.data))
     policies = {}
     for name, output in stage.outputs.items():
         best = output.alias_best
@@ -121,7 +120,7 @@ def declared(stage: ResolvedStage, resolved: Resolved) -> Declared:
                                       BestBy(best.metric, best.goal) if best else None)
     plain = {name: artifact.uri for name, artifact in stage.artifacts.items()
              if _is_plain(artifact.uri)}
-    return Declared(policies, plain)
+    return Declared(policies, plain, default or Mode.AUTO)
 
 
 def _is_plain(uri: str) -> bool:
@@ -279,7 +278,6 @@ def _planned_outputs(member, root: Path, remote: Any, account: ledger.Ledger,
                             f'the manifest type = "{type_}" (give one of them)')
             fields = {**fields, **saved.metadata}
         outputs.append(_Output(name, produced, type_, fields, where))
-    default: Mode | None = None
     for name, saved in sorted(account.saved.items()):
         if name in member.outputs:
             continue
@@ -288,10 +286,8 @@ def _planned_outputs(member, root: Path, remote: Any, account: ledger.Ledger,
         fields, problem = ledger.sidecar(saved.path)
         if problem:
             return [], f"output {name}: {problem}"
-        if default is None:  # env.toml's [artifacts] mode, as for declared outputs
-            default = configured_mode(_env_data(root, {})) or Mode.AUTO
         outputs.append(_Output(name, Path(saved.path), saved.type or UNTYPED,
-                               {**fields, **saved.metadata}, default_mode=default))
+                               {**fields, **saved.metadata}, default_mode=known.default))
     from runspec.artifacts.types import metadata_problems
 
     for output in outputs:
