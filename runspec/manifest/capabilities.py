@@ -19,6 +19,23 @@ PACKAGE_KEYS = ("packager", "package_patterns", "include_uncommitted")
 CONTAINER_KEYS = ("container_image", "container", "mounts")
 
 
+def _copies_from_the_cluster(document: Document, at: KeyPath, outputs: Any
+                             ) -> list[Diagnostic]:
+    """``mode = "copy"`` on an output written on a cluster reached over SSH: it stays there
+    and is registered by reference, as the cluster sees it (its digest computed there)."""
+    out = []
+    for name, table in (outputs.items() if isinstance(outputs, dict) else ()):
+        if isinstance(table, dict) and table.get("mode") == "copy":
+            path = at[:-1] + ("outputs", "artifacts", name, "mode")
+            out.append(Diagnostic.at(
+                document.value_position(path), format_path(path),
+                f'mode = "copy": runs through the login node (tunnel = "ssh") write {name} on '
+                "the cluster, where it stays: runspec registers it there by reference and "
+                "cannot copy it into the registry here",
+                'use mode = "reference" (or leave mode out)', document))
+    return out
+
+
 def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, Any],
                            profile: Any, env_document: Document | None, executor: str,
                            recipe: dict[str, Any], resources: dict[str, Any] | None = None,
@@ -84,6 +101,7 @@ def capability_diagnostics(document: Document, at: KeyPath, inline: dict[str, An
         if merged.get("include_uncommitted") is not None and packager != "git":
             refuse("include_uncommitted", f'include_uncommitted is only used with packager = '
                    f'"git", not "{packager}"', "remove include_uncommitted")
+        out += _copies_from_the_cluster(document, at, outputs)
     else:
         for key in (*SSH_KEYS, *PACKAGE_KEYS):
             if merged.get(key) is not None:
