@@ -46,7 +46,6 @@ from runspec.backends.base import (
     RenderError,
     RunHandle,
     comment_safe,
-    no_scheduler_logs,
     no_session,
     no_setting_problems,
     one_line,
@@ -319,7 +318,21 @@ class SlurmBackend:
         waits for the one before it."""
         self.uploaded: list[str] = []
         """Packages this backend uploaded to a login node (code, runspec's source)."""
-    log_text = staticmethod(no_scheduler_logs)
+
+    @staticmethod
+    def log_text(member, root: Path) -> str | None:
+        """The job's own log (``slurm-<job>_<task>.out`` beside its script) for a run whose
+        command never started, so its run directory has no stdout.log: what stopped it
+        first (a run table it could not read, a missing secrets file). None while it is
+        queued, and through a login node (the job log stays on the cluster)."""
+        job = SlurmJob.of(member.handle)
+        if job.job_id is None or job.remote or not job.launch:
+            return None
+        name = f"slurm-{job.job_id}" + (f"_{job.task}" if job.task is not None else "") + ".out"
+        try:
+            return (root / job.launch / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
 
     @staticmethod
     def describe_launches(launches: list[Launch]) -> str:
@@ -594,9 +607,11 @@ class SlurmBackend:
         if not job_id.isdigit():
             raise BackendError(f"sbatch answered {output.strip()!r}, not a job id")
         self.submitted[launch.request["script"]] = job_id
+        where = launch.directory  # the job log is there (log_text)
         if launch.request.get("array_size"):
-            return {key: SlurmJob(job_id, index).record() for index, key in enumerate(launch.keys)}
-        return {launch.keys[0]: SlurmJob(job_id).record()}
+            return {key: SlurmJob(job_id, index, launch=where).record()
+                    for index, key in enumerate(launch.keys)}
+        return {launch.keys[0]: SlurmJob(job_id, launch=where).record()}
 
     def _submit_remote(self, node: LoginNode, launch: Launch, root: Path, argv: list[str],
                        sources: set[str]) -> dict[str, dict]:

@@ -684,6 +684,26 @@ def test_apply_writes_one_run_table_and_each_task_writes_its_own_run_directory(p
         assert "launched_at:" in (run_dir / "job.yaml").read_text(encoding="utf-8")
 
 
+def test_a_task_that_cannot_write_its_run_directory_fails_and_logs_say_why(project):
+    """Its run table gone before it started (a fault made by hand): the run fails, and
+    `runspec logs` shows the job's own log, which says what stopped it."""
+    subprocess.run(["scontrol", "update", "PartitionName=debug", "State=DOWN"], check=True)
+    try:
+        (project / "run.toml").write_text(manifest(["a"]))
+        assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+        (table,) = (project / "runs/sl/main").glob("runs-*.table")
+        table.unlink()
+    finally:
+        subprocess.run(["scontrol", "update", "PartitionName=debug", "State=UP"], check=False)
+    result = invoke("apply", "--yes", "--wait", "run.toml", cwd=project)
+    assert result.exit_code == 1 and "sl/main/v=a/c1" in result.output, result.output
+    assert members(project)["sl/main/v=a/c1"].status == "failed"
+    logs = invoke("logs", "run.toml", "sl/main/v=a/c1", cwd=project)
+    assert logs.exit_code == 0, logs.output
+    assert f"cannot write this task's run directory from runs/sl/main/{table.name}: No such " \
+        "file or directory" in logs.stdout
+
+
 def test_reapplying_while_jobs_are_pending_refreshes_once_and_changes_nothing(project):
     """The partition is down, so the array is accepted and stays pending: a re-apply finds
     no changes from the recorded inputs and one refresh, and says what is still queued."""
