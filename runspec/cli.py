@@ -218,9 +218,12 @@ def plan(paths, target, exclude, replace, sets, detailed_exitcode, as_json, out_
         if result.lock_note:
             click.echo(result.lock_note, err=True)
     if out_file:
-        from runspec.apply.session import saved_plan_json
+        from runspec.apply.session import save_error, write_saved_plan
 
-        out_file.write_text(report.dumps(saved_plan_json(results[0], selection)), encoding="utf-8")
+        try:
+            write_saved_plan(results[0], selection, out_file)
+        except OSError as error:
+            _fail(save_error(error, out_file))
         click.echo(f"Saved the plan to {out_file}; apply it with `runspec apply {out_file}`.",
                    err=True)
     changed = any(result.changes.has_changes for result in results)

@@ -148,3 +148,69 @@ def test_the_progress_bar_leaks_no_style_tags_and_the_prompt_says_y_n(monkeypatc
     monkeypatch.setattr(console, "print_plan", lambda text: None)
     assert console.confirm_plan(False)("plan") is False
     assert asked["prompt"] == "Apply these changes? [y/N] "
+
+
+SWEEP = '''\
+schema = "runspec/v1"
+name = "small"
+
+[recipe]
+command = ["true", "${sweep.i}"]
+
+[sweep.parameters]
+i = { range = [0, 3] }
+'''
+
+
+def _small_project(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(SWEEP)
+    return tmp_path
+
+
+def test_plan_out_where_a_file_is_in_the_way_is_a_clear_error(tmp_path):
+    project = _small_project(tmp_path)
+    (project / "plans").write_text("a file, not a directory\n")
+    result = invoke("plan", "run.toml", "--out", "plans/plan.json", cwd=project)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "Saved the plan" not in result.stderr
+    assert result.stderr == (
+        "error: cannot save the plan to plans/plan.json: Not a directory — plans is not a "
+        "directory (a file is in its way): give --out another path; a file that was there is "
+        "unchanged\n")
+    assert (project / "plans").read_text() == "a file, not a directory\n"
+
+
+def test_plan_out_that_fails_midway_leaves_the_previous_plan_as_it_was(tmp_path, monkeypatch):
+    """A full disk while the plan is written: the older plan.json is intact, no temp file."""
+    import errno
+
+    from runspec.plan import report
+
+    project = _small_project(tmp_path)
+    assert invoke("plan", "run.toml", "--out", "plan.json", cwd=project).exit_code == 0
+    before = (project / "plan.json").read_bytes()
+    (project / "run.toml").write_text(SWEEP.replace("[0, 3]", "[0, 2000]"))
+    write = report.write_saved_plan
+
+    class Filling:
+        def __init__(self, stream):
+            self.stream, self.left = stream, 2000
+
+        def write(self, text):
+            self.left -= 1
+            if not self.left:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.stream.write(text)
+
+    monkeypatch.setattr(report, "write_saved_plan",
+                        lambda result, apply, stream: write(result, apply, Filling(stream)))
+    result = invoke("plan", "run.toml", "--out", "plan.json", cwd=project)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: cannot save the plan to plan.json: the disk is full (no space left on device) "
+        "— free space on the file system that holds ., then plan again; a file that was there "
+        "is unchanged\n")
+    assert (project / "plan.json").read_bytes() == before
+    assert sorted(p.name for p in project.iterdir()) == ["plan.json", "pyproject.toml",
+                                                          "run.toml"]

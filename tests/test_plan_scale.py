@@ -388,3 +388,39 @@ def test_each_change_is_written_on_its_own_as_it_is_made(project):
     with_changes = [w for w in stream.writes if '"key": ' in w]
     assert len(with_changes) == len(result.changes.changes) == 15
     assert all(w.count('"key": ') == 1 for w in with_changes)
+
+
+def test_the_saved_plan_is_the_document_byte_for_byte(project):
+    """``plan --out`` streams the saved plan; it is what the whole document made at once was."""
+    from runspec.apply.session import saved_plan_json
+
+    varied(project)
+    (project / "plan.json").write_text("an older plan\n")
+    (project / "made.txt").write_text("")  # a new file's permissions, for comparison
+    saved = invoke("plan", "run.toml", "--out", "plan.json", "--exclude", "*wd=0.2*",
+                   "--set", 'env.vars.EXTRA="é"', cwd=project)
+    assert saved.exit_code == 0, saved.output
+    selection = Selection(excludes=["*wd=0.2*"], sets=['env.vars.EXTRA="é"'])
+    with chdir(project):
+        document = saved_plan_json(make_plan("run.toml", selection), selection)
+    written = (project / "plan.json").read_text(encoding="utf-8")
+    assert written == report.dumps(document)
+    assert json.loads(written) == document and list(document)[-1] == "apply"
+    assert document["apply"]["selection"]["excludes"] == ["*wd=0.2*"]
+    assert {c["action"] for c in document["changes"]} == {"replace", "create", "destroy"}
+    assert '"EXTRA": "é"' in written
+    assert (project / "plan.json").stat().st_mode == (project / "made.txt").stat().st_mode
+    assert sorted(p.name for p in project.iterdir() if p.name.startswith(".plan.json")) == []
+
+
+def test_the_saved_plan_is_written_change_by_change(project):
+    varied(project)
+    with chdir(project):
+        result = make_plan("run.toml")
+    stream = Recording()
+    report.write_saved_plan(result, {"manifest_file": "run.toml"}, stream)
+    assert stream.getvalue() == report.dumps({**report.plan_json(result),
+                                              "apply": {"manifest_file": "run.toml"}})
+    with_changes = [w for w in stream.writes if '"key": ' in w]
+    assert len(with_changes) == len(result.changes.changes) == 15
+    assert all(w.count('"key": ') == 1 for w in with_changes)

@@ -203,3 +203,22 @@ def test_history_keeps_retired_runs_and_skips_a_torn_last_line(tmp_path):
     assert history.read() == [first]
     history.append([first])  # the next apply's lines start on a line of their own
     assert history.read() == [first, first]
+
+
+def test_a_streamed_saved_plan_loads_and_is_fresh_until_the_state_moves_on(tmp_path):
+    from runspec.apply.session import load_saved, saved_plan_json, stale_reasons, write_saved_plan
+    from runspec.plan.pipeline import Selection, make_plan
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "run.toml").write_text(MANIFEST)
+    selection = Selection(replace=["s/*"])
+    result = make_plan(tmp_path / "run.toml", selection)
+    write_saved_plan(result, selection, tmp_path / "plan.json")
+    saved = load_saved(tmp_path / "plan.json")
+    assert saved == saved_plan_json(result, selection)
+    assert saved["apply"]["selection"]["replace"] == ["s/*"]
+    assert stale_reasons(saved, make_plan(tmp_path / "run.toml", selection)) == []
+    applied = invoke("apply", "plan.json", cwd=tmp_path)
+    assert applied.exit_code == 0, applied.output
+    assert "the state moved on" in "; ".join(
+        stale_reasons(saved, make_plan(tmp_path / "run.toml", selection)))

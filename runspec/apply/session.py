@@ -6,7 +6,9 @@ if it still matches the manifest and the state it was made from.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from runspec.apply.engine import Applier, prepare
 from runspec.apply.noop import quick_no_op
 from runspec.apply.outcome import ApplyAborted, ApplyOptions, ApplyReport, Reporter
 from runspec.backends import backend_for
-from runspec.measure.files import disk_full, os_reason
+from runspec.measure.files import disk_full, os_reason, write_streamed_atomic
 from runspec.plan import report
 from runspec.plan.diff import Action
 from runspec.plan.inputs import recorded
@@ -160,7 +162,6 @@ def detach_local(selection: Selection, result: PlanResult, options: ApplyOptions
     it is refused there if anything moved on in between: what runs is what was confirmed.
     The state lock is handed over, never released in between, and this returns once the
     background apply holds it and has recorded its first runs, so ``status`` shows them."""
-    import os
     import shlex
     import subprocess
     import sys
@@ -173,9 +174,8 @@ def detach_local(selection: Selection, result: PlanResult, options: ApplyOptions
     try:
         plan_file.parent.mkdir(parents=True, exist_ok=True)
         log.parent.mkdir(parents=True, exist_ok=True)
-        plan_file.write_text(report.dumps(saved_plan_json(result, selection)), encoding="utf-8")
-    except OSError as error:
-        plan_file.unlink(missing_ok=True)
+        write_saved_plan(result, selection, plan_file)
+    except OSError as error:  # written atomically: nothing of it is left
         raise _stopped(error, plan_file) from None
     state_file = result.store.local_path
     ours = read_info(state_file)
@@ -229,9 +229,47 @@ def _unchanged_since_last_apply(resolved, inputs: str) -> bool:
 
 
 def saved_plan_json(result: PlanResult, selection: Selection) -> dict[str, Any]:
-    """What ``plan --out`` writes: the plan plus how to re-make it for the staleness check."""
-    data = report.plan_json(result)
-    data["apply"] = {"manifest_file": str(Path(result.resolved.document.path).resolve()),
-                     "selection": {"targets": selection.targets, "excludes": selection.excludes,
-                                   "replace": selection.replace, "sets": selection.sets}}
-    return data
+    """What ``plan --out`` writes (``write_saved_plan``), as one document: the plan plus how
+    to re-make it for the staleness check."""
+    return {**report.plan_json(result), "apply": _apply_json(result, selection)}
+
+
+def write_saved_plan(result: PlanResult, selection: Selection, path: Path) -> None:
+    """``report.dumps(saved_plan_json(...))`` written to ``path`` change by change (a
+    100,000-run plan never holds its document in memory), atomically: on any failure the
+    file that was at ``path`` is intact and nothing of the new one is left. Raises OSError
+    (``save_error`` says it in words)."""
+    apply = _apply_json(result, selection)
+    write_streamed_atomic(path, lambda stream: report.write_saved_plan(result, apply, stream),
+                          mode=_default_mode())
+
+
+def save_error(error: OSError, path: Path) -> StateError:
+    """Why ``plan --out`` could not save to ``path``, and what to do, as one line."""
+    where = path.parent
+    if disk_full(error):
+        fix = f"free space on the file system that holds {where}, then plan again"
+    elif error.errno == errno.ENOENT:
+        fix = f"{where} does not exist: create it, or give --out a path in a directory"
+    elif error.errno == errno.ENOTDIR:
+        fix = f"{where} is not a directory (a file is in its way): give --out another path"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"{where} cannot be written: give --out a path in a directory you can write"
+    else:
+        fix = "give --out another path"
+    return StateError(f"cannot save the plan to {path}: {os_reason(error)}",
+                      f"{fix}; a file that was there is unchanged")
+
+
+def _apply_json(result: PlanResult, selection: Selection) -> dict[str, Any]:
+    return {"manifest_file": str(Path(result.resolved.document.path).resolve()),
+            "selection": {"targets": selection.targets, "excludes": selection.excludes,
+                          "replace": selection.replace, "sets": selection.sets}}
+
+
+def _default_mode() -> int:
+    """The permissions a new file gets (as ``write_text`` made the saved plan): 0666 less
+    the umask, which can only be read by setting it."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -37,6 +38,26 @@ def write_bytes_atomic(path: Path, data: bytes, sync_directory: bool = False) ->
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def write_streamed_atomic(path: Path, write: Callable[[TextIO], None],
+                          mode: int | None = None) -> None:
+    """``write_text_atomic`` for text too big to hold: ``write`` writes it (UTF-8) piece by
+    piece to a temp file beside ``path``, renamed over ``path`` once all of it is there.
+    On any failure ``path`` is as it was and the temp file is gone. ``mode``: the file's
+    permissions (else 0600, as the temp file is made)."""
+    descriptor, temporary = _temporary(path)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", buffering=1 << 20) as handle:
+            if mode is not None:
+                os.fchmod(descriptor, mode)
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 _EXCLUSIVE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)

@@ -236,6 +236,13 @@ def write_plan_json(results: list[PlanResult], stream: TextIO) -> None:
     stream.write("\n")
 
 
+def write_saved_plan(result: PlanResult, apply: dict[str, Any], stream: TextIO) -> None:
+    """What ``plan --out`` saves: ``dumps`` of ``plan_json`` with ``apply`` (how to re-make
+    the plan) as its last key, byte for byte, each change written as it is made."""
+    jsontext.write({**_document(result), "apply": apply}, stream)
+    stream.write("\n")
+
+
 def _document(result: PlanResult, include_requests: bool = True) -> dict[str, Any]:
     """``plan_json`` with its changes produced lazily, one at a time."""
     plan, state = result.plan, result.state
