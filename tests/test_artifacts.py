@@ -5,9 +5,12 @@ configs, outputs registered with lineage by real pipelines, and cascades to cons
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -1123,3 +1126,218 @@ def test_save_of_a_declared_output_elsewhere_fails_the_run(tmp_path, artifact_re
             f"{tmp_path.resolve()}/runs/elsewhere/main/default/c1/model — save it there, or "
             "leave path out") in log, log
     assert Registry(artifact_registry).versions("model") == [1]
+
+
+# -- a failing file system: a clear error, nothing registered, nothing half-written ------
+
+WRITE_ONLY = Path("/proc/sys/vm/drop_caches")
+"""A regular file that open() refuses even to root (write-only sysctl: EACCES): a link to
+it in a tree is a file that cannot be read, whoever runs the tests."""
+
+
+def _unreadable(link: Path) -> Path:
+    """``link``, made a symlink to a regular file nobody can open for reading."""
+    try:
+        with WRITE_ONLY.open("rb"):
+            pass
+    except PermissionError:
+        link.symlink_to(WRITE_ONLY)
+        return link
+    except OSError:
+        pass
+    pytest.skip(f"{WRITE_ONLY} is not a file that open() refuses here")
+
+
+@contextmanager
+def _within(seconds: int) -> Iterator[None]:
+    """Fail, rather than hang the suite, when the body blocks (a FIFO opened for reading)."""
+    def hung(*_: object) -> None:
+        raise AssertionError(f"still blocked after {seconds} s (a FIFO was opened?)")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _nothing_left_in(registry: Path, name: str) -> None:
+    assert Registry(registry).versions(name) == []
+    assert not (registry / name).exists() or not any(
+        p.name.startswith("v") for p in (registry / name).iterdir())
+    incoming = registry / ".objects" / ".incoming"
+    assert not incoming.is_dir() or list(incoming.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["reference", "copy"])
+def test_publishing_a_tree_with_an_unreadable_file_is_a_clear_error(tmp_path, mode):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("one")
+    bad = _unreadable(data / "weights.bin")
+    result = invoke("artifacts", "--root", "reg", "publish", "data", "data", "--mode", mode,
+                    cwd=tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert f'error: cannot publish "data": cannot read {bad}: Permission denied — ' \
+        in result.stderr
+    assert "cannot write the artifact registry" not in result.stderr  # the source's fault
+    _nothing_left_in(tmp_path / "reg", "data")
+    if mode == "copy":  # no half-copied object either
+        objects = tmp_path / "reg" / ".objects"
+        assert not objects.exists() or [p.name for p in objects.iterdir()] in ([], [".incoming"])
+
+
+@pytest.mark.parametrize("mode", [Mode.AUTO, Mode.REFERENCE, Mode.COPY])
+def test_publishing_a_fifo_is_refused_at_once(tmp_path, mode):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    registry = Registry(tmp_path / "reg")
+    with _within(10), pytest.raises(ArtifactError) as caught:
+        registry.publish("p", pipe, "dataset", mode=mode)
+    assert caught.value.message == \
+        f'cannot publish "p": cannot read {pipe}: not a regular file or directory (a FIFO)'
+    assert caught.value.hint
+    _nothing_left_in(tmp_path / "reg", "p")
+    tree = tmp_path / "tree"  # in a tree, a FIFO is no file of it (as a dangling link)
+    tree.mkdir()
+    (tree / "a.txt").write_text("one")
+    os.mkfifo(tree / "pipe")
+    (tree / "gone").symlink_to(tmp_path / "nowhere")
+    with _within(10):
+        version = registry.publish("t", tree, "dataset", mode=mode)
+        assert registry.drift(version) == []
+    assert version.metadata["files"] == 1
+
+
+def test_drift_of_a_file_that_cannot_be_read_is_a_plan_error(tmp_path, artifact_registry):
+    (tmp_path / "pyproject.toml").write_text("")
+    data = tmp_path / "shards"
+    data.mkdir()
+    (data / "shard.txt").write_text("tokens")
+    (data / "empty.bin").write_bytes(b"")  # same size as the link's target: re-hashed
+    registry = Registry(artifact_registry)
+    version = registry.publish("shards", data, "dataset", mode=Mode.REFERENCE)
+    (data / "empty.bin").unlink()
+    bad = _unreadable(data / "empty.bin")
+    assert registry.drift(version) == [f"cannot read {bad}: Permission denied"]
+    (tmp_path / "consume.toml").write_text(CONSUME)
+    plan = invoke("plan", "consume.toml", cwd=tmp_path)
+    assert plan.exit_code == 1, plan.output
+    assert "Traceback" not in plan.output
+    assert (f"artifacts.data.uri: shards:v1 no longer matches what was registered: cannot "
+            f"read {bad}: Permission denied — shards:v1 references {data}") in plan.stderr
+
+
+def test_drift_of_a_file_replaced_by_a_fifo_never_hangs(tmp_path):
+    registry = Registry(tmp_path / "reg")
+    flag = tmp_path / "flag"
+    flag.write_bytes(b"")
+    version = registry.publish("flag", flag, "artifact", mode=Mode.REFERENCE)
+    flag.unlink()
+    os.mkfifo(flag)
+    with _within(10):
+        assert registry.drift(version) == \
+            [f"cannot read {flag}: not a regular file or directory (a FIFO)"]
+
+
+def _object_dir(registry: Path, source: Path) -> Path:
+    """Where the store puts ``source``'s content (its key's directory)."""
+    digest = digest_of(source).partition(":")[2]
+    return registry / ".objects" / digest[:2] / digest
+
+
+def test_a_store_that_cannot_be_written_is_a_clear_error_and_keeps_nothing(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("one")
+    reg = tmp_path / "reg"
+    reg.mkdir()
+    (reg / ".objects").write_text("a file where the store's directory must be")
+    result = invoke("artifacts", "--root", "reg", "publish", "data", "data", "--mode", "copy",
+                    cwd=tmp_path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert (f"error: cannot write the artifact registry at {reg} ({reg / '.objects'}): Not a "
+            "directory: a file is where a directory must be — move it away (nothing was "
+            "registered)") in result.stderr
+    assert Registry(reg).versions("data") == []
+    (reg / ".objects").unlink()
+
+    shard = _object_dir(reg, data).parent  # the object's directory's parent is a file
+    shard.parent.mkdir(parents=True)
+    shard.write_text("")
+    with pytest.raises(ArtifactError) as caught:
+        Registry(reg).publish("data", data, "dataset", mode=Mode.COPY)
+    assert caught.value.message == (f"cannot write the artifact registry at {reg} ({shard}): "
+                                    "Not a directory: a file is where a directory must be")
+    assert caught.value.hint
+    _nothing_left_in(reg, "data")
+    shard.unlink()
+
+    final = _object_dir(reg, data) / "data"  # the rename fails: a link where it goes
+    final.parent.mkdir(parents=True)
+    final.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ArtifactError) as caught:
+        Registry(reg).publish("data", data, "dataset", mode=Mode.COPY)
+    assert caught.value.message == (f"cannot write the artifact registry at {reg} ({final}): "
+                                    "Not a directory: a symbolic link is where a directory "
+                                    "must be")
+    _nothing_left_in(reg, "data")
+    final.unlink()
+    assert Registry(reg).publish("data", data, "dataset", mode=Mode.COPY).number == 1
+
+
+def test_an_immutable_object_directory_fails_the_rename_cleanly(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("one")
+    reg = tmp_path / "reg"
+    place = _object_dir(reg, data)
+    place.mkdir(parents=True)
+    if subprocess.run(["chattr", "+i", str(place)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        with pytest.raises(ArtifactError) as caught:
+            Registry(reg).publish("data", data, "dataset", mode=Mode.COPY)
+        assert caught.value.message == (f"cannot write the artifact registry at {reg} "
+                                        f"({place / 'data'}): Operation not permitted")
+        _nothing_left_in(reg, "data")
+    finally:
+        subprocess.run(["chattr", "-i", str(place)], check=True)
+
+
+def test_registry_metadata_that_cannot_be_written_is_a_clear_error(tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("one")
+    reg = tmp_path / "reg"
+    (reg / "data").mkdir(parents=True)
+    (reg / "data" / "v1").write_text("a file where the version's directory must be")
+    result = invoke("artifacts", "--root", "reg", "publish", "data", "data.txt", cwd=tmp_path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"error: cannot write the artifact registry at {reg} ({reg / 'data' / 'v1'}" \
+        in result.stderr
+    assert Registry(reg).versions("data") == [] and Registry(reg).aliases("data") == {}
+    (reg / "data" / "v1").unlink()
+    (reg / "data" / ".lock").unlink(missing_ok=True)
+    (reg / "data" / ".lock").mkdir()  # the lock cannot be taken
+    result = invoke("artifacts", "--root", "reg", "publish", "data", "data.txt", cwd=tmp_path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"({reg / 'data' / '.lock'}): Is a directory" in result.stderr
+    assert Registry(reg).versions("data") == []
+
+
+def test_an_output_with_an_unreadable_file_fails_its_run_and_registers_nothing(
+        tmp_path, artifact_registry):
+    _unreadable(tmp_path / "probe")  # skips where no such file exists
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "produce.toml").write_text(PRODUCE.replace("MODE", "reference").replace(
+        "open(sys.argv[1] + '/shard.txt', 'w').write('tokens')",
+        f"os.symlink('{WRITE_ONLY}', sys.argv[1] + '/shard.bin')"))
+    applied = invoke("apply", "--yes", "produce.toml", cwd=tmp_path)
+    assert applied.exit_code != 0 and "Traceback" not in applied.output
+    bad = tmp_path / "runs/produce/main/default/c1/shards/shard.bin"
+    assert (f'output shards could not be registered: cannot publish "shards": cannot read '
+            f"{bad}: Permission denied — make it readable") in applied.output
+    assert Registry(artifact_registry).versions("shards") == []

@@ -19,6 +19,7 @@ A digest without a scheme prefix was written by runspec ≤ 0.2 (``legacy``): co
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -90,6 +91,52 @@ class Tree:
             return None
 
 
+class Unreadable(OSError):
+    """A file or directory of the tree being hashed or copied that cannot be read (its
+    ``filename`` says which). An OSError, so callers that want a digest or nothing keep
+    catching OSError; the registry tells it apart from a registry it cannot write."""
+
+
+def _unreadable(error: OSError, path: Path | str) -> Unreadable:
+    if isinstance(error, Unreadable):
+        return error
+    return Unreadable(error.errno, error.strerror or str(error), str(error.filename or path))
+
+
+_KINDS = ((stat_module.S_ISFIFO, "a FIFO"), (stat_module.S_ISSOCK, "a socket"),
+          (stat_module.S_ISCHR, "a character device"), (stat_module.S_ISBLK, "a block device"))
+
+
+def _not_regular(path: Path | str, mode: int) -> Unreadable:
+    kind = next((name for test, name in _KINDS if test(mode)), "neither")
+    return Unreadable(errno.EINVAL, f"not a regular file or directory ({kind})", str(path))
+
+
+def _open(path: Path) -> Any:
+    """``path`` opened for reading, if it is a regular file: without blocking on a FIFO
+    (nor on anything else put where a file was), and as ``Unreadable`` if it cannot be."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                             | getattr(os, "O_BINARY", 0))
+    except OSError as error:
+        raise _unreadable(error, path) from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat_module.S_ISREG(mode):
+            raise _not_regular(path, mode)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _read(handle: Any, path: Path, size: int) -> bytes:
+    try:
+        return handle.read(size)
+    except OSError as error:
+        raise _unreadable(error, path) from None
+
+
 def scheme_of(digest: str) -> Scheme:
     head, sep, _ = digest.partition(":")
     return Scheme(head) if sep and head in (Scheme.CONTENT, Scheme.SAMPLED) else Scheme.LEGACY
@@ -97,40 +144,58 @@ def scheme_of(digest: str) -> Scheme:
 
 def _files(path: Path) -> list[tuple[str, Path, os.stat_result]]:
     """``(relative name, path, stat)`` of every regular file, sorted; symlinks followed
-    for files (their content is what a reader gets), never for directories (no loops)."""
+    for files (their content is what a reader gets), never for directories (no loops).
+    A directory that cannot be listed, or a ``path`` that is neither a file nor a directory
+    (a FIFO: its "content" is whatever a writer sends), is ``Unreadable``."""
     if not path.is_dir():
-        return [(path.name, path, path.stat())]
+        try:
+            info = path.stat()
+        except OSError as error:
+            raise _unreadable(error, path) from None
+        if not stat_module.S_ISREG(info.st_mode):
+            raise _not_regular(path, info.st_mode)
+        return [(path.name, path, info)]
     found: list[tuple[str, Path, os.stat_result]] = []
     pending = [("", str(path))]
     while pending:
         prefix, directory = pending.pop()
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                name = prefix + entry.name
+        try:
+            with os.scandir(directory) as entries:
+                listed = list(entries)
+        except OSError as error:
+            raise _unreadable(error, directory) from None
+        for entry in listed:
+            name = prefix + entry.name
+            try:
                 if entry.is_dir(follow_symlinks=False):
                     pending.append((name + "/", entry.path))
                     continue
-                try:
-                    info = entry.stat()
-                except OSError:  # a dangling link: nothing a reader could open
-                    continue
-                if stat_module.S_ISREG(info.st_mode):
-                    found.append((name, Path(entry.path), info))
+            except OSError as error:
+                raise _unreadable(error, entry.path) from None
+            try:
+                info = entry.stat()
+            except OSError:  # a dangling link: nothing a reader could open
+                continue
+            if stat_module.S_ISREG(info.st_mode):  # a FIFO, a socket: no file's content
+                found.append((name, Path(entry.path), info))
     return sorted(found, key=lambda item: item[0])
 
 
 def file_hash(path: Path, scheme: Scheme, info: os.stat_result) -> str:
     """A file's hash under ``scheme``: its content, or its size, mtime and three windows."""
     hasher = hashlib.sha256()
-    with path.open("rb") as handle:
+    with _open(path) as handle:
         if scheme == Scheme.SAMPLED:
             hasher.update(f"{info.st_size}\0{info.st_mtime_ns}\0".encode())
             for start in sorted({0, max(0, info.st_size // 2 - SAMPLE_BYTES // 2),
                                  max(0, info.st_size - SAMPLE_BYTES)}):
-                handle.seek(start)
-                hasher.update(handle.read(SAMPLE_BYTES))
+                try:
+                    handle.seek(start)
+                except OSError as error:
+                    raise _unreadable(error, path) from None
+                hasher.update(_read(handle, path, SAMPLE_BYTES))
         else:
-            while chunk := handle.read(_CHUNK):
+            while chunk := _read(handle, path, _CHUNK):
                 hasher.update(chunk)
     return hasher.hexdigest()
 
@@ -174,7 +239,9 @@ def copy_hashed(source: Path, destination: Path) -> tuple[Tree, Tree]:
     hashing it (sha256): ``(tree of the copy, tree of the source)``, equal but for their
     stat fields. The copies are made read-only: a version's content is not for editing.
     A source file written to during the copy keeps the stat read before: a later check
-    re-hashes it and reports the difference."""
+    re-hashes it and reports the difference. A source that cannot be read raises
+    ``Unreadable``, a destination that cannot be written any other OSError; either way
+    the caller removes the partial copy (``remove_copy``)."""
     copies, originals = [], []
     files = _files(source)
     if source.is_dir():
@@ -183,8 +250,8 @@ def copy_hashed(source: Path, destination: Path) -> tuple[Tree, Tree]:
         target = destination / name if source.is_dir() else destination
         target.parent.mkdir(parents=True, exist_ok=True)
         hasher = hashlib.sha256()
-        with file.open("rb") as reader, target.open("xb") as writer:
-            while chunk := reader.read(_CHUNK):
+        with _open(file) as reader, target.open("xb") as writer:
+            while chunk := _read(reader, file, _CHUNK):
                 hasher.update(chunk)
                 writer.write(chunk)
         os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))

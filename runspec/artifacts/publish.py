@@ -224,7 +224,8 @@ def register_outputs(member, root: Path, known: Declared | None = None,
                                        remote=output.where, mode=policy.mode or Mode.AUTO,
                                        best=policy.best, metrics=metrics, fields=output.fields)
         except ArtifactError as error:
-            return published, f"output {name} could not be registered: {error.message}"
+            return published, (f"output {name} could not be registered: {error.message}"
+                               + (f" — {error.hint}" if error.hint else ""))
         published.append(version.label)
         if policy.best is not None and registry.aliases(name).get(BEST) == version.number \
                 and notes is not None:

@@ -15,6 +15,7 @@ written without a cross-process lock (see docs/artifacts.md).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from typing import Any
 from runspec.artifacts.digest import (
     Scheme,
     Tree,
+    Unreadable,
     changes,
     copy_hashed,
     legacy_digest,
@@ -124,8 +126,11 @@ class _LocalStore:
         from runspec.measure.files import write_text_atomic
 
         path = self.where(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        except OSError as error:  # the temp file is gone; ``path`` is as it was
+            raise _unwritable(self.root, error, path) from None
 
     def children(self, key: str) -> list[str]:
         try:
@@ -141,37 +146,55 @@ class _LocalStore:
         from filelock import FileLock
 
         directory = self.where(name)
+        lock = FileLock(str(directory / ".lock"), timeout=120)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise _unwritable(self.root, error) from None
-        with FileLock(str(directory / ".lock"), timeout=120):
+            lock.acquire()
+        except OSError as error:  # filelock's Timeout too (a TimeoutError)
+            raise _unwritable(self.root, error, directory / ".lock") from None
+        try:
             yield
+        finally:
+            lock.release()
 
     def put(self, source: Path) -> tuple[str, Tree, Tree]:
         """Copy ``source`` into the object store: ``(key, tree of the copy, tree of the
         source)``. Content-addressed, so equal content is stored once; the copy is made
-        beside its final place and renamed there, so no reader sees half an object."""
+        beside its final place and renamed there, so no reader sees half an object. A
+        source that cannot be read raises ``Unreadable`` (the caller names it), a store that
+        cannot be written ``ArtifactError``; either way nothing of the copy is left."""
         incoming = self.where(f"{OBJECTS}/.incoming/{uuid.uuid4().hex}")
+        copy = incoming / source.name
         try:
             incoming.mkdir(parents=True)
-            copied, source_tree = copy_hashed(source, incoming / source.name)
         except OSError as error:
-            remove_copy(incoming / source.name)
+            raise _unwritable(self.root, error, incoming) from None
+        try:
+            copied, source_tree = copy_hashed(source, copy)
+        except OSError as error:
+            remove_copy(copy)
             _rmdir(incoming)
-            raise _unwritable(self.root, error) from None
+            if isinstance(error, Unreadable):
+                raise
+            raise _unwritable(self.root, error, copy) from None
         digest = copied.digest.partition(":")[2]
         key = f"{OBJECTS}/{digest[:2]}/{digest}/{source.name}"
         final = self.where(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if final.exists():  # published before: the same bytes are stored once
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if _stored(final):  # published before: the same bytes are stored once
                 raise FileExistsError(final)
-            os.rename(incoming / source.name, final)
-        except OSError:  # already there (before, or from a concurrent publisher)
-            remove_copy(incoming / source.name)
+            os.rename(copy, final)
+        except OSError as error:
+            remove_copy(copy)
+            _rmdir(incoming)
+            if not _stored(final):  # not there from before, nor from a concurrent publisher
+                raise _unwritable(self.root, error, final) from None
         _rmdir(incoming)
-        return key, scan_stat(final, copied), source_tree
+        try:
+            return key, scan_stat(final, copied), source_tree
+        except OSError as error:
+            raise _unwritable(self.root, error, final) from None
 
     def check(self, key: str, tree: Tree) -> list[str]:
         return changes(self.where(key), tree)
@@ -284,16 +307,68 @@ def scan_stat(path: Path, tree: Tree) -> Tree:
     return replace(tree, files=tuple(records))
 
 
+def _stored(path: Path) -> bool:
+    """Whether an object is at ``path`` (a dangling link, or nothing, is none)."""
+    try:
+        path.stat()
+    except OSError:
+        return False
+    return True
+
+
 def _rmdir(path: Path) -> None:
     with suppress(OSError):
         path.rmdir()
 
 
-def _unwritable(root: Any, error: OSError) -> ArtifactError:
+def _unwritable(root: Any, error: OSError, where: Any = None) -> ArtifactError:
+    """The registry cannot be written: at ``root``, where in it (the OSError's file, else
+    ``where``), and why."""
     from runspec.measure.files import os_reason
 
-    return ArtifactError(f"cannot write the artifact registry at {root}: {os_reason(error)}",
-                         "set [artifacts] root in env.toml to a writable place")
+    named = [n for n in (error.filename2, error.filename) if isinstance(n, str) and n]
+    place = named[0] if named else where  # a rename's: where it was going
+    reason, hint = os_reason(error), "make that a writable directory"
+    if place is not None and error.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocking = _in_the_way(Path(place))
+        if blocking is not None:
+            place, kind = blocking
+            reason += f": {kind} is where a directory must be"
+            hint = "move it away"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free space on its disk"
+    shown = f" ({place})" if place is not None and str(place) != str(root) else ""
+    return ArtifactError(f"cannot write the artifact registry at {root}{shown}: {reason}",
+                         f"{hint} (nothing was registered), or set [artifacts] root in "
+                         "env.toml to a writable place")
+
+
+def _in_the_way(path: Path) -> tuple[Path, str] | None:
+    """The nearest of ``path`` and its parents that exists, if it is no directory: what
+    stops a directory being made there (a file, a link), and what it is."""
+    import stat
+
+    for candidate in (path, *path.parents):
+        try:
+            mode = candidate.lstat().st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode) or (stat.S_ISLNK(mode) and candidate.is_dir()):
+            return None
+        return candidate, "a symbolic link" if stat.S_ISLNK(mode) else "a file"
+    return None
+
+
+def _unreadable(name: str, source: Path, error: OSError) -> ArtifactError:
+    """``source`` (or a file in it) cannot be read: nothing of it was registered."""
+    from runspec.measure.files import os_reason
+
+    place = error.filename if isinstance(error.filename, str) and error.filename else source
+    inside = str(place) != str(source)
+    return ArtifactError(f'cannot publish "{name}": cannot read {place}: {os_reason(error)}',
+                         (f"make it readable, or remove it from {source}" if inside
+                          else "publish a readable file or directory")
+                         + "; nothing was registered")
 
 
 def _is_url(text: str) -> bool:
@@ -374,6 +449,16 @@ class Registry:
         the same manifest reads. Data on a cluster (``host``) is not checked from here."""
         if version.metadata.get("host"):
             return []
+        try:
+            return self._drift(version, of)
+        except OSError as error:  # a file that cannot be read cannot be shown to match
+            from runspec.measure.files import os_reason
+
+            where = error.filename if isinstance(error.filename, str) and error.filename \
+                else (version.source if of == "source" else version.path)
+            return [f"cannot read {where}: {os_reason(error)}"]
+
+    def _drift(self, version: Version, of: str) -> list[str]:
         where = version.source if of == "source" else version.path
         copied = version.metadata.get("mode") == Mode.COPY
         tree = self.tree(version, of)
@@ -423,12 +508,18 @@ class Registry:
             source = source.resolve()
             chosen = mode if mode != Mode.AUTO else (
                 Mode.COPY if _size(source) <= COPY_LIMIT else Mode.REFERENCE)
-            if chosen == Mode.COPY:
-                key, files, source_files = self.store.put(source)
-                location, stored = self.store.location(key), {"object": key}
-            else:
-                files = scan(source)
-                location = str(source)
+            try:
+                if chosen == Mode.COPY:
+                    key, files, source_files = self.store.put(source)
+                    location, stored = self.store.location(key), {"object": key}
+                else:
+                    files = scan(source)
+                    location = str(source)
+            except Unreadable as error:  # the source's (the store's own: ArtifactError)
+                raise _unreadable(name, source, error) from None
+            except OSError as error:
+                raise (_unwritable(self.root, error) if chosen == Mode.COPY
+                       else _unreadable(name, source, error)) from None
             digest = files.digest
         metadata = {"name": name, "type": type_, "mode": str(chosen), "path": location,
                     "source": str(source), **stored, "digest": digest,
