@@ -72,12 +72,14 @@ class Applier:
         self.opened: dict[str, Any] = {}      # backend name → its open session
         self.out_of_space = False  # a run directory could not be written: launch no more
         self.contexts: set[Path] = set()  # stage directories given artifacts.context.json
+        self.unsaved = False  # handles recorded since the last write (see submit_launches)
         self.inbox = Inbox(result.store.local_path) if result.store.is_local else None
         self.history = History(history_location(result.store.location))
 
     # -- state -------------------------------------------------------------------------------
     def save(self) -> None:
         self.result.store.write(self.state)
+        self.unsaved = False
 
     def record(self, run: Run, status: RunStatus, handle: dict | None, backend: str,
                attempts: int | None = None) -> Member:
@@ -187,7 +189,11 @@ class Applier:
         this apply needs it, and is stopped also when the apply fails)."""
         with contextlib.ExitStack() as sessions:
             self.sessions = sessions
-            return self._run()
+            try:
+                return self._run()
+            finally:
+                if self.unsaved:
+                    self.save()
 
     def session(self, backend: Backend, launches: list[Launch]):
         """The backend's session for this apply, opened on first use."""
@@ -587,7 +593,10 @@ class Applier:
                 self.record(run, RunStatus.SUBMITTED, handles[run.key], backend.name,
                             attempts=self.state.members[run.key].attempts)
                 self.report.submitted.append(run.key)
-            self.save()
+            # Written with the apply's next write (the next intent, a refresh while
+            # following, the inputs it records) or when it ends: until then each run's
+            # intent is on disk with its tag, which finds its job (``reconcile``).
+            self.unsaved = True
             self.reporter.event(f"submitted {len(members)} run{'s' * (len(members) != 1)} of "
                                 f"stage {stage} to {backend.name}: "
                                 + backend.describe(handles[members[0].key]))
@@ -626,7 +635,7 @@ class Applier:
             self.serve_cancels({}, [])
             pending = [k for k in keys if k in self.state.members
                        and self.state.members[k].status not in ENDED]
-            if changed:
+            if changed or self.unsaved:
                 self.save()
             if not pending:
                 break

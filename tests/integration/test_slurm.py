@@ -666,6 +666,10 @@ def test_apply_writes_one_run_table_and_each_task_writes_its_own_run_directory(p
     try:
         (project / "run.toml").write_text(manifest(["a", "b", "c"]))
         assert invoke("apply", "--yes", "run.toml", cwd=project).exit_code == 0
+        # Two writes: the intents before sbatch; the job's handles with the inputs read.
+        state = StateStore(str(project / ".runspec/state/sl.json"), "sl").read()
+        assert state.serial == 2 and state.fingerprint, state
+        assert {m.handle["job_id"] for m in state.members.values()} != {None}
         stage = project / "runs/sl/main"
         assert [p.name for p in stage.glob("runs-*.table")] and \
             not [p for p in stage.iterdir() if p.is_dir()]
