@@ -22,16 +22,7 @@ def write_text_atomic(path: Path, text: str, sync_directory: bool = False) -> No
 def write_bytes_atomic(path: Path, data: bytes, sync_directory: bool = False) -> None:
     """temp file + fsync + rename: all of it or none of it. ``sync_directory`` also makes
     the rename itself durable (the state file needs that; run files do not)."""
-    descriptor, temporary = _temporary(path)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    _replace(path, lambda handle: handle.write(data), binary=True)
     if sync_directory:
         directory = os.open(path.parent, os.O_RDONLY)
         try:
@@ -40,15 +31,23 @@ def write_bytes_atomic(path: Path, data: bytes, sync_directory: bool = False) ->
             os.close(directory)
 
 
-def write_streamed_atomic(path: Path, write: Callable[[TextIO], None],
+def write_streamed_atomic(path: Path, write: Callable[[TextIO], object],
                           mode: int | None = None) -> None:
     """``write_text_atomic`` for text too big to hold: ``write`` writes it (UTF-8) piece by
     piece to a temp file beside ``path``, renamed over ``path`` once all of it is there.
     On any failure ``path`` is as it was and the temp file is gone. ``mode``: the file's
     permissions (else 0600, as the temp file is made)."""
+    _replace(path, write, binary=False, mode=mode)
+
+
+def _replace(path: Path, write: Callable[[Any], object], binary: bool,
+             mode: int | None = None) -> None:
+    """``write`` fills a temp file beside ``path``, which is synced and renamed over it;
+    on any failure the temp file is removed and ``path`` is as it was."""
     descriptor, temporary = _temporary(path)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", buffering=1 << 20) as handle:
+        with (os.fdopen(descriptor, "wb") if binary else
+              os.fdopen(descriptor, "w", encoding="utf-8", buffering=1 << 20)) as handle:
             if mode is not None:
                 os.fchmod(descriptor, mode)
             write(handle)
