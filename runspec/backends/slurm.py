@@ -519,10 +519,11 @@ class SlurmBackend:
                 gap_sleep=gap_sleep, keep_previous=rotate_shell('"$RUN_DIR"', "  ")).strip("\n"),
         }
         custom = first.settings.get("template")
-        # Through a login node the run directories travel in the upload (written here
-        # first), so there is no table.
-        table = None if where.node else f"{launch_dir}/" + table_name(
-            [(run.key, run.digest) for run in runs], context.manifest_digest)
+        # Apply writes the run directories itself (no table) through a login node, where
+        # they travel in the upload, and for a container: its runs find runspec in the
+        # image, and the batch step, outside it, may have no Python with runspec.
+        table = None if where.node or first.container_image else f"{launch_dir}/" + \
+            table_name([(run.key, run.digest) for run in runs], context.manifest_digest)
         selected = select_run([run.run_dir for run in runs], array, bool(first.secrets),
                               where.lib, table)
         script = _template(custom, root).render(
