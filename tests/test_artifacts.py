@@ -1042,37 +1042,125 @@ def test_a_run_on_a_copy_of_its_directory_refuses_what_could_not_be_registered(
     """A run directory uploaded to a cluster over SSH is a copy: the registry is not there,
     and nothing recorded there comes back. So load(art://…) and save of an undeclared
     name fail the run with what to do instead, and save of a declared output (registered
-    from the cluster all the same) says its metadata stays behind; the same calls in the
-    directory apply wrote work."""
+    from the cluster, with the metadata beside it there) writes its metadata beside it,
+    checked first; the same calls in the directory apply wrote record."""
+    import json
+
     from runspec import artifacts
     from runspec.artifacts import ledger
 
     here = tmp_path / "laptop/runs/p/main"
     (here / "default/c1").mkdir(parents=True)
-    ledger.write_context(here, str(tmp_path / "registry"), {"ckpt": "checkpoint"})
+    ledger.write_context(here, str(tmp_path / "registry"), {"ckpt": "checkpoint",
+                                                            "loose": "artifact"})
     cluster = tmp_path / "cluster/runs/p/main"
     cluster.parent.mkdir(parents=True)
     os.rename(here, cluster)  # what the login node holds: the same files, elsewhere
-    (cluster / "default/c1/model.pt").write_text("weights")
+    model = cluster / "default/c1/model.pt"
+    model.write_text("weights")
     monkeypatch.setenv("RUNSPEC_RUN_DIR", str(cluster / "default/c1"))
-    monkeypatch.setenv("RUNSPEC_OUTPUT_CKPT", str(cluster / "default/c1/model.pt"))
+    monkeypatch.setenv("RUNSPEC_OUTPUT_CKPT", str(model))
+    monkeypatch.setenv("RUNSPEC_OUTPUT_LOOSE", str(model))
     with pytest.raises(ArtifactError, match=r"save\('extra'\) cannot work in this run: its "
                        r"directory is a copy of .*laptop/runs/p/main") as refused:
-        artifacts.save("extra", cluster / "default/c1/model.pt")
+        artifacts.save("extra", model)
     assert "[outputs.artifacts.NAME]" in str(refused.value)
     with pytest.raises(ArtifactError, match=r"load\('art://data:latest'\) cannot work"):
         artifacts.load("art://data:latest")
-    saved = artifacts.save("ckpt", metadata={"step": 3})
-    assert saved.path == str(cluster / "default/c1/model.pt")
-    assert "ckpt is registered from the cluster" in capsys.readouterr().err
+    beside = cluster / "default/c1/model.pt.metadata.json"
+    beside.write_text(json.dumps({"step": 1, "loss": 9.0}))  # the recipe's own, kept
+    saved = artifacts.save("ckpt", metadata={"step": 3, "note": "x"})
+    assert (saved.path, saved.metadata, saved.type) == (str(model), {"step": 3, "note": "x"},
+                                                        "checkpoint")
+    assert json.loads(beside.read_text()) == {"step": 3, "loss": 9.0, "note": "x"}
+    assert ledger.sidecar(model) == ({"step": 3, "loss": 9.0, "note": "x"}, None)
+    assert capsys.readouterr().err == ""  # no warning: nothing is dropped
+    assert sorted(p.name for p in model.parent.iterdir()) == ["model.pt", beside.name]
+    # what registration could not take from here fails the run now, as it would there
+    with pytest.raises(ArtifactError, match='field "step" of type "checkpoint": expected an '
+                       "integer"):
+        artifacts.save("ckpt", metadata={"step": "three"})
+    with pytest.raises(ArtifactError, match='as type "model": the manifest declares type = '
+                       '"checkpoint"'):
+        artifacts.save("ckpt", type="model", metadata={"step": 4})
+    with pytest.raises(ArtifactError, match="cannot hand a type back") as untyped:
+        artifacts.save("loose", type="model", metadata={"step": 4})
+    assert 'give type = "model" in [outputs.artifacts.loose]' in str(untyped.value)
+    with pytest.raises(ArtifactError, match="the manifest declares its output ckpt at"):
+        artifacts.save("ckpt", cluster / "default/c1", metadata={"step": 4})
+    beside.write_text("{not json")
+    with pytest.raises(ArtifactError, match=r"model.pt.metadata.json is not JSON") as bad:
+        artifacts.save("ckpt", metadata={"step": 4})
+    assert beside.read_text() == "{not json"  # the recipe's file is not replaced
+    assert "registration reads it" in (bad.value.hint or "")
     assert not (cluster / "default/c1" / ledger.LEDGER_FILE).exists()
     assert not (tmp_path / "registry").exists()  # nothing made on the cluster's side
+    beside.unlink()
 
     os.rename(cluster, here)  # back where apply wrote it: the same calls record
     monkeypatch.setenv("RUNSPEC_RUN_DIR", str(here / "default/c1"))
     monkeypatch.setenv("RUNSPEC_OUTPUT_CKPT", str(here / "default/c1/model.pt"))
     artifacts.save("ckpt", metadata={"step": 3})
     assert '"saved": "ckpt"' in (here / "default/c1" / ledger.LEDGER_FILE).read_text()
+    assert not (here / "default/c1/model.pt.metadata.json").exists()
+
+
+def test_the_metadata_beside_an_output_left_on_a_cluster_is_read_there_and_registered(
+        tmp_path, monkeypatch):
+    """Over SSH the outputs stay on the cluster: the program that hashes them there (with
+    runspec's shipped source) also reads each one's <path>.metadata.json, and registration
+    uses what it found as it uses a local sidecar: the fields, or the reason it fails."""
+    import json
+    from types import SimpleNamespace
+
+    import runspec
+    from runspec.artifacts import ledger, publish
+    from runspec.backends.login_node import LoginNode
+    from runspec.backends.shell import LocalShell
+
+    class Cluster(LocalShell):  # the login node's `python`, run here
+        def run(self, argv, **kwargs):
+            return super().run([sys.executable, *argv[1:]], **kwargs)
+
+    monkeypatch.setattr(LoginNode, "shell", lambda self: Cluster())
+    monkeypatch.setattr(LoginNode, "lib_dir",
+                        lambda self: str(Path(runspec.__file__).resolve().parent.parent))
+    there = tmp_path / "cluster"
+    there.mkdir()
+    for name in ("good", "bad", "list", "plain"):
+        (there / name).write_text(name)
+    (there / "good.metadata.json").write_text(json.dumps({"step": 2, "loss": 0.5}))
+    (there / "bad.metadata.json").write_text("{not json")
+    (there / "list.metadata.json").write_text("[1]")
+    node = LoginNode("login", str(tmp_path))
+    paths = [str(there / n) for n in ("good", "bad", "list", "plain", "gone")]
+    found = node.outputs_there(paths)
+    assert [f["digest"] for f in found] == [digest_of(Path(p)) for p in paths[:4]] + [None]
+    assert found[0]["metadata"] == {"step": 2, "loss": 0.5}
+    assert "bad.metadata.json is not JSON" in found[1]["metadata_problem"]
+    assert "must hold a JSON object" in found[2]["metadata_problem"]
+    assert (found[3], found[4]) == ({"digest": digest_of(there / "plain"), "metadata": {}},
+                                    {"digest": None})
+
+    def planned(entry):
+        member = SimpleNamespace(outputs={"m": ("runs/x/m", "model")})
+        remote = {"m": {"path": str(there / "m"), "host": "u@login", "digest": "sha256:0",
+                        **entry}}
+        return publish._planned_outputs(member, tmp_path, remote, ledger.Ledger(),
+                                        publish.Declared({}, {}))
+
+    outputs, problem = planned({"metadata": found[0]["metadata"]})
+    assert problem is None
+    assert (outputs[0].fields, outputs[0].where) == ({"step": 2, "loss": 0.5},
+                                                     ("u@login", "sha256:0"))
+    assert planned({})[0][0].fields == {}  # written before runspec read them there
+    problem = planned({"metadata_problem": found[1]["metadata_problem"]})[1]
+    assert problem is not None and problem.startswith(f"output m: {there}/bad.metadata.json "
+                                                      "is not JSON")
+    assert problem.endswith("(on u@login)")
+    problem = planned({"metadata": {"step": "two"}})[1]  # checked against its type
+    assert problem is not None and problem.startswith('output m: metadata field "step" of '
+                                                      'type "model": expected an integer')
 
 
 def test_importing_the_api_stays_cheap():

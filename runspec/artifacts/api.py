@@ -16,7 +16,6 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +109,7 @@ def save(name: str, path: str | os.PathLike[str] | None = None, type: str | None
                             "use numbers, text, booleans, lists and tables") from None
     declared = outputs_declared().get(name)
     where = os.fspath(path) if path is not None else os.environ.get(output_variable(name))
+    asked = type
     type = type or (declared if declared and declared != "artifact" else None)
     if not where:
         raise ArtifactError(f"save({name!r}) needs a path",
@@ -132,9 +132,32 @@ def save(name: str, path: str | os.PathLike[str] | None = None, type: str | None
     run_dir = _run_dir()
     if run_dir is not None:
         if declared is not None and ledger.read_context(run_dir).copied_from:
-            print(f"runspec.artifacts: warning: {name} is registered from the cluster as the "
-                  "manifest declares it, but without this metadata: a run on a copy of its "
-                  "directory cannot hand metadata back yet", file=sys.stderr)
+            # registered from the cluster, with the <path>.metadata.json it finds there: the
+            # metadata goes there (merged, save's fields winning), the rest is checked here
+            if asked and asked != declared:
+                raise ArtifactError(
+                    f'cannot save {name} as type "{asked}": '
+                    + ("the manifest leaves its type to the code, but a run on a copy of "
+                       "its directory (uploaded to a cluster) cannot hand a type back"
+                       if declared == "artifact" else
+                       f'the manifest declares type = "{declared}"'),
+                    f'give type = "{asked}" in [outputs.artifacts.{name}]'
+                    + (", or leave type out of save" if declared != "artifact" else ""))
+            if not planned:
+                raise ArtifactError(f"cannot save {name} in this run: "
+                                    f"${output_variable(name)} does not say where the "
+                                    "manifest declares it",
+                                    "run it through runspec, which sets it")
+            if given:
+                try:
+                    ledger.write_sidecar(target, given)
+                except OSError as error:
+                    raise ArtifactError(f"cannot save the metadata of {name} beside {target}: "
+                                        f"{error.strerror or error}") from None
+                except ValueError as error:  # the file there cannot be used: not replaced
+                    raise ArtifactError(f"cannot save {name}: {error}",
+                                        "fix or remove that file: registration reads it too"
+                                        ) from None
             return Artifact(str(target), given, name, None, type)
         _not_a_copy(run_dir, f"save({name!r})")
         _append(run_dir, {"saved": name, "path": str(target), "type": type,

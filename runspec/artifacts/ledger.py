@@ -125,6 +125,43 @@ def sidecar(path: Path | str) -> tuple[dict[str, Any], str | None]:
     return data, None
 
 
+def write_sidecar(path: Path | str, fields: dict[str, Any]) -> Path:
+    """``fields`` merged into the metadata beside ``path`` (``<path>.metadata.json``; theirs
+    win over the file's), written at once: a reader sees the old file or the new one. A run
+    on a copy of its run directory hands ``save``'s metadata back this way (registration
+    reads it on the cluster, as it reads any sidecar). A file there that cannot be used is an
+    error (``ValueError``, saying why), not silently replaced."""
+    from runspec.measure.files import write_streamed_atomic  # standard library only too
+
+    before, problem = sidecar(path)
+    if problem:
+        raise ValueError(problem)
+    target = Path(f"{os.fspath(path).rstrip('/')}{METADATA_SUFFIX}")
+    text = json.dumps({**before, **fields}, indent=1, sort_keys=True) + "\n"
+    try:
+        mode = target.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o644
+    write_streamed_atomic(target, lambda handle: handle.write(text), mode)
+    return target
+
+
+def remote_sidecar(entry: Any) -> tuple[dict[str, Any], str | None]:
+    """``sidecar``'s answer as the cluster gave it for an output left there (its entry in a
+    run directory's ``outputs.remote.json``: ``metadata``, or ``metadata_problem``); an
+    entry written before runspec read sidecars there has neither: ``({}, None)``."""
+    if not isinstance(entry, dict):
+        return {}, None
+    if isinstance(entry.get("metadata_problem"), str):
+        return {}, entry["metadata_problem"]
+    metadata = entry.get("metadata")
+    if metadata is None:
+        return {}, None
+    if not isinstance(metadata, dict):
+        return {}, f"the metadata recorded for {entry.get('path')} is not an object"
+    return metadata, None
+
+
 @dataclass(frozen=True)
 class Context:
     """What apply tells the code of a stage's runs (``CONTEXT_FILE``, in the stage's

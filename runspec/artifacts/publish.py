@@ -264,7 +264,11 @@ def _planned_outputs(member, root: Path, remote: Any, account: ledger.Ledger,
             produced, where = there["path"], (str(there.get("host")), str(there["digest"]))
         elif not Path(produced).exists():
             return [], f"output {name} is missing: {path} was not written"
-        fields, problem = ({}, None) if where else ledger.sidecar(produced)
+        if where:  # its <path>.metadata.json, as the cluster read it
+            fields, problem = ledger.remote_sidecar(there)
+            problem = problem and f"{problem} (on {where[0]})"
+        else:
+            fields, problem = ledger.sidecar(produced)
         if problem:
             return [], f"output {name}: {problem}"
         saved = account.saved.get(name)

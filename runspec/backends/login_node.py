@@ -208,26 +208,39 @@ class LoginNode:
         return mirror.store(pairs, mirror.parse(done.stdout))
 
 
-    def output_digests(self, paths: list[str]) -> list[str | None]:
-        """The content digest of each path on the cluster (None where nothing is there),
-        computed there by runspec's shipped source: outputs stay where they were written."""
+    def outputs_there(self, paths: list[str]) -> list[dict[str, Any]]:
+        """Each path as the cluster has it, read there by runspec's shipped source (outputs
+        stay where they were written): ``{"digest": …}`` (None where nothing is there), and
+        for one that is there what ``ledger.sidecar`` finds beside it, ``"metadata": {…}``
+        or why it cannot be used, ``"metadata_problem": "…"`` (see ``ledger.remote_sidecar``)."""
         if not paths:
             return []
-        program = ("import json, os, sys; sys.path.insert(0, sys.argv[1]); "
-                   "from pathlib import Path; from runspec.artifacts.digest import digest_of; "
-                   "print(json.dumps([digest_of(Path(p)) if os.path.exists(p) else None "
-                   "for p in json.load(sys.stdin)]))")
+        program = "\n".join((
+            "import json, os, sys",
+            "sys.path.insert(0, sys.argv[1])",
+            "from pathlib import Path",
+            "from runspec.artifacts.digest import digest_of",
+            "from runspec.artifacts.ledger import sidecar",
+            "def there(path):",
+            "    if not os.path.exists(path):",
+            "        return {'digest': None}",
+            "    fields, problem = sidecar(path)",
+            "    found = {'digest': digest_of(Path(path))}",
+            "    found.update({'metadata_problem': problem} if problem else {'metadata': fields})",
+            "    return found",
+            "print(json.dumps([there(p) for p in json.load(sys.stdin)]))"))
         done = self.shell().run(["python", "-c", program, self.lib_dir()],
                                 stdin=json.dumps(paths).encode(), timeout=600)
         try:
-            digests = json.loads(done.stdout) if done.returncode == 0 else None
+            found = json.loads(done.stdout) if done.returncode == 0 else None
         except ValueError:
-            digests = None
-        if not isinstance(digests, list) or len(digests) != len(paths):
+            found = None
+        if not isinstance(found, list) or len(found) != len(paths) or \
+                not all(isinstance(f, dict) and "digest" in f for f in found):
             message = done.stderr.decode(errors="replace").strip().splitlines()
             raise BackendError(f"cannot hash the runs' outputs on {self.address}: "
                                f"{message[-1] if message else done.returncode}")
-        return digests
+        return found
 
 
 _OPEN: dict[tuple, SSHShell] = {}

@@ -882,7 +882,8 @@ def _by_login_node(members) -> dict[LoginNode | None, list]:
 
 def _describe_remote_outputs(node: LoginNode, members, root: Path) -> None:
     """For runs that succeeded on the cluster and have outputs to register: where each
-    output is there and its digest, hashed there, in the run directory here
+    output is there, its digest, hashed there, and the metadata beside it there (its
+    ``<path>.metadata.json``, or why that cannot be used), in the run directory here
     (``REMOTE_OUTPUTS_FILE``), which registration reads when the files are not here."""
     from runspec.artifacts.publish import REMOTE_OUTPUTS_FILE
     from runspec.measure.files import write_json
@@ -893,10 +894,13 @@ def _describe_remote_outputs(node: LoginNode, members, root: Path) -> None:
         if remote and member.outputs and not member.registered:
             for name, (path, _type) in sorted(member.outputs.items()):
                 wanted.append((member, name, f"{remote}/{path}"))
-    digests = node.output_digests([path for _, _, path in wanted])
+    there = node.outputs_there([path for _, _, path in wanted])
     found: dict[str, dict[str, dict]] = {}
-    for (member, name, path), digest in zip(wanted, digests, strict=True):
-        entry = {"path": path, "host": node.address, "digest": digest}
+    for (member, name, path), seen in zip(wanted, there, strict=True):
+        entry = {"path": path, "host": node.address, "digest": seen.get("digest")}
+        for key in ("metadata", "metadata_problem"):  # its <path>.metadata.json, read there
+            if key in seen:
+                entry[key] = seen[key]
         found.setdefault(member.run_dir, {})[name] = entry
     for run_dir, outputs in found.items():
         write_json(root / run_dir / REMOTE_OUTPUTS_FILE, outputs)
@@ -929,4 +933,10 @@ def remote_files(launch: Launch, root: Path) -> dict[str, tuple[bytes, int]]:
                     and name not in (mirror.SIDECAR, SECRETS_FILE, REMOTE_OUTPUTS_FILE)
                     and ".attempt-" not in name):  # records of earlier attempts stay here
                 files[f"{run_dir}/{name}"] = (path.read_bytes(), 0o644)
+    from runspec.artifacts.ledger import CONTEXT_FILE
+
+    # The stage's context: runspec.artifacts in the job reads it, and sees it is a copy.
+    context = root / launch.directory / CONTEXT_FILE
+    if context.is_file():
+        files[f"{launch.directory}/{CONTEXT_FILE}"] = (context.read_bytes(), 0o644)
     return files

@@ -230,3 +230,56 @@ def test_an_unwritable_remote_dir_is_a_clear_error(tmp_path, sshd):
     text = (root / "env.toml").read_text()
     (root / "env.toml").write_text(text.replace(sshd["RUNSPEC_SSH_REMOTE_DIR"], "/root"))
     refused(root, "is not writable")
+
+
+DESCRIBED = textwrap.dedent("""\
+    import json, os, sys
+    from pathlib import Path
+    from runspec import artifacts
+    args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
+    model = Path(os.environ["RUNSPEC_OUTPUT_RS_MODEL"])
+    model.write_text("weights\\n")
+    Path(f"{model}.metadata.json").write_text(
+        json.dumps({"step": 7, "loss": 0.5, "tokens": "many"}) if args["sidecar"] == "good"
+        else "{not json")
+    ckpt = Path(os.environ["RUNSPEC_OUTPUT_RS_CKPT"])
+    ckpt.mkdir()
+    (ckpt / "state.bin").write_text("state")
+    Path(f"{ckpt}.metadata.json").write_text(json.dumps({"step": 1, "loss": 9.0}))
+    artifacts.save("rs-ckpt", metadata={"step": 3, "note": "saved in the job"})
+    """)
+
+
+def test_metadata_written_on_the_cluster_is_registered_with_its_outputs(tmp_path, slurm, sshd,
+                                                                        artifact_registry):
+    """A run whose outputs stay on the cluster gives them metadata as any run does: a
+    <path>.metadata.json beside one, or runspec.artifacts.save in the job (its fields win);
+    both are read there and registered. A sidecar that is not JSON fails its run, saying
+    which file, and registers nothing of it."""
+    from runspec.artifacts.registry import Registry
+
+    root, _ = project(tmp_path, sshd)
+    (root / "train.py").write_text(DESCRIBED)
+    manifest = (root / "run.toml").read_text()
+    (root / "run.toml").write_text(
+        manifest.replace('"lr=${sweep.lr}", "pause=0.0"', '"sidecar=${sweep.sidecar}"')
+        .replace('lr = ["0.1", "0.2"]', 'sidecar = ["good", "bad"]')
+        .replace('[measure]\nmetrics = ["loss"]\n', "")
+        .replace("[env]", '[outputs.artifacts.rs-ckpt]\npath = "${run.dir}/ckpt"\n'
+                          'type = "checkpoint"\n[env]'))
+    applied = invoke("apply", "--yes", "run.toml", cwd=root)
+    assert applied.exit_code == 0, applied.output
+    status, state = wait_for(root, ended)
+    by_point = {m.key.split("/")[2]: m for m in state.values()}
+    assert by_point["sidecar=good"].status == "succeeded", status.output
+    assert by_point["sidecar=bad"].status == "failed", status.output
+    error = by_point["sidecar=bad"].error or ""
+    assert "output rs-model: " in error and "model.txt.metadata.json is not JSON" in error, error
+    registry = Registry(artifact_registry)
+    assert registry.versions("rs-model") == [1] and registry.versions("rs-ckpt") == [1]
+    model, ckpt = registry.get("rs-model", 1), registry.get("rs-ckpt", 1)
+    assert model.metadata["producer"] == ckpt.metadata["producer"] == by_point["sidecar=good"].key
+    assert model.fields == {"step": 7, "loss": 0.5, "tokens": "many"}
+    assert ckpt.fields == {"step": 3, "loss": 9.0, "note": "saved in the job"}
+    assert "host" in ckpt.metadata and ckpt.metadata["type"] == "checkpoint"
+    assert "warning" not in (root / by_point["sidecar=good"].run_dir / "stderr.log").read_text()
