@@ -1,7 +1,8 @@
 """``runspec apply``: lock the state, refresh it, plan, confirm, then launch what changed.
 
-Every submission is written to the state the moment it happens (an intent before, the
-handle after), so a crash mid-apply neither submits twice nor forgets a job. Local runs
+Every submission is written to the state: an intent (with the tag that finds its job)
+before anything is sent, the handle after (a Slurm array's with the next write, at the
+latest when the apply ends), so a crash mid-apply neither submits twice nor forgets a job. Local runs
 are started here with bounded parallelism in campaign order; Slurm and Ray launches are
 handed to their backends. Nothing in the plan stages is repeated here: the requests that
 ``plan`` showed are the requests that are sent.
