@@ -15,9 +15,11 @@ pending task always finds the runs it was submitted with. Layout, all UTF-8:
   the end of this line;
 * one JSON line per run: ``{"dir": RUN_DIR, "files": {NAME: TEXT, ...}}``.
 
-A task reads its own line only (a seek), so a large table costs each task no more than
-a small one. The file is written atomically (temp file, fsync, rename) before sbatch.
-"""
+A task reads the index (about 16 bytes a run) and then its own line only (a seek), not
+every run's files. The file is written atomically (temp file, fsync, rename) before
+sbatch. Apply writes run directories itself where the batch step may lack a Python with
+runspec (a container, startup_commands) and through a login node (the upload carries
+them)."""
 
 from __future__ import annotations
 

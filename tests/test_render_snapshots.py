@@ -708,6 +708,29 @@ def test_rendered_array_job_runs_every_task_inertly(tmp_path: Path):
     assert not list(root.rglob("PWNED*"))
 
 
+@pytest.mark.parametrize("extra, table", [
+    ("", True),
+    ('container_image = "nvcr.io/nvidia/pytorch:25.01-py3"\n', False),
+    ('startup_commands = ["module load python/3.11"]\n', False),
+])
+def test_a_run_table_only_where_the_batch_step_has_runspec_s_python(tmp_path: Path, extra,
+                                                                     table):
+    """With a container or startup_commands, the batch step may have no Python with runspec
+    before the run's own set-up: apply writes those run directories itself."""
+    root = fixture_root(tmp_path)
+    (root / "t.run.toml").write_text(
+        'schema = "runspec/v1"\nname = "t"\n[recipe]\ncommand = ["true", "${sweep.i}"]\n'
+        '[env]\nexecutor = "slurm"\n' + extra + '[sweep.parameters]\ni = [1, 2]\n',
+        encoding="utf-8")
+    (launch,) = plan_of(root, "t.run.toml").launches
+    script = launch.files["job.sbatch"]
+    assert (launch.table is not None) is table
+    assert ("python -m runspec.run_table" in script) is table
+    if table:
+        assert f"python -m runspec.run_table {launch.table} \"$SLURM_ARRAY_TASK_ID\" || " \
+            "exit 1" in script
+
+
 @pytest.mark.parametrize("manifest", MANIFESTS)
 def test_every_rendered_script_is_valid_bash(manifest: str, tmp_path: Path):
     root = fixture_root(tmp_path)

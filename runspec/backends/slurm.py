@@ -193,7 +193,7 @@ trap 'trap - EXIT; exit 143' TERM
 UNPACK = """\
 # This task's run directory and its files, as the plan showed them, written now from the
 # launch's run table: apply writes one table, not a directory per run.
-python -m runspec.run_table {table} {index}"""
+python -m runspec.run_table {table} {index} || exit 1"""
 
 
 def select_run(run_dirs: list[str], array: bool, secrets: bool = False,
@@ -324,9 +324,10 @@ class SlurmBackend:
         """The job's own log (``slurm-<job>_<task>.out`` beside its script) for a run whose
         command never started, so its run directory has no stdout.log: what stopped it
         first (a run table it could not read, a missing secrets file). None while it is
-        queued, and through a login node (the job log stays on the cluster)."""
+        queued or running (its logs may still begin), and through a login node (the job
+        log stays on the cluster)."""
         job = SlurmJob.of(member.handle)
-        if job.job_id is None or job.remote or not job.launch:
+        if job.job_id is None or job.remote or not job.launch or member.status not in ENDED:
             return None
         name = f"slurm-{job.job_id}" + (f"_{job.task}" if job.task is not None else "") + ".out"
         try:
@@ -520,10 +521,13 @@ class SlurmBackend:
         }
         custom = first.settings.get("template")
         # Apply writes the run directories itself (no table) through a login node, where
-        # they travel in the upload, and for a container: its runs find runspec in the
-        # image, and the batch step, outside it, may have no Python with runspec.
-        table = None if where.node or first.container_image else f"{launch_dir}/" + \
-            table_name([(run.key, run.digest) for run in runs], context.manifest_digest)
+        # they travel in the upload, and where the batch step may have no Python with
+        # runspec before the run's own set-up: a container (its runs find runspec in the
+        # image) and startup_commands (`module load`, a venv: they run in launch.sh).
+        own_python = not (first.container_image or first.startup_commands)
+        table = f"{launch_dir}/" + table_name([(run.key, run.digest) for run in runs],
+                                              context.manifest_digest) \
+            if where.node is None and own_python else None
         selected = select_run([run.run_dir for run in runs], array, bool(first.secrets),
                               where.lib, table)
         script = _template(custom, root).render(
@@ -767,7 +771,8 @@ class SlurmBackend:
             job = SlurmJob.of(member.handle)
             known = found.get(job.tag or "")
             if known:
-                member.handle = SlurmJob(known, job.task, remote=job.remote).record()
+                member.handle = SlurmJob(known, job.task, launch=job.launch,
+                                         remote=job.remote).record()
 
     def cancel_many(self, members, root: Path) -> None:
         for node, group in _by_login_node(members).items():

@@ -231,13 +231,15 @@ def test_a_submission_whose_answer_was_lost_is_found_again_by_its_tag(project):
     tag = next(line.split()[1] for line in queue.splitlines()
                if line.split()[0] == job_id).removeprefix("runspec:")
     for member in state.members.values():  # what a crash right after sbatch leaves behind
-        member.handle = {"launch": "x", "tag": tag, "task": member.handle["task"]}
+        member.handle = {"launch": "runs/sl/main", "tag": tag, "task": member.handle["task"]}
         member.status = "submitted"
     store.write(state)
     status = invoke("status", "run.toml", cwd=project)
     assert status.exit_code == 0, status.output
     recovered = store.read().members
     assert {m.handle["job_id"] for m in recovered.values()} == {job_id}
+    # Where the job log is (runspec logs of a task that stopped early) is kept as well.
+    assert {m.handle["launch"] for m in recovered.values()} == {"runs/sl/main"}
     assert sorted(m.handle["task"] for m in recovered.values()) == [0, 1]
     assert invoke("plan", "run.toml", cwd=project).stdout.count("No changes.") == 1
     invoke("cancel", "run.toml", cwd=project)
