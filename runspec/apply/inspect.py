@@ -230,6 +230,11 @@ def log_lines(target: Tracked, member: Member, follow: bool, poll_s: float = 0.5
             return
         refresh_state(State(target.name, members={member.key: member}), target.root)
         if member.status not in ACTIVE:
+            if not (run_dir / "stdout.log").exists():  # it ended before its command began
+                text = backend.log_text(member, target.root)
+                if text:
+                    yield text
+                return
             follow = False  # one last read above, then stop
             continue
         time.sleep(poll_s)
