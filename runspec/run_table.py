@@ -102,10 +102,12 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[1].isdigit():
         print("usage: python -m runspec.run_table TABLE INDEX", file=sys.stderr)
         return 2
+    from runspec.measure.files import os_reason
+
     try:
         unpack(Path(argv[0]), int(argv[1]))
     except (OSError, ValueError, KeyError, TableError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        reason = os_reason(error) if isinstance(error, OSError) else error
         print(f"runspec: cannot write this task's run directory from {argv[0]}: {reason}",
               file=sys.stderr)
         return 1

@@ -2,8 +2,8 @@
 
 Every submission is written to the state: an intent (with the tag that finds its job)
 before anything is sent, the handle after (a Slurm array's with the next write, at the
-latest when the apply ends), so a crash mid-apply neither submits twice nor forgets a job. Local runs
-are started here with bounded parallelism in campaign order; Slurm and Ray launches are
+latest when the apply ends), so a crash mid-apply neither submits twice nor forgets a
+job. Local runs are started here with bounded parallelism in campaign order; Slurm and Ray launches are
 handed to their backends. Nothing in the plan stages is repeated here: the requests that
 ``plan`` showed are the requests that are sent.
 """

@@ -6,7 +6,8 @@ directory by ``$SLURM_ARRAY_TASK_ID`` from a list inside the script (which Slurm
 at submission, so a later apply cannot change what a pending task runs), under ``srun``
 (with pyxis container flags when the profile names an image). The task writes that run
 directory itself when it starts, from the launch's run table (run_table.py), which apply
-writes instead of 1,000 directories. The campaign is kept inside
+writes instead of 1,000 directories (except where the batch step may lack runspec's
+Python, and through a login node: see ``_render_array``). The campaign is kept inside
 the array (templates/run.sh.j2): index = plan order, one task at a time where order or
 gaps matter, each task sleeping its gap before its run starts, a failed run started again
 up to ``retries`` times; ``launch = "ray"`` starts a Ray cluster on the job's nodes first. Every interpolated value

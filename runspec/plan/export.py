@@ -15,17 +15,17 @@ from runspec.state.store import State
 def write_rendered(plan: Plan, out_dir: Path, campaigns: dict[str, Campaign]) -> list[Path]:
     """Files of every run (config.yaml, job.yaml, the backend's request) and of the launches
     that would submit all of them, under ``out_dir`` mirroring the run directories; a
-    launch's run table too (run_table.py), so its script runs as written."""
+    launch's run table too (run_table.py), beside them."""
     written: list[Path] = []
     for run in plan.runs:
         for name, text in run.files.items():
             written.append(_write(out_dir / run.run_dir / name, text))
     everything = diff_plan(plan, State(plan.name))
+    by_key = plan.by_key()
     for launch in plan_launches(plan, everything, campaigns):
         for name, text in launch.files.items():
             written.append(_write(out_dir / launch.directory / name, text))
         if launch.table:
-            by_key = plan.by_key()
             run_table.write(out_dir / launch.table,
                             [(by_key[k].run_dir, by_key[k].files) for k in launch.keys])
             written.append(out_dir / launch.table)
